@@ -1,0 +1,23 @@
+//! Origami's bottom layer: the bytes of a virtual machine, read from outside.
+//!
+//! Everything above reads through [`ReadAt`]: positional, `&self` reads that many threads
+//! share, which fail with an error naming the source and offset rather than invent bytes.
+//! A [`FileSource`] reads a host file with `pread`; a [`Slice`] is a sub-range (a partition).
+//!
+//! ```
+//! use origami_core::{ReadAt, Slice};
+//!
+//! let disk: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+//! let part = Slice::new(disk, 512, 1024, "p1").unwrap();
+//! let mut sector = [0u8; 4];
+//! part.read_at(0, &mut sector).unwrap();
+//! assert_eq!(sector, [0, 1, 2, 3]);
+//! assert!(part.read_at(1022, &mut sector).is_err()); // past the end: an error, not zeros
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod read;
+
+pub use error::{Error, Result};
+pub use read::{check_range, FileSource, ReadAt, Slice};
