@@ -7,5 +7,8 @@
 //! ```
 #![warn(missing_docs)]
 
+mod error;
+
+pub use error::{Error, Result};
 /// The frame model, re-exported for callers that only link this crate.
 pub use origami_frame as frame;
