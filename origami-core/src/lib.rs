@@ -16,8 +16,16 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cache;
 mod error;
+pub mod image;
+mod mmap;
+pub mod partition;
 mod read;
 
 pub use error::{Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};
+
+pub use cache::BlockCache;
+pub use image::{Image, ImageFormat, Qcow2Image};
+pub use mmap::MmapSource;
