@@ -1,0 +1,2 @@
+//! Linux guests from memory alone.
+pub mod btf;
