@@ -1,2 +1,3 @@
 //! Linux guests from memory alone.
 pub mod btf;
+pub mod kallsyms;
