@@ -17,6 +17,8 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod memory;
+pub mod paging;
 mod read;
 
 pub use error::{Error, Result};
