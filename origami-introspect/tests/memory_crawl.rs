@@ -18,6 +18,9 @@ fn crawl(dump: &MemoryDump, opts: &LinuxOptions) -> Frame {
     f
 }
 
+/// (protocol, local address, local port, remote address, remote port, state, pid).
+type SocketKey = (String, String, u16, String, u16, String, Option<u32>);
+
 /// Compares a frame with truth.json; returns the mismatches.
 fn compare(frame: &Frame, truth: &Value) -> Vec<String> {
     let mut bad = Vec::new();
@@ -60,7 +63,7 @@ fn compare(frame: &Frame, truth: &Value) -> Vec<String> {
             bad.push(format!("process {pid}: got {g:?}, want {p}"));
         }
     }
-    let got: BTreeSet<(String, String, u16, String, u16, String, Option<u32>)> = frame
+    let got: BTreeSet<SocketKey> = frame
         .connection
         .iter()
         .map(|c| {

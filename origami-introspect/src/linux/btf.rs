@@ -471,7 +471,7 @@ impl Header {
                 format!("version {} header length {}", h.version, h.hdr_len),
             ));
         }
-        if h.type_off % 4 != 0 || h.type_len % 4 != 0 || h.str_len == 0 {
+        if !h.type_off.is_multiple_of(4) || !h.type_len.is_multiple_of(4) || h.str_len == 0 {
             return Err(malformed(
                 "offset 8".into(),
                 "misaligned type section or empty string section",

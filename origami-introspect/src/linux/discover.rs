@@ -164,13 +164,39 @@ pub fn read_window(phys: &dyn PhysicalMemory, start: u64, len: u64) -> Result<Ve
 
 /// The physical addresses of `Linux version ` banners that look like `linux_banner`
 /// (printable, ending in a newline and NUL), in address order.
-pub fn find_banners(phys: &dyn PhysicalMemory, max: usize) -> Result<Vec<u64>> {
+/// `windows` (physical `[start, end)`) limits the search; `None` searches all of RAM.
+pub fn find_banners(
+    phys: &dyn PhysicalMemory,
+    windows: Option<&[(u64, u64)]>,
+    max: usize,
+) -> Result<Vec<u64>> {
     const NEEDLE: &[u8] = b"Linux version ";
     const CHUNK: u64 = 8 << 20;
     let finder = memchr::memmem::Finder::new(NEEDLE);
     let mut out = Vec::new();
     let mut buf = vec![0u8; (CHUNK as usize) + MAX_BANNER];
+    let mut spans = Vec::new();
     for r in phys.ranges() {
+        match windows {
+            None => spans.push((r.start, r.end)),
+            Some(ws) => spans.extend(ws.iter().filter_map(|&(a, b)| {
+                let (lo, hi) = (a.max(r.start), b.min(r.end));
+                (lo < hi).then_some((lo, hi))
+            })),
+        }
+    }
+    spans.sort_unstable();
+    // Merge overlapping windows so no byte is searched twice.
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let spans = merged;
+    for (start, end) in spans {
+        let r = origami_core::memory::PhysRange { start, end };
         let mut at = r.start;
         while at < r.end {
             let len = (r.end - at).min(CHUNK + MAX_BANNER as u64) as usize;
@@ -187,7 +213,10 @@ pub fn find_banners(phys: &dyn PhysicalMemory, max: usize) -> Result<Vec<u64>> {
                     if s.ends_with(b"\n")
                         && s.iter().all(|&c| c == b'\n' || (0x20..0x7f).contains(&c))
                     {
-                        out.push(at + pos as u64);
+                        let hit = at + pos as u64;
+                        if !out.contains(&hit) {
+                            out.push(hit);
+                        }
                         if out.len() >= max {
                             return Ok(out);
                         }
@@ -252,7 +281,7 @@ impl Placement {
 
 fn check_placement(p: &Placement) -> Result<()> {
     let ip = p.image_phys();
-    if ip % IMAGE_ALIGN != 0 || p.banner_virt < START_KERNEL_MAP {
+    if !ip.is_multiple_of(IMAGE_ALIGN) || p.banner_virt < START_KERNEL_MAP {
         return Err(bad(
             "linux_banner",
             p.banner_virt,
@@ -325,7 +354,12 @@ fn find_banner_virt(view: &DumpView<'_>, banner_phys: u64, rel_root: i64) -> Res
             let vm = VirtualMemory::new(view.phys, r, mode);
             for k in 0..(KERNEL_IMAGE_SIZE / IMAGE_ALIGN) {
                 let v = START_KERNEL_MAP + k * IMAGE_ALIGN + low;
-                if vm.translate(v).ok() == Some(banner_phys) {
+                // The top page table must sit, virtually too, where the symbols put it
+                // relative to the banner: a banner copy elsewhere (the printk buffer)
+                // fails this.
+                if vm.translate(v).ok() == Some(banner_phys)
+                    && vm.translate(v.wrapping_add(rel_root as u64)).ok() == Some(root)
+                {
                     return Ok(Placement {
                         banner_phys,
                         banner_virt: v,
@@ -448,6 +482,31 @@ fn find_btf(
     Err(nodata("no BTF with task_struct in the kernel image"))
 }
 
+/// Physical windows likely to hold the kernel image: from VMCOREINFO's `phys_base` and
+/// `_stext`, and from any CPU that was executing kernel code (its RIP through its CR3).
+fn image_hints(view: &DumpView<'_>) -> Vec<(u64, u64)> {
+    let mut w = Vec::new();
+    if let Some(vi) = view.vmcoreinfo {
+        if let (Some(ip), Some(stext)) = (vi.number("phys_base"), vi.symbol("_stext")) {
+            let p = stext.wrapping_sub(START_KERNEL_MAP).wrapping_add(ip as u64);
+            w.push((p, p.saturating_add(WINDOW_AFTER + WINDOW_BEFORE)));
+        }
+    }
+    for c in view.cpus {
+        let in_image = (START_KERNEL_MAP..START_KERNEL_MAP + KERNEL_IMAGE_SIZE).contains(&c.rip);
+        if let (true, Some(mode)) = (in_image, c.paging_mode()) {
+            let vm = VirtualMemory::new(view.phys, c.page_table_root(), mode);
+            if let Ok(p) = vm.translate(c.rip) {
+                w.push((
+                    p.saturating_sub(WINDOW_AFTER),
+                    p.saturating_add(WINDOW_AFTER + WINDOW_BEFORE),
+                ));
+            }
+        }
+    }
+    w
+}
+
 /// Discovers the kernel: placement, root, symbols, layouts (from the cache when it holds
 /// this build).
 pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
@@ -474,138 +533,162 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
         None => None,
     };
 
-    // 1. The banner: where VMCOREINFO's numbers put it, else by search.
+    // 1. The banner: first near where the dump says the kernel runs, then anywhere.
     let t = Instant::now();
+    let hints = image_hints(view);
+    let hinted = if hints.is_empty() {
+        Vec::new()
+    } else {
+        find_banners(phys, Some(&hints), MAX_BANNERS)?
+    };
+    timings.push(("kernel.banner".to_string(), ms(t)));
+    let mut last_err = nodata("no `Linux version` banner in memory");
+    for round in 0..2 {
+        let banners = if round == 0 {
+            hinted.clone()
+        } else {
+            let t = Instant::now();
+            let all = find_banners(phys, None, MAX_BANNERS)?;
+            timings.push(("kernel.banner_search".to_string(), ms(t)));
+            all.into_iter().filter(|b| !hinted.contains(b)).collect()
+        };
+        // A cached build first (cheap to check), then recovery from memory.
+        for cache_only in [true, false] {
+            for &bp in &banners {
+                match kernel_at(view, opts, map.as_ref(), bp, cache_only, &mut timings) {
+                    Ok(mut k) => {
+                        k.timings.push(("kernel.total".to_string(), ms(t_all)));
+                        return Ok(k);
+                    }
+                    Err(e) => last_err = e,
+                }
+            }
+        }
+    }
+    Err(last_err)
+}
+
+/// Tries the banner at `bp`: symbols, placement, layouts, root.
+fn kernel_at(
+    view: &DumpView<'_>,
+    opts: &LinuxOptions,
+    map: Option<&SymbolTable>,
+    bp: u64,
+    cache_only: bool,
+    timings: &mut Vec<(String, f64)>,
+) -> Result<Kernel> {
+    let phys = view.phys;
     let vi = view.vmcoreinfo;
     let vi_image_phys = vi.and_then(|v| v.number("phys_base")).map(|n| n as u64);
     let vi_offset = vi.and_then(|v| v.kernel_offset());
-    let mut banners = find_banners(phys, MAX_BANNERS)?;
-    if banners.is_empty() {
-        return Err(nodata("no `Linux version` banner in memory"));
-    }
-    // With VMCOREINFO the banner inside the kernel image comes first.
-    if let (Some(ip), Some(rel)) = (vi_image_phys, vi.and_then(|v| v.osrelease())) {
-        let _ = rel;
-        banners.sort_by_key(|b| b.wrapping_sub(ip) >= KERNEL_IMAGE_SIZE);
-    }
-    timings.push(("kernel.banner".to_string(), ms(t)));
-
     // 2. The cache, keyed by the banner text.
-    let mut last_err = nodata("no banner led to a kernel");
-    for &bp in &banners {
-        let banner = read_banner(phys, bp)?;
-        let release = release_of(&banner);
-        let cached = if opts.use_cache {
-            cache::load(opts, &banner)
-        } else {
-            None
-        };
-        let t = Instant::now();
-        let found = match (&map, cached) {
-            (None, Some(entry)) => from_cache(view, bp, &entry, vi_image_phys, vi_offset)
-                .map(|(p, s)| (p, s, Some(entry.layout), SymbolSource::Cache)),
-            (Some(m), cached) => from_map(view, bp, m, vi_image_phys, vi_offset)
-                .map(|(p, s)| (p, s, cached.map(|c| c.layout), SymbolSource::SystemMap)),
-            (None, None) => from_kallsyms(view, bp, vi_image_phys)
-                .map(|(p, s)| (p, s, None, SymbolSource::Kallsyms)),
-        };
-        let (place, symbols, layout, source) = match found {
-            Ok(x) => x,
-            Err(e) => {
-                last_err = e;
-                continue;
-            }
-        };
-        timings.push(("kernel.symbols".to_string(), ms(t)));
+    let banner = read_banner(phys, bp)?;
+    let release = release_of(&banner);
+    let cached = if opts.use_cache {
+        cache::load(opts, &banner)
+    } else {
+        None
+    };
+    if cache_only && (cached.is_none() || map.is_some()) {
+        return Err(nodata("no cache entry for this banner"));
+    }
+    let t = Instant::now();
+    let found = match (map, cached) {
+        (None, Some(entry)) => from_cache(view, bp, &entry, vi_image_phys, vi_offset)
+            .map(|(p, s)| (p, s, Some(entry.layout), SymbolSource::Cache)),
+        (Some(m), cached) => from_map(view, bp, m, vi_image_phys, vi_offset)
+            .map(|(p, s)| (p, s, cached.map(|c| c.layout), SymbolSource::SystemMap)),
+        (None, None) => from_kallsyms(view, bp, vi_image_phys)
+            .map(|(p, s)| (p, s, None, SymbolSource::Kallsyms)),
+    };
+    let (place, symbols, layout, source) = found?;
+    timings.push(("kernel.symbols".to_string(), ms(t)));
 
-        let t = Instant::now();
-        let from_cache = layout.is_some();
-        let layout = match layout {
-            Some(l) => l,
-            None => Layout::from_btf(&find_btf(phys, &symbols, &place, None)?),
-        };
-        timings.push(("kernel.btf".to_string(), ms(t)));
+    let t = Instant::now();
+    let from_cache = layout.is_some();
+    let layout = match layout {
+        Some(l) => l,
+        None => Layout::from_btf(&find_btf(phys, &symbols, &place, None)?),
+    };
+    timings.push(("kernel.btf".to_string(), ms(t)));
 
-        // 3. Direct map, paging mode and the root, checked by translating the banner.
-        let t = Instant::now();
-        let pob_sym = symbols.get("page_offset_base");
-        let mut page_offset_base = match pob_sym {
-            Some(s) => {
-                let mut b = [0u8; 8];
-                phys.read_phys(place.phys_of(s), &mut b)?;
-                u64::from_le_bytes(b)
-            }
-            None => 0,
-        };
-        let itp = symbols
-            .get("init_top_pgt")
-            .map(|v| place.phys_of(v))
-            .into_iter()
-            .collect::<Vec<_>>();
-        let (root, mode) = find_root(view, &itp, place.banner_virt, bp)?;
-        if page_offset_base == 0 {
-            page_offset_base = match mode {
-                PagingMode::Level4 => 0xffff_8880_0000_0000,
-                PagingMode::Level5 => 0xff11_0000_0000_0000,
-            };
+    // 3. Direct map, paging mode and the root, checked by translating the banner.
+    let t = Instant::now();
+    let pob_sym = symbols.get("page_offset_base");
+    let mut page_offset_base = match pob_sym {
+        Some(s) => {
+            let mut b = [0u8; 8];
+            phys.read_phys(place.phys_of(s), &mut b)?;
+            u64::from_le_bytes(b)
         }
-        timings.push(("kernel.paging".to_string(), ms(t)));
-        let text = symbols.get("_text").unwrap_or(DEFAULT_TEXT_LINK);
-        let kaslr_offset = match (&map, vi_offset) {
-            (_, Some(o)) => o,
-            (Some(m), None) => text.wrapping_sub(m.get("_text").unwrap_or(DEFAULT_TEXT_LINK)),
-            (None, None) => text.wrapping_sub(DEFAULT_TEXT_LINK),
+        None => 0,
+    };
+    let itp = symbols
+        .get("init_top_pgt")
+        .map(|v| place.phys_of(v))
+        .into_iter()
+        .collect::<Vec<_>>();
+    let (root, mode) = find_root(view, &itp, place.banner_virt, bp)?;
+    if page_offset_base == 0 {
+        page_offset_base = match mode {
+            PagingMode::Level4 => 0xffff_8880_0000_0000,
+            PagingMode::Level5 => 0xff11_0000_0000_0000,
         };
-        if kaslr_offset % IMAGE_ALIGN != 0 {
+    }
+    timings.push(("kernel.paging".to_string(), ms(t)));
+    let text = symbols.get("_text").unwrap_or(DEFAULT_TEXT_LINK);
+    let kaslr_offset = match (&map, vi_offset) {
+        (_, Some(o)) => o,
+        (Some(m), None) => text.wrapping_sub(m.get("_text").unwrap_or(DEFAULT_TEXT_LINK)),
+        (None, None) => text.wrapping_sub(DEFAULT_TEXT_LINK),
+    };
+    if kaslr_offset % IMAGE_ALIGN != 0 {
+        return Err(bad(
+            "_text",
+            text,
+            format!("KASLR offset {kaslr_offset:#x} is not 2 MiB-aligned"),
+        ));
+    }
+    if let (Some(vo), true) = (vi_offset, symbols.get("_text").is_some()) {
+        if text.wrapping_sub(vo)
+            != map
+                .as_ref()
+                .and_then(|m| m.get("_text"))
+                .unwrap_or(DEFAULT_TEXT_LINK)
+        {
             return Err(bad(
                 "_text",
                 text,
-                format!("KASLR offset {kaslr_offset:#x} is not 2 MiB-aligned"),
+                format!("VMCOREINFO KERNELOFFSET {vo:#x} disagrees with the symbols"),
             ));
         }
-        if let (Some(vo), true) = (vi_offset, symbols.get("_text").is_some()) {
-            if text.wrapping_sub(vo)
-                != map
-                    .as_ref()
-                    .and_then(|m| m.get("_text"))
-                    .unwrap_or(DEFAULT_TEXT_LINK)
-            {
-                return Err(bad(
-                    "_text",
-                    text,
-                    format!("VMCOREINFO KERNELOFFSET {vo:#x} disagrees with the symbols"),
-                ));
-            }
-        }
-        if opts.use_cache && source != SymbolSource::Cache {
-            let entry = CacheEntry::new(
-                &banner,
-                place.banner_virt,
-                place.banner_virt.wrapping_sub(kaslr_offset),
-                &symbols,
-                &layout,
-            );
-            cache::store(opts, &entry);
-        }
-        timings.push(("kernel.total".to_string(), ms(t_all)));
-        return Ok(Kernel {
-            banner,
-            release,
-            banner_phys: bp,
-            image_phys: place.image_phys(),
-            kaslr_offset,
-            page_offset_base,
-            mode,
-            root,
-            symbols,
-            layout,
-            symbol_source: source,
-            from_cache,
-            had_vmcoreinfo: vi.is_some(),
-            timings,
-        });
     }
-    Err(last_err)
+    if opts.use_cache && source != SymbolSource::Cache {
+        let entry = CacheEntry::new(
+            &banner,
+            place.banner_virt,
+            place.banner_virt.wrapping_sub(kaslr_offset),
+            &symbols,
+            &layout,
+        );
+        cache::store(opts, &entry);
+    }
+    Ok(Kernel {
+        banner,
+        release,
+        banner_phys: bp,
+        image_phys: place.image_phys(),
+        kaslr_offset,
+        page_offset_base,
+        mode,
+        root,
+        symbols,
+        layout,
+        symbol_source: source,
+        from_cache,
+        had_vmcoreinfo: vi.is_some(),
+        timings: timings.clone(),
+    })
 }
 
 /// Symbols recovered from kallsyms in memory around the banner at `bp`.
@@ -631,15 +714,19 @@ fn from_kallsyms(
     let start = bp.saturating_sub(WINDOW_BEFORE);
     let w = read_window(phys, start, WINDOW_BEFORE + WINDOW_AFTER)?;
     let t = kallsyms::find_tables(&w)?;
-    let syms = SymbolTable::from_symbols(kallsyms::decode(&w, &t)?);
-    let bv = syms
-        .get("linux_banner")
+    let all = kallsyms::decode(&w, &t)?;
+    // Check the banner before building the table: a decoy banner is rejected cheaply.
+    let bv = all
+        .iter()
+        .find(|s| s.name == "linux_banner")
+        .map(|s| s.address)
         .ok_or_else(|| nodata("kallsyms has no linux_banner"))?;
     let p = Placement {
         banner_phys: bp,
         banner_virt: bv,
     };
     check_placement(&p)?;
+    let syms = SymbolTable::from_symbols(all);
     check_symbols(&syms, &p)?;
     Ok((p, syms))
 }

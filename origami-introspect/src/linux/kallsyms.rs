@@ -466,7 +466,7 @@ mod tests {
         for k in 0..names.len() {
             w.extend_from_slice(&(-(k as i32) - 1).to_le_bytes());
         }
-        while w.len() % 8 != 0 {
+        while !w.len().is_multiple_of(8) {
             w.push(0);
         }
         w.extend_from_slice(&base.to_le_bytes());
@@ -481,13 +481,13 @@ mod tests {
             w.push(name.len() as u8);
             w.extend_from_slice(name.as_bytes());
         }
-        while w.len() % 8 != 0 {
+        while !w.len().is_multiple_of(8) {
             w.push(0);
         }
         for m in marks {
             w.extend_from_slice(&m.to_le_bytes());
         }
-        while w.len() % 8 != 0 {
+        while !w.len().is_multiple_of(8) {
             w.push(0);
         }
         let table = w.len();
@@ -502,7 +502,7 @@ mod tests {
             w.push(b);
             w.push(0);
         }
-        while w.len() % 8 != 0 {
+        while !w.len().is_multiple_of(8) {
             w.push(0);
         }
         for i in index {

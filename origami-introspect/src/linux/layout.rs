@@ -123,7 +123,13 @@ pub const NEEDS: &[Need] = &[
 ];
 
 /// Optional extras a feature uses when the kernel has them (no error when absent).
-pub const OPTIONAL_FIELDS: &[&str] = &["module.init_layout.size", "module_memory.size"];
+pub const OPTIONAL_FIELDS: &[&str] = &[
+    "module.init_layout.size",
+    "module_memory.size",
+    // Kernel threads' full names (6.1+), which /proc shows instead of the 15-byte comm.
+    "task_struct.worker_private|set_child_tid",
+    "kthread.full_name",
+];
 
 /// Every symbol any feature needs (what a cache entry keeps).
 pub fn needed_symbols() -> impl Iterator<Item = &'static str> {

@@ -25,6 +25,9 @@ pub const MAX_CMDLINE: u64 = 128 << 10;
 /// `PF_KTHREAD`.
 const PF_KTHREAD: u32 = 0x0020_0000;
 
+/// `PF_WQ_WORKER`.
+const PF_WQ_WORKER: u32 = 0x20;
+
 /// `PID_MAX_LIMIT` on 64-bit.
 const PID_MAX: u32 = 4 << 20;
 
@@ -120,8 +123,17 @@ fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
             format!("implausible task (pid {pid}, tgid {tgid}, ppid {ppid})"),
         ));
     }
-    let comm =
+    let mut comm =
         String::from_utf8_lossy(comm_raw.get(..nul.unwrap_or(0)).unwrap_or_default()).into_owned();
+    // /proc shows a kernel thread's full name, except for workqueue workers (PF_WQ_WORKER),
+    // whose comm it shows with the work's description appended.
+    if flags & PF_KTHREAD != 0 && flags & PF_WQ_WORKER == 0 && comm.len() + 1 == comm_raw.len() {
+        if let Some(full) = kthread_full_name(k, km, addr) {
+            if full.starts_with(&comm) {
+                comm = full;
+            }
+        }
+    }
     Ok(Task {
         addr,
         pid,
@@ -135,6 +147,22 @@ fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
         mm,
         files,
     })
+}
+
+/// A kernel thread's full name (`struct kthread.full_name`), when it was truncated in comm.
+fn kthread_full_name(k: &Kernel, km: &Kmem<'_>, task: u64) -> Option<String> {
+    let l = &k.layout;
+    let kt = km
+        .u64(task + l.off("task_struct.worker_private|set_child_tid").ok()?)
+        .ok()?;
+    if kt == 0 {
+        return None;
+    }
+    let name = km.u64(kt + l.off("kthread.full_name").ok()?).ok()?;
+    if name == 0 {
+        return None;
+    }
+    km.cstr(name, 64).ok().filter(|s| !s.is_empty())
 }
 
 /// Walks the task list: every thread-group leader but `init_task`, and the errors met.
