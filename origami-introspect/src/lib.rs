@@ -12,3 +12,4 @@ mod error;
 pub use error::{Error, Result};
 /// The frame model, re-exported for callers that only link this crate.
 pub use origami_frame as frame;
+pub mod linux;
