@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod fs;
 
 pub use error::{Error, Result};
 /// The frame model, re-exported for callers that only link this crate.
