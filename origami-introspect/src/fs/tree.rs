@@ -229,7 +229,8 @@ impl GuestTree {
         })
     }
 
-    fn read_link_canonical(&self, path: &[u8]) -> Result<Vec<u8>> {
+    /// The target of the symlink at canonical `path` (as given by [`GuestTree::walk`]).
+    pub fn read_link_canonical(&self, path: &[u8]) -> Result<Vec<u8>> {
         let (m, inner) = self.locate(path);
         let target = m.fs.read_link(&inner).map_err(|e| rename(e, path))?;
         if target.len() > MAX_LINK_TARGET {
