@@ -178,6 +178,28 @@ fn fat_images_match_manifest() {
     }
 }
 
+/// With checksum verification on, the same tree reads the same (metadata_csum is set on
+/// the synthetic ext4 image).
+#[test]
+fn ext4_with_checksums_verified() {
+    use origami_introspect::fs::{Ext4Fs, Ext4Options};
+    let fx = origami_testsupport::require_fixtures!();
+    let src = Arc::new(FileSource::open(fx.path("synth/ext4-4k.img")).unwrap());
+    let fs = Ext4Fs::open_with(
+        src,
+        Ext4Options {
+            verify_checksums: true,
+        },
+    )
+    .unwrap();
+    let tree = GuestTree::single(Box::new(fs));
+    let checked = walk(&tree);
+    let src = Arc::new(FileSource::open(fx.path("synth/ext4-4k.img")).unwrap());
+    let plain = walk(&GuestTree::single(open_filesystem(src).unwrap()));
+    assert_eq!(checked, plain);
+    assert_eq!(checked.len(), 341); // the manifest's 340 entries and /lost+found
+}
+
 #[test]
 fn resolution_stays_inside_the_guest() {
     let fx = origami_testsupport::require_fixtures!();

@@ -35,7 +35,7 @@ pub mod fstab;
 mod path;
 mod tree;
 
-pub use ext4::Ext4Fs;
+pub use ext4::{Ext4Fs, Ext4Options};
 pub use fat::FatFs;
 pub use path::{display_path, join_path};
 pub use tree::{GuestTree, Mount, Resolved, WalkControl, WalkEntry, WalkLimits, MAX_SYMLINKS};

@@ -1,0 +1,44 @@
+//! Crawling the fixture Debian guest: all disk sections, with and without sha256.
+//!
+//! Compare with the floor, a native full-metadata scan of the same root file system
+//! (`e2fsck -fn rootfs.ext4`), and with `virt-inspector` where libguestfs runs; the
+//! figures are in the crate's report. Inputs: `debian/disk-gpt.qcow2` (the guest as a
+//! hypervisor stores it) and `debian/rootfs.ext4` (the bare root file system).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use origami_frame::Section;
+use origami_introspect::{CrawlOptions, Crawler, Target};
+
+fn crawl(c: &mut Criterion) {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let mut g = c.benchmark_group("crawl");
+    g.sample_size(10);
+    for image in ["debian/rootfs.ext4"] {
+        let target = Target::disk(fx.path(image));
+        let name = image.rsplit('/').next().unwrap_or(image);
+        for hash in [false, true] {
+            let crawler = Crawler::new(CrawlOptions::builder().hash_files(hash).build().unwrap());
+            let frame = crawler.crawl(&target).unwrap();
+            assert!(frame.meta.errors.is_empty(), "{:?}", frame.meta.errors);
+            let label = if hash { "all+sha256" } else { "all" };
+            g.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| crawler.crawl(&target).unwrap())
+            });
+        }
+        let files_only = Crawler::new(
+            CrawlOptions::builder()
+                .sections([Section::File])
+                .build()
+                .unwrap(),
+        );
+        g.bench_function(format!("{name}/file-metadata"), |b| {
+            b.iter(|| files_only.crawl(&target).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, crawl);
+criterion_main!(benches);
