@@ -16,3 +16,4 @@ pub use crawler::{CrawlOptions, CrawlOptionsBuilder, Crawler, Target, DISK_SECTI
 pub use error::{Error, Result};
 /// The frame model, re-exported for callers that only link this crate.
 pub use origami_frame as frame;
+pub mod linux;
