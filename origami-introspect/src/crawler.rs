@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use globset::GlobSet;
+use origami_core::partition::{read_partitions, TableKind};
 use origami_core::ReadAt;
 use origami_frame::{Frame, Section};
 
@@ -218,28 +219,61 @@ pub struct Crawler {
     options: CrawlOptions,
 }
 
-/// A disk image as a [`ReadAt`]: qcow2 and raw images are told apart by their magic.
+/// A disk image as a [`ReadAt`]: raw or qcow2 (backing chains followed), told apart by
+/// their magic.
 fn open_image(path: &Path) -> Result<Arc<dyn ReadAt>> {
-    Ok(Arc::new(origami_core::FileSource::open(path)?))
+    Ok(Arc::new(origami_core::Image::open(path)?))
+}
+
+/// The file system on `source` as a volume; `Ok(None)` when it holds none this crate reads
+/// (swap, an empty partition).
+fn volume(
+    source: Arc<dyn ReadAt>,
+    disk: usize,
+    partition: Option<PartitionInfo>,
+) -> Result<Option<Volume>> {
+    if sniff(&*source)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Volume {
+        fs: open_filesystem(source)?,
+        disk,
+        partition,
+    }))
 }
 
 /// The file systems on one disk: each partition's, or the whole disk's when it has no
 /// partition table. Partitions holding no file system this crate reads (swap, extended)
-/// are skipped.
+/// are skipped; one that fails to open is reported and the others go on.
 fn disk_volumes(disk: Arc<dyn ReadAt>, index: usize) -> (Vec<Volume>, Vec<Error>) {
     let mut volumes = Vec::new();
     let mut errors = Vec::new();
-    match sniff(&*disk) {
-        Ok(Some(_)) => match open_filesystem(disk) {
-            Ok(fs) => volumes.push(Volume {
-                fs,
-                disk: index,
-                partition: None::<PartitionInfo>,
-            }),
+    let table = match read_partitions(&*disk) {
+        Ok(t) => t,
+        Err(e) => return (volumes, vec![e.into()]),
+    };
+    if table.kind == TableKind::None {
+        match volume(disk, index, None) {
+            Ok(v) => volumes.extend(v),
             Err(e) => errors.push(e),
-        },
-        Ok(None) => {}
-        Err(e) => errors.push(e),
+        }
+        return (volumes, errors);
+    }
+    for p in table.partitions.iter().filter(|p| !p.is_extended()) {
+        let info = PartitionInfo {
+            number: p.number,
+            uuid: p.uuid.clone(),
+            label: p.label.clone(),
+            type_id: p.type_id.clone(),
+        };
+        let opened = p
+            .open(disk.clone())
+            .map_err(Error::from)
+            .and_then(|slice| volume(Arc::new(slice), index, Some(info)));
+        match opened {
+            Ok(v) => volumes.extend(v),
+            Err(e) => errors.push(e),
+        }
     }
     (volumes, errors)
 }
