@@ -29,7 +29,7 @@ use origami_frame::{Frame, Section};
 use crate::disk::{config, file, os, package, user};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble, Assembly, PartitionInfo, Volume};
-use crate::fs::{open_filesystem, sniff, GuestTree, WalkLimits};
+use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree, WalkLimits};
 
 /// What to crawl: one machine's disk images and, optionally, its memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,6 +85,7 @@ pub struct CrawlOptions {
     max_status_size: u64,
     max_passwd_size: u64,
     walk_limits: WalkLimits,
+    disk: DiskOptions,
 }
 
 impl Default for CrawlOptions {
@@ -102,6 +103,7 @@ impl Default for CrawlOptions {
             max_status_size: package::dpkg::DEFAULT_MAX_STATUS,
             max_passwd_size: user::DEFAULT_MAX_SIZE,
             walk_limits: WalkLimits::default(),
+            disk: DiskOptions::default(),
         }
     }
 }
@@ -205,6 +207,19 @@ impl CrawlOptionsBuilder {
         self
     }
 
+    /// Map raw disk images into memory rather than read them with `pread` (faster; only
+    /// for images nothing truncates while they are read, see `origami_core::MmapSource`).
+    pub fn memory_map(mut self, yes: bool) -> Self {
+        self.options.disk.memory_map = yes;
+        self
+    }
+
+    /// Verify ext4 metadata checksums (off by default, see [`Ext4Options`]).
+    pub fn verify_checksums(mut self, yes: bool) -> Self {
+        self.options.disk.ext4.verify_checksums = yes;
+        self
+    }
+
     /// The options; fails when a glob does not parse.
     pub fn build(mut self) -> Result<CrawlOptions> {
         self.options.exclude_set = config::glob_set(&self.options.exclude)?;
@@ -219,10 +234,25 @@ pub struct Crawler {
     options: CrawlOptions,
 }
 
+/// How the disks are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskOptions {
+    /// Map raw images into memory instead of reading them with `pread`.
+    pub memory_map: bool,
+    /// How ext4 file systems are read.
+    pub ext4: Ext4Options,
+}
+
 /// A disk image as a [`ReadAt`]: raw or qcow2 (backing chains followed), told apart by
-/// their magic.
-fn open_image(path: &Path) -> Result<Arc<dyn ReadAt>> {
-    Ok(Arc::new(origami_core::Image::open(path)?))
+/// their magic. A raw image is memory-mapped when asked.
+fn open_image(path: &Path, options: &mut DiskOptions) -> Result<Arc<dyn ReadAt>> {
+    let image = origami_core::Image::open(path)?;
+    if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
+        options.ext4.no_cache = true;
+        return Ok(Arc::new(origami_core::MmapSource::open(path)?));
+    }
+    options.ext4.no_cache = false;
+    Ok(Arc::new(image))
 }
 
 /// The file system on `source` as a volume; `Ok(None)` when it holds none this crate reads
@@ -231,12 +261,13 @@ fn volume(
     source: Arc<dyn ReadAt>,
     disk: usize,
     partition: Option<PartitionInfo>,
+    ext4: Ext4Options,
 ) -> Result<Option<Volume>> {
     if sniff(&*source)?.is_none() {
         return Ok(None);
     }
     Ok(Some(Volume {
-        fs: open_filesystem(source)?,
+        fs: open_filesystem_with(source, ext4)?,
         disk,
         partition,
     }))
@@ -245,7 +276,11 @@ fn volume(
 /// The file systems on one disk: each partition's, or the whole disk's when it has no
 /// partition table. Partitions holding no file system this crate reads (swap, extended)
 /// are skipped; one that fails to open is reported and the others go on.
-fn disk_volumes(disk: Arc<dyn ReadAt>, index: usize) -> (Vec<Volume>, Vec<Error>) {
+fn disk_volumes(
+    disk: Arc<dyn ReadAt>,
+    index: usize,
+    ext4: Ext4Options,
+) -> (Vec<Volume>, Vec<Error>) {
     let mut volumes = Vec::new();
     let mut errors = Vec::new();
     let table = match read_partitions(&*disk) {
@@ -253,7 +288,7 @@ fn disk_volumes(disk: Arc<dyn ReadAt>, index: usize) -> (Vec<Volume>, Vec<Error>
         Err(e) => return (volumes, vec![e.into()]),
     };
     if table.kind == TableKind::None {
-        match volume(disk, index, None) {
+        match volume(disk, index, None, ext4) {
             Ok(v) => volumes.extend(v),
             Err(e) => errors.push(e),
         }
@@ -269,7 +304,7 @@ fn disk_volumes(disk: Arc<dyn ReadAt>, index: usize) -> (Vec<Volume>, Vec<Error>
         let opened = p
             .open(disk.clone())
             .map_err(Error::from)
-            .and_then(|slice| volume(Arc::new(slice), index, Some(info)));
+            .and_then(|slice| volume(Arc::new(slice), index, Some(info), ext4));
         match opened {
             Ok(v) => volumes.extend(v),
             Err(e) => errors.push(e),
@@ -280,12 +315,13 @@ fn disk_volumes(disk: Arc<dyn ReadAt>, index: usize) -> (Vec<Volume>, Vec<Error>
 
 /// Opens the disks of a target and assembles the guest's tree. Problems that did not stop
 /// the assembly (an unreadable partition, an fstab line naming no disk) are returned too.
-pub fn open_guest(disks: &[PathBuf]) -> Result<(Assembly, Vec<Error>)> {
+pub fn open_guest(disks: &[PathBuf], options: DiskOptions) -> Result<(Assembly, Vec<Error>)> {
     let mut volumes = Vec::new();
     let mut problems = Vec::new();
     for (i, path) in disks.iter().enumerate() {
-        let image = open_image(path)?;
-        let (v, e) = disk_volumes(image, i);
+        let mut options = options;
+        let image = open_image(path, &mut options)?;
+        let (v, e) = disk_volumes(image, i, options.ext4);
         volumes.extend(v);
         problems.extend(e);
     }
@@ -342,7 +378,7 @@ impl Crawler {
             .map(|p| p.display().to_string())
             .collect();
         let t = Instant::now();
-        let opened = open_guest(&target.disks);
+        let opened = open_guest(&target.disks, self.options.disk);
         frame.meta.timings.insert("disk".into(), millis(t));
         match opened {
             Ok((assembly, problems)) => {
