@@ -53,6 +53,16 @@ fn crawl(c: &mut Criterion) {
                 b.iter(|| files_only.crawl(&target).unwrap())
             });
         }
+        let one_thread = Crawler::new(
+            CrawlOptions::builder()
+                .hash_files(true)
+                .threads(1)
+                .build()
+                .unwrap(),
+        );
+        g.bench_function(format!("{name}/all+sha256/1-thread"), |b| {
+            b.iter(|| one_thread.crawl(&target).unwrap())
+        });
         let mapped = Crawler::new(CrawlOptions::builder().memory_map(true).build().unwrap());
         g.bench_function(format!("{name}/all+mmap"), |b| {
             b.iter(|| mapped.crawl(&target).unwrap())

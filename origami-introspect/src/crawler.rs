@@ -86,6 +86,7 @@ pub struct CrawlOptions {
     max_passwd_size: u64,
     walk_limits: WalkLimits,
     disk: DiskOptions,
+    threads: usize,
 }
 
 impl Default for CrawlOptions {
@@ -104,6 +105,9 @@ impl Default for CrawlOptions {
             max_passwd_size: user::DEFAULT_MAX_SIZE,
             walk_limits: WalkLimits::default(),
             disk: DiskOptions::default(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1),
         }
     }
 }
@@ -217,6 +221,13 @@ impl CrawlOptionsBuilder {
     /// Verify ext4 metadata checksums (off by default, see [`Ext4Options`]).
     pub fn verify_checksums(mut self, yes: bool) -> Self {
         self.options.disk.ext4.verify_checksums = yes;
+        self
+    }
+
+    /// Threads hashing files (default: the CPUs, at most 4); each opens its own handle
+    /// on the guest's disks.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.options.threads = n.max(1);
         self
     }
 
@@ -388,7 +399,10 @@ impl Crawler {
                 for note in &assembly.notes {
                     frame.record_error("disk", note.clone());
                 }
-                self.crawl_tree(&assembly.tree, &mut frame);
+                let disks = target.disks.clone();
+                let disk_options = self.options.disk;
+                let opener = move || open_guest(&disks, disk_options).map(|(a, _)| a.tree);
+                self.crawl_tree_with(&assembly.tree, &mut frame, Some(&opener));
             }
             Err(e) => frame.record_error("disk", e.to_string()),
         }
@@ -401,8 +415,18 @@ impl Crawler {
         Ok(frame)
     }
 
-    /// Runs the chosen disk sections on an assembled guest tree, into `frame`.
+    /// Runs the chosen disk sections on an assembled guest tree, into `frame` (files are
+    /// hashed on the calling thread).
     pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
+        self.crawl_tree_with(tree, frame, None);
+    }
+
+    fn crawl_tree_with(
+        &self,
+        tree: &GuestTree,
+        frame: &mut Frame,
+        opener: Option<file::TreeOpener<'_>>,
+    ) {
         let o = &self.options;
         for section in DISK_SECTIONS {
             if !o.sections.contains(&section) {
@@ -445,8 +469,9 @@ impl Crawler {
                         max_hash_size: o.max_hash_size,
                         exclude: o.exclude_set.clone(),
                         limits: o.walk_limits,
+                        hash_threads: o.threads,
                     };
-                    let (f, e) = file::crawl(tree, &opts);
+                    let (f, e) = file::crawl_parallel(tree, &opts, opener);
                     frame.file = f;
                     e
                 }

@@ -56,6 +56,7 @@ fn make_image(dir: &Path, root: &Path, size: &str) -> Option<PathBuf> {
         .arg(root)
         .arg(&img)
         .arg(size)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(st.success(), "mkfs.ext4 failed");
