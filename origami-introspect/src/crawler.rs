@@ -366,8 +366,10 @@ impl Crawler {
         &self.options
     }
 
-    /// Crawls `target` into a frame. Only a target with no disk at all is an error: a disk
-    /// that cannot be read, or a section that fails, is recorded in `_frame.errors`.
+    /// Crawls `target`'s disks into a frame. Only a target with no disk at all is an error:
+    /// a disk that cannot be read, or a section that fails, is recorded in `_frame.errors`.
+    /// (`target.memory` is listed in `_frame.source`; the memory-side sections are run by
+    /// the memory crawler.)
     pub fn crawl(&self, target: &Target) -> Result<Frame> {
         if target.disks.is_empty() {
             return Err(Error::NoRoot {

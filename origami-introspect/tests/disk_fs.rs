@@ -226,3 +226,29 @@ fn resolution_stays_inside_the_guest() {
     );
     assert!(tree.read_file(b"/large.bin", 1000).is_err());
 }
+
+/// The synthetic partitioned disks hold file systems but no guest root: the crawler finds
+/// every partition's file system (GPT p1/p2; MBR p1 and the logical p5/p6 behind the EBR
+/// chain) and says that none of them is a root.
+#[test]
+fn synthetic_disks_have_no_guest_root() {
+    use origami_introspect::{open_guest, DiskOptions, Error};
+    let fx = origami_testsupport::require_fixtures!();
+    for (image, parts) in [
+        ("synth/gpt.img", &["p1", "p2"][..]),
+        ("synth/gpt.qcow2", &["p1", "p2"]),
+        ("synth/mbr.img", &["p1", "p5", "p6"]),
+    ] {
+        match open_guest(&[fx.path(image)], DiskOptions::default()) {
+            Err(Error::NoRoot { looked_at }) => {
+                for p in parts {
+                    assert!(
+                        looked_at.contains(&format!("({p})")),
+                        "{image}: {looked_at}"
+                    );
+                }
+            }
+            other => panic!("{image}: {other:?}"),
+        }
+    }
+}

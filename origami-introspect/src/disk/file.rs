@@ -56,7 +56,7 @@ pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Resu
     let mut hasher = Sha256::new();
     loop {
         let n = reader.read(buf).map_err(|e| Error::FileSystem {
-            source_name: String::new(),
+            source_name: tree.source_of(path),
             fs: "guest",
             path: Some(display_path(path)),
             what: e.to_string(),

@@ -344,7 +344,7 @@ impl<R: Read> Read for GuardedRead<'_, R> {
         let inner = &mut self.inner;
         guarded(self.source, FS, &self.path, || {
             inner.read(buf).map_err(|e| Error::FileSystem {
-                source_name: String::new(),
+                source_name: self.source.to_string(),
                 fs: FS,
                 path: None,
                 what: e.to_string(),
