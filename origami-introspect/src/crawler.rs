@@ -436,14 +436,12 @@ impl Crawler {
             }
             let t = Instant::now();
             let errors: Vec<Error> = match section {
-                Section::Os => match os::crawl(tree) {
-                    Ok(found) => {
-                        frame.meta.hostname = found.hostname.clone();
-                        frame.os = found;
-                        Vec::new()
-                    }
-                    Err(e) => vec![e],
-                },
+                Section::Os => {
+                    let (found, e) = os::crawl(tree);
+                    frame.meta.hostname = found.hostname.clone();
+                    frame.os = found;
+                    e
+                }
                 Section::Package => {
                     let (p, e) = package::crawl_with(tree, o.max_status_size);
                     frame.package = p;
