@@ -168,3 +168,24 @@ fn vmdk_and_vhdx_are_refused_as_unsupported_formats() {
         }
     }
 }
+
+#[test]
+fn mmap_source_reads_as_pread() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let path = fx.path("synth/mbr.img");
+    let m = origami_core::MmapSource::open(&path).unwrap();
+    let f = FileSource::open(&path).unwrap();
+    assert_eq!(m.len(), f.len());
+    let (mut a, mut b) = (vec![0u8; 70_000], vec![0u8; 70_000]);
+    for off in [0u64, 511, 1 << 20, f.len() - 70_000] {
+        m.read_at(off, &mut a).unwrap();
+        f.read_at(off, &mut b).unwrap();
+        assert!(a == b, "offset {off}");
+    }
+    assert!(matches!(
+        m.read_at(f.len() - 1, &mut a[..2]),
+        Err(Error::OutOfBounds { .. })
+    ));
+}

@@ -6,6 +6,20 @@
 //! A backing chain is followed at most [`MAX_BACKING_DEPTH`] images deep; a relative
 //! backing name is resolved against the folder of the image that names it, and a chain that
 //! comes back to an image already in it is an error.
+//!
+//! ```no_run
+//! use origami_core::partition::read_partitions;
+//! use origami_core::{Image, ReadAt};
+//!
+//! let disk = Image::open("vm.qcow2")?;
+//! for p in read_partitions(&disk)?.partitions {
+//!     let part = p.open(&disk)?; // a ReadAt of the partition's bytes
+//!     let mut superblock = [0u8; 1024];
+//!     part.read_at(1024, &mut superblock)?;
+//!     println!("p{} {} {} bytes", p.number, p.type_name, part.len());
+//! }
+//! # Ok::<(), origami_core::Error>(())
+//! ```
 
 pub mod qcow2;
 
