@@ -1,8 +1,8 @@
 //! Disk images: a guest disk's bytes, whatever file format holds them.
 //!
 //! [`Image::open`] sniffs the format by its magic, never by the file name: qcow2 (v2, v3,
-//! with backing chains followed) or raw. VMDK, VHDX, VHD, VDI, QED and qcow version 1 are
-//! recognised and refused with [`Error::UnsupportedFormat`] rather than read as raw bytes.
+//! with backing chains followed), VMDK sparse extents, or raw. VMDK descriptor files, VHDX,
+//! VHD, VDI, QED and qcow version 1 are recognised and refused with [`Error::UnsupportedFormat`] rather than read as raw bytes.
 //! A backing chain is followed at most [`MAX_BACKING_DEPTH`] images deep; a relative
 //! backing name is resolved against the folder of the image that names it, and a chain that
 //! comes back to an image already in it is an error.
@@ -22,6 +22,7 @@
 //! ```
 
 pub mod qcow2;
+pub mod vmdk;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::read::{FileSource, ReadAt};
 
 pub use qcow2::{Compression, Qcow2Header, Qcow2Image};
+pub use vmdk::VmdkImage;
 
 /// How deep a backing chain may go (qemu sets no limit; real chains are a few images).
 pub const MAX_BACKING_DEPTH: usize = 32;
@@ -41,11 +43,14 @@ pub enum ImageFormat {
     Raw,
     /// QEMU copy-on-write, version 2 or 3.
     Qcow2,
+    /// VMware hosted sparse extent (`monolithicSparse`, `streamOptimized`).
+    Vmdk,
 }
 
 enum Inner {
     Raw(FileSource),
     Qcow2(Box<Qcow2Image>),
+    Vmdk(Box<VmdkImage>),
 }
 
 /// A disk image opened read-only: reads give the guest-visible bytes.
@@ -85,8 +90,8 @@ fn sniff(src: &FileSource) -> Result<ImageFormat> {
             _ => Ok(ImageFormat::Qcow2),
         };
     }
-    if head.starts_with(b"KDMV") {
-        return Err(unsupported("VMDK (sparse extent)"));
+    if head.starts_with(&vmdk::VMDK_MAGIC) {
+        return Ok(ImageFormat::Vmdk);
     }
     if head.starts_with(b"COWD") {
         return Err(unsupported("VMDK (ESX COW sparse)"));
@@ -153,6 +158,12 @@ impl Image {
                 backing: None,
                 inner: Inner::Raw(file),
             }),
+            ImageFormat::Vmdk => Ok(Image {
+                path: path.to_path_buf(),
+                format,
+                backing: None,
+                inner: Inner::Vmdk(Box::new(VmdkImage::from_source(file)?)),
+            }),
             ImageFormat::Qcow2 => {
                 let mut image = Qcow2Image::from_source(file)?;
                 let mut backing_path = None;
@@ -211,7 +222,7 @@ impl Image {
     pub fn qcow2(&self) -> Option<&Qcow2Image> {
         match &self.inner {
             Inner::Qcow2(q) => Some(q),
-            Inner::Raw(_) => None,
+            _ => None,
         }
     }
 }
@@ -221,6 +232,7 @@ impl ReadAt for Image {
         match &self.inner {
             Inner::Raw(f) => f.read_at(offset, buf),
             Inner::Qcow2(q) => q.read_at(offset, buf),
+            Inner::Vmdk(v) => v.read_at(offset, buf),
         }
     }
 
@@ -228,6 +240,7 @@ impl ReadAt for Image {
         match &self.inner {
             Inner::Raw(f) => f.len(),
             Inner::Qcow2(q) => q.len(),
+            Inner::Vmdk(v) => v.len(),
         }
     }
 
