@@ -167,16 +167,36 @@ fn vmdk_reads_as_the_raw_disk() {
 }
 
 #[test]
-fn vhdx_is_refused_as_an_unsupported_format() {
+fn vhdx_reads_as_the_raw_disk() {
     let Some(fx) = origami_testsupport::fixtures() else {
         return;
     };
-    match Image::open(fx.path("synth/gpt.vhdx")) {
-        Err(Error::UnsupportedFormat { path, format }) => {
-            assert_eq!(format, "VHDX");
-            assert_eq!(path, fx.path("synth/gpt.vhdx"));
+    let images = fx.json("images.json");
+    let (want, size) = truth_sha(&images, "synth/gpt.img");
+    let img = Image::open(fx.path("synth/gpt.vhdx")).unwrap();
+    assert_eq!(img.format(), ImageFormat::Vhdx);
+    assert_eq!(img.len(), size);
+    assert_eq!(sha256_device(&img), want);
+}
+
+#[test]
+fn other_formats_are_refused_as_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    for (magic, at, format) in [
+        (&b"# Disk DescriptorFile\n"[..], 0usize, "VMDK (descriptor)"),
+        (b"conectix", 0, "VHD (dynamic)"),
+        (b"QED\0", 0, "QED"),
+        (&[0x7f, 0x10, 0xda, 0xbe], 0x40, "VDI"),
+        (b"QFI\xfb\0\0\0\x01", 0, "qcow (version 1)"),
+    ] {
+        let mut bytes = vec![0u8; 4096];
+        bytes[at..at + magic.len()].copy_from_slice(magic);
+        let path = dir.path().join("img");
+        std::fs::write(&path, &bytes).unwrap();
+        match Image::open(&path) {
+            Err(Error::UnsupportedFormat { format: f, .. }) => assert_eq!(f, format),
+            other => panic!("{format}: {other:?}"),
         }
-        other => panic!("{other:?}"),
     }
 }
 

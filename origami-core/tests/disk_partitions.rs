@@ -102,6 +102,7 @@ fn tables_equal_sfdisk() {
     for (file, truth) in [
         ("synth/gpt-zstd.qcow2", "synth/gpt.img"),
         ("synth/gpt.vmdk", "synth/gpt.img"),
+        ("synth/gpt.vhdx", "synth/gpt.img"),
         ("debian/disk-gpt-compressed.qcow2", "debian/disk-gpt.raw"),
         ("debian/disk-overlay.qcow2", "debian/disk-gpt.raw"),
     ] {

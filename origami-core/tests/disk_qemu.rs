@@ -193,3 +193,45 @@ fn vmdk_subformats_equal_qemu() {
         Err(origami_core::Error::Unsupported { .. })
     ));
 }
+
+#[test]
+fn vhdx_subformats_equal_qemu() {
+    if !have_qemu() {
+        return;
+    }
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = fx.path("synth/mbr.img");
+    let src = src.to_str().unwrap();
+    let want = std::fs::read(src).unwrap();
+    for (sub, opts) in [
+        ("dynamic", "subformat=dynamic"),
+        ("fixed", "subformat=fixed"),
+        (
+            "dynamic-4k-8m",
+            "subformat=dynamic,log_size=1M,block_size=8M",
+        ),
+    ] {
+        let out = dir.path().join(format!("{sub}.vhdx"));
+        assert!(run(
+            "qemu-img",
+            &[
+                "convert",
+                "-O",
+                "vhdx",
+                "-o",
+                opts,
+                src,
+                out.to_str().unwrap()
+            ]
+        ));
+        let img = Image::open(&out).unwrap();
+        assert_eq!(img.format(), ImageFormat::Vhdx, "{sub}");
+        assert_eq!(img.len(), want.len() as u64, "{sub}");
+        let mut got = vec![0u8; img.len() as usize];
+        img.read_at(0, &mut got).unwrap();
+        assert!(got == want, "{sub}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Disk images: a guest disk's bytes, whatever file format holds them.
 //!
 //! [`Image::open`] sniffs the format by its magic, never by the file name: qcow2 (v2, v3,
-//! with backing chains followed), VMDK sparse extents, or raw. VMDK descriptor files, VHDX,
+//! with backing chains followed), VMDK sparse extents, VHDX, or raw. VMDK descriptor files,
 //! VHD, VDI, QED and qcow version 1 are recognised and refused with [`Error::UnsupportedFormat`] rather than read as raw bytes.
 //! A backing chain is followed at most [`MAX_BACKING_DEPTH`] images deep; a relative
 //! backing name is resolved against the folder of the image that names it, and a chain that
@@ -22,6 +22,7 @@
 //! ```
 
 pub mod qcow2;
+pub mod vhdx;
 pub mod vmdk;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::read::{FileSource, ReadAt};
 
 pub use qcow2::{Compression, Qcow2Header, Qcow2Image};
+pub use vhdx::VhdxImage;
 pub use vmdk::VmdkImage;
 
 /// How deep a backing chain may go (qemu sets no limit; real chains are a few images).
@@ -45,12 +47,15 @@ pub enum ImageFormat {
     Qcow2,
     /// VMware hosted sparse extent (`monolithicSparse`, `streamOptimized`).
     Vmdk,
+    /// Hyper-V VHDX, fixed or dynamic.
+    Vhdx,
 }
 
 enum Inner {
     Raw(FileSource),
     Qcow2(Box<Qcow2Image>),
     Vmdk(Box<VmdkImage>),
+    Vhdx(Box<VhdxImage>),
 }
 
 /// A disk image opened read-only: reads give the guest-visible bytes.
@@ -99,8 +104,8 @@ fn sniff(src: &FileSource) -> Result<ImageFormat> {
     if head.starts_with(b"# Disk DescriptorFile") {
         return Err(unsupported("VMDK (descriptor)"));
     }
-    if head.starts_with(b"vhdxfile") {
-        return Err(unsupported("VHDX"));
+    if head.starts_with(&vhdx::VHDX_MAGIC) {
+        return Ok(ImageFormat::Vhdx);
     }
     if head.starts_with(b"conectix") {
         return Err(unsupported("VHD (dynamic)"));
@@ -163,6 +168,12 @@ impl Image {
                 format,
                 backing: None,
                 inner: Inner::Vmdk(Box::new(VmdkImage::from_source(file)?)),
+            }),
+            ImageFormat::Vhdx => Ok(Image {
+                path: path.to_path_buf(),
+                format,
+                backing: None,
+                inner: Inner::Vhdx(Box::new(VhdxImage::from_source(file)?)),
             }),
             ImageFormat::Qcow2 => {
                 let mut image = Qcow2Image::from_source(file)?;
@@ -233,6 +244,7 @@ impl ReadAt for Image {
             Inner::Raw(f) => f.read_at(offset, buf),
             Inner::Qcow2(q) => q.read_at(offset, buf),
             Inner::Vmdk(v) => v.read_at(offset, buf),
+            Inner::Vhdx(v) => v.read_at(offset, buf),
         }
     }
 
@@ -241,6 +253,7 @@ impl ReadAt for Image {
             Inner::Raw(f) => f.len(),
             Inner::Qcow2(q) => q.len(),
             Inner::Vmdk(v) => v.len(),
+            Inner::Vhdx(v) => v.len(),
         }
     }
 
