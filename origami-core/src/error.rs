@@ -67,6 +67,74 @@ pub enum Error {
         /// The size of the source.
         size: u64,
     },
+    /// A memory dump is malformed, truncated or of a kind this crate does not read.
+    #[error("{source_name}: bad memory dump at offset {offset:#x}: {reason}")]
+    BadDump {
+        /// The dump file (or `<memory>`).
+        source_name: String,
+        /// Where in the file the problem is.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A guest-physical read touched an address that no range of the source holds.
+    #[error(
+        "{source_name}: no guest-physical memory at {addr:#x} (read of {len} bytes at {start:#x})"
+    )]
+    PhysicalHole {
+        /// The memory source (dump file, live RAM file).
+        source_name: String,
+        /// The first address that is missing.
+        addr: u64,
+        /// Where the read started.
+        start: u64,
+        /// How many bytes were asked for.
+        len: usize,
+    },
+    /// A virtual address has no translation: a paging entry is not present.
+    #[error("{source_name}: virtual address {vaddr:#x} is not mapped ({level} entry {entry:#x} at physical {entry_addr:#x} is not present)")]
+    NotMapped {
+        /// The physical memory source.
+        source_name: String,
+        /// The virtual address being translated.
+        vaddr: u64,
+        /// The paging level whose entry is not present (`PML5`, `PML4`, `PDPT`, `PD`, `PT`).
+        level: &'static str,
+        /// The entry's value.
+        entry: u64,
+        /// The entry's guest-physical address.
+        entry_addr: u64,
+    },
+    /// A virtual address cannot be translated for another reason (non-canonical, reserved bits).
+    #[error("{source_name}: cannot translate virtual address {vaddr:#x}: {reason}")]
+    BadTranslation {
+        /// The physical memory source.
+        source_name: String,
+        /// The virtual address being translated.
+        vaddr: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Reading guest memory through a virtual address failed in physical memory.
+    #[error("virtual address {vaddr:#x} ({what}): {source}")]
+    VirtualRead {
+        /// The virtual address being read or translated.
+        vaddr: u64,
+        /// What was read: a paging level's entry or the data.
+        what: &'static str,
+        /// The physical read's error (names the source and the physical address).
+        source: Box<Error>,
+    },
+    /// Live guest memory kept changing while it was read.
+    #[error("{source_name}: guest memory at {addr:#x} changed in each of {tries} reads (live VM)")]
+    TornRead {
+        /// The live memory source.
+        source_name: String,
+        /// Where the read started.
+        addr: u64,
+        /// How many reads were tried.
+        tries: u32,
+    },
 }
 
 /// Results of this crate.

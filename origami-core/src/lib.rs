@@ -19,7 +19,9 @@
 mod cache;
 mod error;
 pub mod image;
+pub mod memory;
 mod mmap;
+pub mod paging;
 pub mod partition;
 mod read;
 
