@@ -29,5 +29,5 @@ pub use error::{Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};
 
 pub use cache::BlockCache;
-pub use image::{Image, ImageFormat, Qcow2Image};
+pub use image::{Image, ImageFormat, Qcow2Image, VhdxImage, VmdkImage};
 pub use mmap::MmapSource;
