@@ -15,7 +15,7 @@ use origami_frame::{
     User,
 };
 use serde_json::Value;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Resolves ids that an item refers to into names found elsewhere in its frame.
 pub(crate) trait Resolve {
@@ -172,7 +172,6 @@ pub(crate) fn file_doc(f: &FileItem, r: &dyn Resolve) -> ItemDoc {
         key: f.key(),
         names: vec![lc(basename(&f.path))],
         paths: vec![lc(&f.path)],
-        exact: vec![lc(&f.path)],
         ..ItemDoc::default()
     };
     d.text.push_str(&f.path);
@@ -203,7 +202,6 @@ pub(crate) fn config_doc(c: &ConfigItem) -> ItemDoc {
         key: c.key(),
         names: vec![lc(basename(&c.path))],
         paths: vec![lc(&c.path)],
-        exact: vec![lc(&c.path)],
         ..ItemDoc::default()
     };
     d.text.reserve(c.path.len() + c.content.len() + 1);
@@ -245,7 +243,7 @@ pub(crate) fn user_doc(u: &User) -> ItemDoc {
         names: vec![name.clone()],
         users: vec![name.clone()],
         paths: vec![lc(&u.home), lc(&u.shell)],
-        exact: vec![name, lc(&u.home), lc(&u.shell)],
+        exact: vec![name],
         ..ItemDoc::default()
     };
     d.text = format!("{} {} {}", u.name, u.home, u.shell);
@@ -276,7 +274,6 @@ pub(crate) fn process_doc(p: &Process, r: &dyn Resolve) -> ItemDoc {
     }
     if let Some(exe) = p.cmdline.first().filter(|a| a.starts_with('/')) {
         d.paths.push(lc(exe));
-        d.exact.push(lc(exe));
         let b = lc(basename(exe));
         if !d.names.contains(&b) {
             d.names.push(b);
@@ -513,15 +510,6 @@ pub(crate) fn key_hash(section: Section, key: &str) -> u64 {
     h.update(&[0]);
     h.update(key.as_bytes());
     h.digest()
-}
-
-/// The id of one item version: system, key and the instant it began.
-pub(crate) fn version_id(system: &str, key_hash: u64, valid_from: u64) -> u64 {
-    let mut buf = Vec::with_capacity(system.len() + 16);
-    buf.extend_from_slice(system.as_bytes());
-    buf.extend_from_slice(&key_hash.to_le_bytes());
-    buf.extend_from_slice(&valid_from.to_le_bytes());
-    xxh3_64(&buf)
 }
 
 /// What a snippet looks for: the positive words and values of the query.

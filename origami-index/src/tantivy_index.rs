@@ -85,7 +85,6 @@ pub(crate) struct Fields {
     key: Field,
     key_hash: Field,
     content_hash: Field,
-    vid: Field,
     valid_from: Field,
     valid_to: Field,
     first: Field,
@@ -111,10 +110,9 @@ fn schema() -> (Schema, Fields) {
         host: b.add_text_field("host", STRING | FAST | STORED),
         os: b.add_text_field("os", STRING | FAST | STORED),
         kind: b.add_text_field("kind", STRING | FAST | STORED),
-        key: b.add_text_field("key", STRING | STORED),
-        key_hash: b.add_u64_field("key_hash", FAST),
+        key: b.add_text_field("key", STORED),
+        key_hash: b.add_u64_field("key_hash", INDEXED | FAST | STORED),
         content_hash: b.add_u64_field("content_hash", FAST),
-        vid: b.add_u64_field("vid", INDEXED),
         valid_from: b.add_u64_field("valid_from", INDEXED | FAST | STORED),
         valid_to: b.add_u64_field("valid_to", INDEXED | FAST | STORED),
         first: b.add_u64_field("first", INDEXED | STORED),
@@ -318,16 +316,25 @@ impl TantivyIndex {
         valid_from: u64,
         valid_to: u64,
     ) -> Result<bool> {
-        let vid = doc::version_id(system, key_hash, valid_from);
-        let term = Term::from_field_u64(self.f.vid, vid);
-        let q = TermQuery::new(term.clone(), IndexRecordOption::Basic);
-        let found = searcher.search(&q, &DocSetCollector)?;
+        // A version is (system, key, valid_from); no unique id is indexed, since a term per
+        // document would make the term dictionary as large as the index.
+        let version = || -> Box<dyn Query> {
+            let term = |t: Term| -> Box<dyn Query> {
+                Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+            };
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, term(Term::from_field_text(self.f.system, system))),
+                (Occur::Must, term(Term::from_field_u64(self.f.key_hash, key_hash))),
+                (Occur::Must, term(Term::from_field_u64(self.f.valid_from, valid_from))),
+            ]))
+        };
+        let found = searcher.search(&version(), &DocSetCollector)?;
         let Some(addr) = found.into_iter().next() else {
             return Ok(false);
         };
         let old: TantivyDocument = searcher.doc(addr)?;
         let rebuilt = self.rebuild(&old, valid_to)?;
-        st.writer.delete_term(term);
+        st.writer.delete_query(version())?;
         st.writer.add_document(rebuilt)?;
         Ok(true)
     }
@@ -434,6 +441,30 @@ impl TantivyIndex {
                         terms.exact.push(v.to_lowercase());
                     }
                 }
+                if *field == FieldName::Key {
+                    if wild {
+                        return Err(QueryError {
+                            column: *column,
+                            message: "`key:` takes an exact key, without wildcards".into(),
+                        }
+                        .into());
+                    }
+                    let alts = Section::ALL
+                        .iter()
+                        .map(|s| {
+                            let t = Term::from_field_u64(f.key_hash, doc::key_hash(*s, &v));
+                            (
+                                Occur::Should,
+                                Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+                                    as Box<dyn Query>,
+                            )
+                        })
+                        .collect();
+                    return Ok(Box::new(BoostQuery::new(
+                        Box::new(BooleanQuery::new(alts)),
+                        3.0,
+                    )));
+                }
                 let targets: &[Field] = match field {
                     FieldName::Host => &[f.host, f.system],
                     FieldName::System => &[f.system],
@@ -444,7 +475,7 @@ impl TantivyIndex {
                     FieldName::Pkg => &[f.pkg],
                     FieldName::User => &[f.user],
                     FieldName::Os => &[f.os],
-                    FieldName::Key => &[f.key],
+                    FieldName::Key => &[],
                 };
                 let mut alts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
                 for &target in targets {
@@ -551,6 +582,16 @@ impl TantivyIndex {
                     Box::new(BoostQuery::new(
                         Box::new(TermQuery::new(
                             Term::from_field_text(self.f.exact, w),
+                            IndexRecordOption::Basic,
+                        )),
+                        2.0,
+                    )),
+                ),
+                (
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(self.f.path, w),
                             IndexRecordOption::Basic,
                         )),
                         2.0,
@@ -701,7 +742,6 @@ fn fields_of(schema: &Schema) -> Result<Fields> {
         key: get("key")?,
         key_hash: get("key_hash")?,
         content_hash: get("content_hash")?,
-        vid: get("vid")?,
         valid_from: get("valid_from")?,
         valid_to: get("valid_to")?,
         first: get("first")?,
@@ -807,7 +847,6 @@ fn build_doc(
     doc.add_text(f.key, &d.key);
     doc.add_u64(f.key_hash, key_hash);
     doc.add_u64(f.content_hash, content_hash);
-    doc.add_u64(f.vid, doc::version_id(ctx.system, key_hash, valid_from));
     doc.add_u64(f.valid_from, valid_from);
     doc.add_u64(f.valid_to, valid_to);
     doc.add_u64(f.first, u64::from(first));
