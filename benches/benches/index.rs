@@ -44,9 +44,11 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 fn batches(fleet: &Fleet, machines: usize) -> impl Iterator<Item = Vec<Frame>> + '_ {
-    (0..machines)
-        .step_by(BATCH)
-        .map(move |s| (s..(s + BATCH).min(machines)).map(|i| fleet.frame(i, 0)).collect())
+    (0..machines).step_by(BATCH).map(move |s| {
+        (s..(s + BATCH).min(machines))
+            .map(|i| fleet.frame(i, 0))
+            .collect()
+    })
 }
 
 /// CPU time of this process so far (all threads), from /proc/self/stat (Linux, 100 Hz).
@@ -61,6 +63,17 @@ fn cpu_time() -> Duration {
         .filter_map(|v| v.parse().ok())
         .collect();
     Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// CPU time of the calling thread, in nanoseconds (Linux schedstat).
+fn thread_cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    Duration::from_nanos(
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -98,8 +111,10 @@ fn main() {
     let raw_dir = root.join(format!("raw-{raw_machines}"));
     let _ = std::fs::remove_dir_all(&raw_dir);
     let raw = RawIndex::create(&raw_dir).expect("raw index");
-    let mut w: tantivy::IndexWriter =
-        raw.index.writer_with_num_threads(config.writer_threads, config.writer_memory).expect("writer");
+    let mut w: tantivy::IndexWriter = raw
+        .index
+        .writer_with_num_threads(config.writer_threads, config.writer_memory)
+        .expect("writer");
     let (mut raw_time, mut raw_items, mut raw_cpu) = (Duration::ZERO, 0u64, Duration::ZERO);
     for batch in batches(&fleet, raw_machines) {
         let t = Instant::now();
@@ -122,10 +137,15 @@ fn main() {
 
     // Origami ingest.
     let dir = root.join(format!("origami-{machines}"));
-    let _ = std::fs::remove_dir_all(&dir);
+    // ORIGAMI_BENCH_REUSE: query an index a previous run kept (ORIGAMI_BENCH_KEEP).
+    let reuse = std::env::var("ORIGAMI_BENCH_REUSE").is_ok() && dir.exists();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let index = TantivyIndex::open_or_create_with(&dir, &config).expect("index");
-    let (mut time, mut n_items, mut n_frames, mut cpu) = (Duration::ZERO, 0u64, 0u64, Duration::ZERO);
-    for (b, batch) in batches(&fleet, machines).enumerate() {
+    let (mut time, mut n_items, mut n_frames, mut cpu) =
+        (Duration::ZERO, 0u64, 0u64, Duration::ZERO);
+    for (b, batch) in batches(&fleet, if reuse { 0 } else { machines }).enumerate() {
         let t = Instant::now();
         let c = cpu_time();
         for f in &batch {
@@ -136,7 +156,10 @@ fn main() {
         time += t.elapsed();
         cpu += cpu_time().saturating_sub(c);
         if b % 4 == 3 {
-            eprintln!("{n_frames} machines, {n_items} items, {:.0} items/s", n_items as f64 / time.as_secs_f64());
+            eprintln!(
+                "{n_frames} machines, {n_items} items, {:.0} items/s",
+                n_items as f64 / time.as_secs_f64()
+            );
         }
     }
     let rate = n_items as f64 / time.as_secs_f64();
@@ -147,8 +170,10 @@ fn main() {
     let mut same = fleet.frame(0, 0);
     same.meta.timestamp += time::Duration::minutes(30);
     let t = Instant::now();
+    let c = thread_cpu();
     let st_same = index.add_frame(&same).expect("re-add");
     let same_add = t.elapsed();
+    let same_cpu = thread_cpu().saturating_sub(c);
     let t = Instant::now();
     index.commit().expect("commit");
     let same_commit = t.elapsed();
@@ -202,7 +227,10 @@ fn main() {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| machines / items indexed | {n_frames} / {n_items} |");
-    println!("| origami ingest | {rate:.0} items/s ({:.1} s) |", time.as_secs_f64());
+    println!(
+        "| origami ingest | {rate:.0} items/s ({:.1} s) |",
+        time.as_secs_f64()
+    );
     println!(
         "| raw tantivy ingest, same docs ({raw_machines} machines) | {raw_rate:.0} items/s ({:.1} s, {:.1} MiB) |",
         raw_time.as_secs_f64(),
@@ -214,13 +242,28 @@ fn main() {
         n_items as f64 / cpu.as_secs_f64(),
         raw_items as f64 / raw_cpu.as_secs_f64()
     );
-    println!("| load average at the end | {} |", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    println!(
+        "| load average at the end | {} |",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     println!(
         "| index size on disk | {:.1} MiB ({:.0} B/item) |",
         size as f64 / 1048576.0,
         size as f64 / n_items.max(1) as f64
     );
-    println!("| first indexing, per frame (batch average) | {:.1} ms |", ms(per_frame));
+    let per_frame_cpu = cpu / n_frames.max(1) as u32;
+    println!(
+        "| first indexing, per frame (batch average): wall / CPU | {:.1} ms / {:.1} ms |",
+        ms(per_frame),
+        ms(per_frame_cpu)
+    );
+    println!(
+        "| re-index unchanged frame, CPU of add_frame | {:.2} ms ({:.2}% of first indexing CPU) |",
+        ms(same_cpu),
+        100.0 * same_cpu.as_secs_f64() / per_frame_cpu.as_secs_f64()
+    );
     println!(
         "| re-index unchanged frame: add_frame / + commit | {:.2} ms ({:.2}% of first) / {:.1} ms; {} docs written |",
         ms(same_add),
@@ -248,7 +291,7 @@ fn main() {
     for (q, hits, p50, p99) in per_query {
         println!("| `{q}` | {hits} | {:.2} | {:.2} |", ms(p50), ms(p99));
     }
-    if std::env::var("ORIGAMI_BENCH_KEEP").is_err() {
+    if std::env::var("ORIGAMI_BENCH_KEEP").is_err() && !reuse {
         drop(index);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -21,8 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use origami_frame::{
-    ConfigItem, Connection, FileItem, Frame, FrameDiff, Item, Module, Os, Package, Process,
-    Section, User,
+    ConfigItem, Connection, FileItem, Frame, FrameDiff, Module, Os, Package, Process, Section, User,
 };
 use serde::Serialize;
 use tantivy::collector::DocSetCollector;
@@ -40,8 +39,8 @@ use tantivy::{
 };
 use time::OffsetDateTime;
 
-use crate::collect::{GroupCollector, FACET_FIELDS};
-use crate::doc::{self, HashContent, ItemDoc, Resolve, SnippetTerms, StoredResolver};
+use crate::collect::GroupCollector;
+use crate::doc::{self, HashContent, HashKey, ItemDoc, Resolve, SnippetTerms, StoredResolver};
 use crate::query::{self, FieldName, Node, QueryError};
 use crate::tokenizer::{query_words, OrigamiTokenizer, TOKENIZER_NAME};
 use crate::{
@@ -147,7 +146,7 @@ struct Current {
 
 #[derive(Debug, Default)]
 struct SystemState {
-    items: HashMap<u64, Current>,
+    items: doc::PrehashedMap<Current>,
     last_ts: u64,
     frames: u64,
     generation: u32,
@@ -231,7 +230,7 @@ impl TantivyIndex {
         let threads = config.writer_threads.max(1);
         let memory = config.writer_memory.max(threads * (16 << 20));
         let writer = index.writer_with_num_threads(threads, memory)?;
-        let systems = recover(&reader.searcher(), f)?;
+        let systems = recover(&reader.searcher())?;
         Ok(TantivyIndex {
             f,
             reader,
@@ -323,9 +322,18 @@ impl TantivyIndex {
                 Box::new(TermQuery::new(t, IndexRecordOption::Basic))
             };
             Box::new(BooleanQuery::new(vec![
-                (Occur::Must, term(Term::from_field_text(self.f.system, system))),
-                (Occur::Must, term(Term::from_field_u64(self.f.key_hash, key_hash))),
-                (Occur::Must, term(Term::from_field_u64(self.f.valid_from, valid_from))),
+                (
+                    Occur::Must,
+                    term(Term::from_field_text(self.f.system, system)),
+                ),
+                (
+                    Occur::Must,
+                    term(Term::from_field_u64(self.f.key_hash, key_hash)),
+                ),
+                (
+                    Occur::Must,
+                    term(Term::from_field_u64(self.f.valid_from, valid_from)),
+                ),
             ]))
         };
         let found = searcher.search(&version(), &DocSetCollector)?;
@@ -727,7 +735,6 @@ impl TantivyIndex {
 
 /// The fields of an opened index's schema (an index made by another program is refused).
 fn fields_of(schema: &Schema) -> Result<Fields> {
-    let (_, expected) = self::schema();
     let get = |name: &str| {
         schema.get_field(name).map_err(|_| Error::Corrupt {
             system: String::new(),
@@ -754,13 +761,11 @@ fn fields_of(schema: &Schema) -> Result<Fields> {
         text: get("text")?,
         item: get("item")?,
     };
-    let _ = expected;
     Ok(f)
 }
 
 /// Rebuilds the writer's per-system state from the committed index's fast columns.
-fn recover(searcher: &Searcher, f: Fields) -> Result<HashMap<String, SystemState>> {
-    let _ = f;
+fn recover(searcher: &Searcher) -> Result<HashMap<String, SystemState>> {
     let mut systems: HashMap<String, SystemState> = HashMap::new();
     for seg in searcher.segment_readers() {
         let ff = seg.fast_fields();
@@ -951,7 +956,7 @@ struct FrameWrite<'a> {
 }
 
 impl FrameWrite<'_> {
-    fn item<T: Item + HashContent + Serialize>(
+    fn item<T: HashKey + HashContent + Serialize>(
         &mut self,
         f: Fields,
         state: &mut SystemState,
@@ -959,8 +964,7 @@ impl FrameWrite<'_> {
         make: impl FnOnce(&T) -> ItemDoc,
     ) {
         self.stats.items += 1;
-        let key = item.key();
-        let kh = doc::key_hash(T::SECTION, &key);
+        let kh = item.key_hash();
         let ch = item.content_hash();
         match state.items.get_mut(&kh) {
             Some(cur) if cur.seen == self.gen => {
@@ -1201,7 +1205,6 @@ impl crate::Index for TantivyIndex {
             v.truncate(limit);
             v
         });
-        let _ = FACET_FIELDS;
         Ok(SearchResults {
             query: parsed
                 .root
