@@ -16,6 +16,45 @@ pub enum Error {
         /// The host's error.
         source: std::io::Error,
     },
+    /// A disk structure is malformed: a bad magic or checksum, a size out of range, a table
+    /// pointing outside its file, a loop in a chain of tables.
+    #[error("{source_name}: corrupt at offset {offset:#x}: {reason}")]
+    Corrupt {
+        /// The source (file, image, disk).
+        source_name: String,
+        /// Where the bad structure (or the bad field) lies.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The input uses a feature this crate does not read (an encrypted qcow2, an external
+    /// data file, unknown incompatible feature bits, ...).
+    #[error("{source_name}: unsupported at offset {offset:#x}: {feature}")]
+    Unsupported {
+        /// The source (file, image).
+        source_name: String,
+        /// Where the field that asks for the feature lies.
+        offset: u64,
+        /// The feature.
+        feature: String,
+    },
+    /// A disk image format recognised by its magic but not read by this crate (VMDK, VHDX, ...).
+    #[error("{}: unsupported image format: {format}", path.display())]
+    UnsupportedFormat {
+        /// The image file.
+        path: PathBuf,
+        /// The format its magic names.
+        format: String,
+    },
+    /// A qcow2 backing chain cannot be followed: it loops, is too deep, or names a file that
+    /// cannot be used.
+    #[error("{}: backing chain: {reason}", path.display())]
+    BackingChain {
+        /// The image whose backing file is at fault.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A read reached past the end of a source.
     #[error("{source_name}: read of {len} bytes at offset {offset:#x} is past the end ({size:#x} bytes)")]
     OutOfBounds {
@@ -27,6 +66,74 @@ pub enum Error {
         len: usize,
         /// The size of the source.
         size: u64,
+    },
+    /// A memory dump is malformed, truncated or of a kind this crate does not read.
+    #[error("{source_name}: bad memory dump at offset {offset:#x}: {reason}")]
+    BadDump {
+        /// The dump file (or `<memory>`).
+        source_name: String,
+        /// Where in the file the problem is.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A guest-physical read touched an address that no range of the source holds.
+    #[error(
+        "{source_name}: no guest-physical memory at {addr:#x} (read of {len} bytes at {start:#x})"
+    )]
+    PhysicalHole {
+        /// The memory source (dump file, live RAM file).
+        source_name: String,
+        /// The first address that is missing.
+        addr: u64,
+        /// Where the read started.
+        start: u64,
+        /// How many bytes were asked for.
+        len: usize,
+    },
+    /// A virtual address has no translation: a paging entry is not present.
+    #[error("{source_name}: virtual address {vaddr:#x} is not mapped ({level} entry {entry:#x} at physical {entry_addr:#x} is not present)")]
+    NotMapped {
+        /// The physical memory source.
+        source_name: String,
+        /// The virtual address being translated.
+        vaddr: u64,
+        /// The paging level whose entry is not present (`PML5`, `PML4`, `PDPT`, `PD`, `PT`).
+        level: &'static str,
+        /// The entry's value.
+        entry: u64,
+        /// The entry's guest-physical address.
+        entry_addr: u64,
+    },
+    /// A virtual address cannot be translated for another reason (non-canonical, reserved bits).
+    #[error("{source_name}: cannot translate virtual address {vaddr:#x}: {reason}")]
+    BadTranslation {
+        /// The physical memory source.
+        source_name: String,
+        /// The virtual address being translated.
+        vaddr: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Reading guest memory through a virtual address failed in physical memory.
+    #[error("virtual address {vaddr:#x} ({what}): {source}")]
+    VirtualRead {
+        /// The virtual address being read or translated.
+        vaddr: u64,
+        /// What was read: a paging level's entry or the data.
+        what: &'static str,
+        /// The physical read's error (names the source and the physical address).
+        source: Box<Error>,
+    },
+    /// Live guest memory kept changing while it was read.
+    #[error("{source_name}: guest memory at {addr:#x} changed in each of {tries} reads (live VM)")]
+    TornRead {
+        /// The live memory source.
+        source_name: String,
+        /// Where the read started.
+        addr: u64,
+        /// How many reads were tried.
+        tries: u32,
     },
 }
 

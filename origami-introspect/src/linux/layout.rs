@@ -1,0 +1,248 @@
+//! What each memory feature needs from the kernel, declared in one place, and the layouts
+//! resolved for one kernel build.
+//!
+//! [`NEEDS`] lists, per frame feature, the kernel symbols and the struct members (as
+//! `struct.member.path`, with `|` between the names different kernel versions use) that the
+//! feature reads. [`Layout::from_btf`] looks every member up in the kernel's own BTF; nothing
+//! is hard-coded per kernel. A member that cannot be found disables only the features that
+//! need it, and the frame records why.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::btf::Btf;
+use crate::error::{Error, Result};
+
+/// The symbols and struct members one feature reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Need {
+    /// The frame feature (`os`, `process`, `connection`, `module`, `memory`).
+    pub feature: &'static str,
+    /// Kernel symbols it reads.
+    pub symbols: &'static [&'static str],
+    /// Struct members it reads: `struct.path`, alternatives separated by `|`.
+    pub fields: &'static [&'static str],
+    /// Struct sizes it needs.
+    pub sizes: &'static [&'static str],
+}
+
+/// Every feature's needs.
+pub const NEEDS: &[Need] = &[
+    Need {
+        feature: "kernel",
+        symbols: &[
+            "_text",
+            "linux_banner",
+            "init_top_pgt",
+            "page_offset_base",
+            "__start_BTF",
+            "__stop_BTF",
+        ],
+        fields: &[],
+        sizes: &[],
+    },
+    Need {
+        feature: "os",
+        symbols: &["init_uts_ns"],
+        fields: &[
+            "uts_namespace.name.nodename",
+            "uts_namespace.name.release",
+            "uts_namespace.name.machine",
+        ],
+        sizes: &[],
+    },
+    Need {
+        feature: "process",
+        symbols: &["init_task"],
+        fields: &[
+            "task_struct.tasks",
+            "task_struct.pid",
+            "task_struct.tgid",
+            "task_struct.comm",
+            "task_struct.real_parent",
+            "task_struct.mm",
+            "task_struct.cred",
+            "task_struct.__state|state",
+            "task_struct.exit_state",
+            "task_struct.flags",
+            "task_struct.start_boottime|real_start_time",
+            "cred.uid",
+            "mm_struct.pgd",
+            "mm_struct.arg_start",
+            "mm_struct.arg_end",
+            "mm_struct.rss_stat",
+        ],
+        sizes: &[],
+    },
+    Need {
+        feature: "connection",
+        symbols: &["socket_file_ops"],
+        fields: &[
+            "task_struct.files",
+            "files_struct.fdt",
+            "fdtable.max_fds",
+            "fdtable.fd",
+            "file.f_op",
+            "file.private_data",
+            "socket.sk",
+            "sock.__sk_common.skc_family",
+            "sock.__sk_common.skc_state",
+            "sock.__sk_common.skc_num",
+            "sock.__sk_common.skc_dport",
+            "sock.__sk_common.skc_rcv_saddr",
+            "sock.__sk_common.skc_daddr",
+            "sock.__sk_common.skc_v6_rcv_saddr",
+            "sock.__sk_common.skc_v6_daddr",
+            "sock.sk_protocol",
+            "sock.sk_type",
+        ],
+        sizes: &[],
+    },
+    Need {
+        feature: "module",
+        symbols: &["modules"],
+        fields: &[
+            "module.list",
+            "module.name",
+            "module.state",
+            "module.core_layout.size|mem",
+        ],
+        sizes: &["module_memory"],
+    },
+    Need {
+        feature: "memory",
+        symbols: &["_totalram_pages", "vm_zone_stat", "tk_core"],
+        fields: &[
+            "timekeeper.xtime_sec",
+            "timekeeper.ktime_sec",
+            "timekeeper.offs_boot",
+        ],
+        sizes: &["seqcount_raw_spinlock"],
+    },
+];
+
+/// Optional extras a feature uses when the kernel has them (no error when absent).
+pub const OPTIONAL_FIELDS: &[&str] = &[
+    "module.init_layout.size",
+    "module_memory.size",
+    // Kernel threads' full names (6.1+), which /proc shows instead of the 15-byte comm.
+    "task_struct.worker_private|set_child_tid",
+    "kthread.full_name",
+];
+
+/// Every symbol any feature needs (what a cache entry keeps).
+pub fn needed_symbols() -> impl Iterator<Item = &'static str> {
+    NEEDS.iter().flat_map(|n| n.symbols.iter().copied())
+}
+
+/// One resolved member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldInfo {
+    /// Byte offset in its struct.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Which alternative matched (0 for the first name).
+    pub alt: u8,
+}
+
+/// The resolved layouts of one kernel build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Layout {
+    /// Members by their declared spec (`task_struct.__state|state`).
+    pub fields: BTreeMap<String, FieldInfo>,
+    /// Struct sizes by name.
+    pub sizes: BTreeMap<String, u64>,
+    /// Members that could not be found, with why.
+    pub missing: BTreeMap<String, String>,
+}
+
+impl Layout {
+    /// Looks every declared member up in `btf`.
+    pub fn from_btf(btf: &Btf) -> Layout {
+        let mut l = Layout::default();
+        let specs = NEEDS
+            .iter()
+            .flat_map(|n| n.fields.iter().copied())
+            .chain(OPTIONAL_FIELDS.iter().copied());
+        for spec in specs {
+            if l.fields.contains_key(spec) {
+                continue;
+            }
+            match resolve(btf, spec) {
+                Ok(f) => {
+                    l.fields.insert(spec.to_string(), f);
+                }
+                Err(e) => {
+                    l.missing.insert(spec.to_string(), e.to_string());
+                }
+            }
+        }
+        for s in NEEDS.iter().flat_map(|n| n.sizes.iter().copied()) {
+            if let Some(id) = btf.struct_id(s) {
+                if let Ok(size) = btf.size_of(id) {
+                    l.sizes.insert(s.to_string(), size);
+                }
+            }
+        }
+        l
+    }
+
+    /// The member declared as `spec` (exactly as written in [`NEEDS`]).
+    pub fn field(&self, spec: &str) -> Result<FieldInfo> {
+        self.fields
+            .get(spec)
+            .copied()
+            .ok_or_else(|| Error::Malformed {
+                file: "kernel BTF".into(),
+                location: spec.to_string(),
+                what: self
+                    .missing
+                    .get(spec)
+                    .cloned()
+                    .unwrap_or_else(|| "member not declared in NEEDS".into()),
+            })
+    }
+
+    /// The offset of the member declared as `spec`.
+    pub fn off(&self, spec: &str) -> Result<u64> {
+        Ok(self.field(spec)?.offset)
+    }
+
+    /// The members `feature` needs that this kernel lacks.
+    pub fn missing_for(&self, feature: &str) -> Vec<String> {
+        NEEDS
+            .iter()
+            .filter(|n| n.feature == feature)
+            .flat_map(|n| n.fields.iter())
+            .filter_map(|f| self.missing.get(*f).map(|e| format!("{f}: {e}")))
+            .collect()
+    }
+}
+
+fn resolve(btf: &Btf, spec: &str) -> Result<FieldInfo> {
+    let (ty, paths) = spec.split_once('.').ok_or_else(|| Error::Malformed {
+        file: "layout table".into(),
+        location: spec.into(),
+        what: "no struct name".into(),
+    })?;
+    let mut last = None;
+    for (alt, path) in paths.split('|').enumerate() {
+        match btf.member(ty, path) {
+            Ok(f) => {
+                return Ok(FieldInfo {
+                    offset: f.offset,
+                    size: f.size,
+                    alt: alt as u8,
+                })
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Malformed {
+        file: "layout table".into(),
+        location: spec.into(),
+        what: "empty".into(),
+    }))
+}

@@ -1,0 +1,192 @@
+//! Connections: TCP and UDP sockets over IPv4 and IPv6, found through each process's open
+//! files.
+//!
+//! For every process, `files->fdt->fd[0..max_fds]` gives its open `struct file`s; a file
+//! whose `f_op` is `socket_file_ops` is a socket, `file->private_data` its `struct socket`,
+//! and `socket->sk` the `struct sock` whose `__sk_common` holds family, state, ports and
+//! addresses. A socket shared by several processes is listed once, with the first owner
+//! (lowest pid). Limits: sockets no process holds (in TIME_WAIT, say) are not listed; the fd
+//! table is read up to [`MAX_FDS`] entries.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use origami_frame::Connection;
+
+use super::discover::Kernel;
+use super::kmem::{bad, Kmem};
+use super::tasks::Task;
+use crate::error::{Error, Result};
+
+/// The most fd slots read per process.
+pub const MAX_FDS: u64 = 1 << 16;
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+
+/// The name of a TCP state number (`include/net/tcp_states.h`).
+pub fn tcp_state(s: u8) -> &'static str {
+    match s {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
+fn read_uint(km: &Kmem<'_>, at: u64, size: u64) -> Result<u64> {
+    let mut b = [0u8; 8];
+    let n = (size as usize).clamp(1, 8);
+    km.read(at, b.get_mut(..n).unwrap_or_default())?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Reads one `struct sock` into a connection, or `None` when it is not TCP/UDP over IP.
+pub fn read_sock(k: &Kernel, km: &Kmem<'_>, sk: u64) -> Result<Option<Connection>> {
+    let l = &k.layout;
+    let fld = |s: &str| l.field(s);
+    let family = read_uint(km, sk + l.off("sock.__sk_common.skc_family")?, 2)? as u16;
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let proto_f = fld("sock.sk_protocol")?;
+    let proto = read_uint(km, sk + proto_f.offset, proto_f.size.min(2))? as u16;
+    let protocol = match proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        _ => return Ok(None),
+    };
+    let state = read_uint(km, sk + l.off("sock.__sk_common.skc_state")?, 1)? as u8;
+    let lport = read_uint(km, sk + l.off("sock.__sk_common.skc_num")?, 2)? as u16;
+    let rport = (read_uint(km, sk + l.off("sock.__sk_common.skc_dport")?, 2)? as u16).swap_bytes();
+    let (fam, local, remote) = if family == AF_INET {
+        let mut a = [0u8; 4];
+        km.read(sk + l.off("sock.__sk_common.skc_rcv_saddr")?, &mut a)?;
+        let mut b = [0u8; 4];
+        km.read(sk + l.off("sock.__sk_common.skc_daddr")?, &mut b)?;
+        (
+            "ipv4",
+            Ipv4Addr::from(a).to_string(),
+            Ipv4Addr::from(b).to_string(),
+        )
+    } else {
+        let mut a = [0u8; 16];
+        km.read(sk + l.off("sock.__sk_common.skc_v6_rcv_saddr")?, &mut a)?;
+        let mut b = [0u8; 16];
+        km.read(sk + l.off("sock.__sk_common.skc_v6_daddr")?, &mut b)?;
+        (
+            "ipv6",
+            Ipv6Addr::from(a).to_string(),
+            Ipv6Addr::from(b).to_string(),
+        )
+    };
+    let state = if protocol == "udp" {
+        match state {
+            1 => "ESTABLISHED",
+            7 => "UNCONN",
+            s => tcp_state(s),
+        }
+    } else {
+        tcp_state(state)
+    };
+    Ok(Some(Connection {
+        protocol: protocol.into(),
+        family: fam.into(),
+        local_address: local,
+        local_port: lport,
+        remote_address: remote,
+        remote_port: rport,
+        state: state.into(),
+        pid: None,
+        ..Connection::default()
+    }))
+}
+
+/// The sockets (`struct sock` addresses) among a process's open files.
+fn socket_socks(k: &Kernel, km: &Kmem<'_>, files: u64, sfops: u64) -> Result<Vec<u64>> {
+    let l = &k.layout;
+    let fdt = km.u64(files + l.off("files_struct.fdt")?)?;
+    let max = u64::from(km.u32(fdt + l.off("fdtable.max_fds")?)?);
+    if max > MAX_FDS {
+        return Err(bad(
+            "fdtable",
+            fdt,
+            format!("{max} fd slots, over the {MAX_FDS} bound"),
+        ));
+    }
+    let arr = km.u64(fdt + l.off("fdtable.fd")?)?;
+    let raw = km.bytes(arr, (max * 8) as usize)?;
+    let mut out = Vec::new();
+    for ch in raw.chunks_exact(8) {
+        let file = u64::from_le_bytes([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5], ch[6], ch[7]]);
+        if file == 0 {
+            continue;
+        }
+        if km.u64(file + l.off("file.f_op")?)? != sfops {
+            continue;
+        }
+        let sock = km.u64(file + l.off("file.private_data")?)?;
+        let sk = km.u64(sock + l.off("socket.sk")?)?;
+        if sk != 0 {
+            out.push(sk);
+        }
+    }
+    Ok(out)
+}
+
+/// The frame's connections, owned by `tasks` (sorted by pid), with the errors met.
+pub fn connections(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    tasks: &[Task],
+) -> Result<(Vec<Connection>, Vec<Error>)> {
+    let sfops = k.symbol("socket_file_ops")?;
+    let mut errors = Vec::new();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut order: Vec<&Task> = tasks.iter().filter(|t| t.files != 0).collect();
+    order.sort_by_key(|t| t.tgid);
+    let mut seen_files = HashSet::new();
+    for t in order {
+        // Threads and forked children can share one files_struct: read it once.
+        if !seen_files.insert(t.files) {
+            continue;
+        }
+        let socks = match socket_socks(k, km, t.files, sfops) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(bad(
+                    format!("process {} files", t.tgid),
+                    t.files,
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
+        for sk in socks {
+            if !seen.insert(sk) {
+                continue;
+            }
+            match read_sock(k, km, sk) {
+                Ok(Some(mut c)) => {
+                    c.pid = Some(t.tgid);
+                    out.push(c);
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    Ok((out, errors))
+}

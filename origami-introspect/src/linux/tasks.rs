@@ -1,0 +1,288 @@
+//! Processes: the kernel's task list, walked from `init_task.tasks`.
+//!
+//! One [`Process`] per thread-group leader (what `/proc` lists), with pid, parent pid
+//! (`real_parent`'s tgid), `comm`, the real uid from `cred`, the `/proc` state letter, the
+//! start time in clock ticks, RSS, and the command line read from the process's own address
+//! space through its page tables (`mm->pgd`). Kernel threads (`PF_KTHREAD`) are marked and
+//! have no command line; zombies have no `mm`. `init_task` itself (pid 0, the idle task) is
+//! not listed, as in `/proc`. A task that fails its sanity checks is retried on live memory
+//! and otherwise reported, never listed with made-up values.
+
+use origami_core::paging::VirtualMemory;
+use origami_frame::Process;
+
+use super::discover::Kernel;
+use super::kmem::{bad, Kmem};
+use crate::error::{Error, Result};
+
+/// The most tasks walked.
+pub const MAX_TASKS: usize = 1 << 16;
+
+/// The most command-line bytes read (Linux's own /proc limit is one page per read call,
+/// but whole command lines may be longer).
+pub const MAX_CMDLINE: u64 = 128 << 10;
+
+/// `PF_KTHREAD`.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// `PF_WQ_WORKER`.
+const PF_WQ_WORKER: u32 = 0x20;
+
+/// `PID_MAX_LIMIT` on 64-bit.
+const PID_MAX: u32 = 4 << 20;
+
+/// Clock ticks per second of `/proc` times (USER_HZ).
+const USER_HZ: u64 = 100;
+
+/// One task as read from memory, before its user-space reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// The `task_struct`'s address.
+    pub addr: u64,
+    /// Thread id (`pid`).
+    pub pid: u32,
+    /// Process id (`tgid`).
+    pub tgid: u32,
+    /// Parent's tgid.
+    pub ppid: u32,
+    /// `comm`.
+    pub comm: String,
+    /// `/proc` state letter.
+    pub state: char,
+    /// Real uid.
+    pub uid: u32,
+    /// `PF_*` flags.
+    pub flags: u32,
+    /// Start time in clock ticks after boot.
+    pub start_ticks: u64,
+    /// `mm_struct` address (0 for kernel threads and zombies).
+    pub mm: u64,
+    /// `files_struct` address, when the layout has it.
+    pub files: u64,
+}
+
+impl Task {
+    /// True for kernel threads.
+    pub fn kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+/// The `/proc/PID/stat` state letter (`fs/proc/array.c` `task_state_array`).
+pub fn state_letter(state: u32, exit_state: u32) -> char {
+    const LETTERS: &[u8] = b"RSDTtXZPI";
+    const TASK_REPORT: u32 = 0x7f;
+    const TASK_IDLE: u32 = 0x402;
+    let mut s = (state | exit_state) & TASK_REPORT;
+    if state & TASK_IDLE == TASK_IDLE {
+        s = TASK_REPORT + 1;
+    }
+    // fls: index of the highest set bit, 1-based; 0 when none.
+    let idx = (32 - s.leading_zeros()) as usize;
+    char::from(*LETTERS.get(idx).unwrap_or(&b'?'))
+}
+
+fn read_uint(km: &Kmem<'_>, at: u64, size: u64) -> Result<u64> {
+    let mut b = [0u8; 8];
+    let n = (size as usize).clamp(1, 8);
+    km.read(at, b.get_mut(..n).unwrap_or_default())?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
+    let l = &k.layout;
+    let f = |s: &str| l.field(s);
+    let pid = km.u32(addr + l.off("task_struct.pid")?)?;
+    let tgid = km.u32(addr + l.off("task_struct.tgid")?)?;
+    let comm_f = f("task_struct.comm")?;
+    let comm_raw = km.bytes(addr + comm_f.offset, comm_f.size.min(64) as usize)?;
+    let state_f = f("task_struct.__state|state")?;
+    let state = read_uint(km, addr + state_f.offset, state_f.size)? as u32;
+    let exit_state = km.u32(addr + l.off("task_struct.exit_state")?)?;
+    let flags = km.u32(addr + l.off("task_struct.flags")?)?;
+    let start = km.u64(addr + l.off("task_struct.start_boottime|real_start_time")?)?;
+    let parent = km.u64(addr + l.off("task_struct.real_parent")?)?;
+    let ppid = if parent == 0 || parent == addr {
+        0
+    } else {
+        km.u32(parent + l.off("task_struct.tgid")?)?
+    };
+    let cred = km.u64(addr + l.off("task_struct.cred")?)?;
+    let uid = km.u32(cred + l.off("cred.uid")?)?;
+    let mm = km.u64(addr + l.off("task_struct.mm")?)?;
+    let files = match l.off("task_struct.files") {
+        Ok(o) => km.u64(addr + o)?,
+        Err(_) => 0,
+    };
+    // Sanity: what a torn or wrong read would break.
+    let nul = memchr::memchr(0, &comm_raw);
+    if pid > PID_MAX || tgid > PID_MAX || ppid > PID_MAX || nul.is_none() {
+        return Err(bad(
+            "task_struct",
+            addr,
+            format!("implausible task (pid {pid}, tgid {tgid}, ppid {ppid})"),
+        ));
+    }
+    let mut comm =
+        String::from_utf8_lossy(comm_raw.get(..nul.unwrap_or(0)).unwrap_or_default()).into_owned();
+    // /proc shows a kernel thread's full name, except for workqueue workers (PF_WQ_WORKER),
+    // whose comm it shows with the work's description appended.
+    if flags & PF_KTHREAD != 0 && flags & PF_WQ_WORKER == 0 && comm.len() + 1 == comm_raw.len() {
+        if let Some(full) = kthread_full_name(k, km, addr) {
+            if full.starts_with(&comm) {
+                comm = full;
+            }
+        }
+    }
+    Ok(Task {
+        addr,
+        pid,
+        tgid,
+        ppid,
+        comm,
+        state: state_letter(state, exit_state),
+        uid,
+        flags,
+        start_ticks: start / (1_000_000_000 / USER_HZ),
+        mm,
+        files,
+    })
+}
+
+/// A kernel thread's full name (`struct kthread.full_name`), when it was truncated in comm.
+fn kthread_full_name(k: &Kernel, km: &Kmem<'_>, task: u64) -> Option<String> {
+    let l = &k.layout;
+    let kt = km
+        .u64(task + l.off("task_struct.worker_private|set_child_tid").ok()?)
+        .ok()?;
+    if kt == 0 {
+        return None;
+    }
+    let name = km.u64(kt + l.off("kthread.full_name").ok()?).ok()?;
+    if name == 0 {
+        return None;
+    }
+    km.cstr(name, 64).ok().filter(|s| !s.is_empty())
+}
+
+/// Walks the task list: every thread-group leader but `init_task`, and the errors met.
+pub fn tasks(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Task>, Vec<Error>)> {
+    let init = k.symbol("init_task")?;
+    let off = k.layout.off("task_struct.tasks")?;
+    let (nodes, err) = km.list("task_struct.tasks", init + off, MAX_TASKS);
+    let mut errors: Vec<Error> = err.into_iter().collect();
+    let mut out = Vec::with_capacity(nodes.len());
+    let tries = if km.is_live() { 3 } else { 1 };
+    for node in nodes {
+        let addr = node - off;
+        let mut last = None;
+        for _ in 0..tries {
+            match read_task(k, km, addr) {
+                Ok(t) => {
+                    last = None;
+                    out.push(t);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        errors.extend(last);
+    }
+    Ok((out, errors))
+}
+
+/// The page-table root of a process (`mm->pgd`, a direct-map address).
+fn user_root(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
+    let pgd = km.u64(mm + k.layout.off("mm_struct.pgd")?)?;
+    km.direct_to_phys(pgd).map_or_else(|| km.translate(pgd), Ok)
+}
+
+/// Reads a process's command line from its own address space.
+pub fn cmdline(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<Vec<String>> {
+    let start = km.u64(mm + k.layout.off("mm_struct.arg_start")?)?;
+    let end = km.u64(mm + k.layout.off("mm_struct.arg_end")?)?;
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let len = (end - start).min(MAX_CMDLINE) as usize;
+    let root = user_root(k, km, mm)?;
+    let vm = VirtualMemory::new(km.phys(), root, km.mode());
+    let mut buf = vec![0u8; len];
+    vm.read(start, &mut buf)?;
+    let mut args: Vec<String> = buf
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    // The area ends with a NUL: drop the empty piece after it.
+    if args.last().is_some_and(String::is_empty) {
+        args.pop();
+    }
+    Ok(args)
+}
+
+/// Resident pages of an address space (file + anon + shmem, as /proc's VmRSS).
+pub fn rss_pages(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
+    let f = k.layout.field("mm_struct.rss_stat")?;
+    // 6.1: `atomic_long_t count[4]` (32 bytes); 6.2+: `struct percpu_counter[4]`,
+    // whose `count` (s64) follows a 4-byte lock.
+    let elem = f.size / 4;
+    let inner = if elem == 8 { 0 } else { 8 };
+    let mut total = 0u64;
+    for i in [0u64, 1, 3] {
+        let v = km.u64(mm + f.offset + i * elem + inner)? as i64;
+        total += v.max(0) as u64;
+    }
+    Ok(total)
+}
+
+/// The frame's processes, with errors met along the way (the feature goes on past them).
+pub fn processes(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Process>, Vec<Error>)> {
+    let (tasks, mut errors) = tasks(k, km)?;
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let kernel_thread = t.kernel_thread();
+        let mut p = Process {
+            pid: t.tgid,
+            ppid: t.ppid,
+            name: t.comm.clone(),
+            uid: t.uid,
+            state: Some(t.state.to_string()),
+            start_time: Some(t.start_ticks),
+            kernel_thread,
+            ..Process::default()
+        };
+        if t.mm != 0 && !kernel_thread {
+            match cmdline(k, km, t.mm) {
+                Ok(c) => p.cmdline = c,
+                Err(e) => errors.push(bad(
+                    format!("process {} cmdline", t.tgid),
+                    t.mm,
+                    e.to_string(),
+                )),
+            }
+            match rss_pages(k, km, t.mm) {
+                Ok(n) => p.rss = Some(n * 4096),
+                Err(e) => errors.push(e),
+            }
+        } else {
+            p.rss = Some(0);
+        }
+        out.push(p);
+    }
+    Ok((out, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_letter;
+
+    #[test]
+    fn state_letters_follow_proc() {
+        assert_eq!(state_letter(0, 0), 'R');
+        assert_eq!(state_letter(1, 0), 'S');
+        assert_eq!(state_letter(2, 0), 'D');
+        assert_eq!(state_letter(0x402, 0), 'I');
+        assert_eq!(state_letter(0x80, 0x20), 'Z');
+        assert_eq!(state_letter(4, 0), 'T');
+    }
+}
