@@ -16,10 +16,18 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cache;
 mod error;
+pub mod image;
 pub mod memory;
+mod mmap;
 pub mod paging;
+pub mod partition;
 mod read;
 
 pub use error::{Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};
+
+pub use cache::BlockCache;
+pub use image::{Image, ImageFormat, Qcow2Image};
+pub use mmap::MmapSource;

@@ -1,0 +1,223 @@
+//! Disk images: a guest disk's bytes, whatever file format holds them.
+//!
+//! [`Image::open`] sniffs the format by its magic, never by the file name: qcow2 (v2, v3,
+//! with backing chains followed) or raw. VMDK, VHDX, VHD, VDI, QED and qcow version 1 are
+//! recognised and refused with [`Error::UnsupportedFormat`] rather than read as raw bytes.
+//! A backing chain is followed at most [`MAX_BACKING_DEPTH`] images deep; a relative
+//! backing name is resolved against the folder of the image that names it, and a chain that
+//! comes back to an image already in it is an error.
+
+pub mod qcow2;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::read::{FileSource, ReadAt};
+
+pub use qcow2::{Compression, Qcow2Header, Qcow2Image};
+
+/// How deep a backing chain may go (qemu sets no limit; real chains are a few images).
+pub const MAX_BACKING_DEPTH: usize = 32;
+
+/// The container format of an [`Image`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImageFormat {
+    /// The guest's bytes as they are.
+    Raw,
+    /// QEMU copy-on-write, version 2 or 3.
+    Qcow2,
+}
+
+enum Inner {
+    Raw(FileSource),
+    Qcow2(Box<Qcow2Image>),
+}
+
+/// A disk image opened read-only: reads give the guest-visible bytes.
+pub struct Image {
+    path: PathBuf,
+    format: ImageFormat,
+    backing: Option<PathBuf>,
+    inner: Inner,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("backing", &self.backing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the first bytes of a file say it is.
+fn sniff(src: &FileSource) -> Result<ImageFormat> {
+    let mut head = [0u8; 512];
+    let n = src.len().min(head.len() as u64) as usize;
+    src.read_at(0, &mut head[..n])?;
+    let head = &head[..n];
+    let unsupported = |format: &str| Error::UnsupportedFormat {
+        path: src.path().to_path_buf(),
+        format: format.into(),
+    };
+    if head.starts_with(&qcow2::QCOW2_MAGIC) {
+        let version = head
+            .get(4..8)
+            .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+        return match version {
+            Some(1) => Err(unsupported("qcow (version 1)")),
+            _ => Ok(ImageFormat::Qcow2),
+        };
+    }
+    if head.starts_with(b"KDMV") {
+        return Err(unsupported("VMDK (sparse extent)"));
+    }
+    if head.starts_with(b"COWD") {
+        return Err(unsupported("VMDK (ESX COW sparse)"));
+    }
+    if head.starts_with(b"# Disk DescriptorFile") {
+        return Err(unsupported("VMDK (descriptor)"));
+    }
+    if head.starts_with(b"vhdxfile") {
+        return Err(unsupported("VHDX"));
+    }
+    if head.starts_with(b"conectix") {
+        return Err(unsupported("VHD (dynamic)"));
+    }
+    if head.starts_with(b"QED\0") {
+        return Err(unsupported("QED"));
+    }
+    if head.get(0x40..0x44) == Some(&[0x7f, 0x10, 0xda, 0xbe]) {
+        return Err(unsupported("VDI"));
+    }
+    Ok(ImageFormat::Raw)
+}
+
+impl Image {
+    /// Opens the image at `path`, sniffing its format and following its backing chain.
+    pub fn open(path: impl AsRef<Path>) -> Result<Image> {
+        let mut chain = Vec::new();
+        Self::open_in_chain(path.as_ref(), None, &mut chain)
+    }
+
+    fn open_in_chain(
+        path: &Path,
+        forced: Option<ImageFormat>,
+        chain: &mut Vec<PathBuf>,
+    ) -> Result<Image> {
+        let canonical = std::fs::canonicalize(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            offset: 0,
+            source,
+        })?;
+        if let Some(first) = chain.first() {
+            if chain.contains(&canonical) {
+                return Err(Error::BackingChain {
+                    path: first.clone(),
+                    reason: format!("the chain loops back to {}", canonical.display()),
+                });
+            }
+            if chain.len() >= MAX_BACKING_DEPTH {
+                return Err(Error::BackingChain {
+                    path: first.clone(),
+                    reason: format!("more than {MAX_BACKING_DEPTH} images deep"),
+                });
+            }
+        }
+        chain.push(canonical);
+        let file = FileSource::open(path)?;
+        let format = match forced {
+            Some(f) => f,
+            None => sniff(&file)?,
+        };
+        match format {
+            ImageFormat::Raw => Ok(Image {
+                path: path.to_path_buf(),
+                format,
+                backing: None,
+                inner: Inner::Raw(file),
+            }),
+            ImageFormat::Qcow2 => {
+                let mut image = Qcow2Image::from_source(file)?;
+                let mut backing_path = None;
+                if let Some(name) = image.header().backing_file.clone() {
+                    let bad = |reason: String| Error::BackingChain {
+                        path: path.to_path_buf(),
+                        reason,
+                    };
+                    if name.starts_with("json:") || name.contains("://") {
+                        return Err(bad(format!("backing file {name:?} is not a local file")));
+                    }
+                    let resolved = match path.parent() {
+                        Some(dir) if Path::new(&name).is_relative() => dir.join(&name),
+                        _ => PathBuf::from(&name),
+                    };
+                    let backing_format = match image.header().backing_format.as_deref() {
+                        None => None,
+                        Some("raw") => Some(ImageFormat::Raw),
+                        Some("qcow2") => Some(ImageFormat::Qcow2),
+                        Some(other) => {
+                            return Err(bad(format!(
+                                "backing file format {other:?} is not supported"
+                            )))
+                        }
+                    };
+                    let backing = Self::open_in_chain(&resolved, backing_format, chain)?;
+                    image = image.with_backing(Box::new(backing));
+                    backing_path = Some(resolved);
+                }
+                Ok(Image {
+                    path: path.to_path_buf(),
+                    format,
+                    backing: backing_path,
+                    inner: Inner::Qcow2(Box::new(image)),
+                })
+            }
+        }
+    }
+
+    /// The container format.
+    pub fn format(&self) -> ImageFormat {
+        self.format
+    }
+
+    /// The path the image was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The backing file this image reads unallocated clusters from, resolved, if any.
+    pub fn backing_file(&self) -> Option<&Path> {
+        self.backing.as_deref()
+    }
+
+    /// The qcow2 layer, when the image is qcow2.
+    pub fn qcow2(&self) -> Option<&Qcow2Image> {
+        match &self.inner {
+            Inner::Qcow2(q) => Some(q),
+            Inner::Raw(_) => None,
+        }
+    }
+}
+
+impl ReadAt for Image {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match &self.inner {
+            Inner::Raw(f) => f.read_at(offset, buf),
+            Inner::Qcow2(q) => q.read_at(offset, buf),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match &self.inner {
+            Inner::Raw(f) => f.len(),
+            Inner::Qcow2(q) => q.len(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+}
