@@ -715,11 +715,18 @@ fn from_kallsyms(
             None => kallsyms_from_vmcoreinfo(phys, vi, ip).ok(),
         };
         if let Some(all) = all {
-            match accept(all, bp) {
-                Ok(r) if r.0.image_phys() == ip => return Ok(r),
-                Ok((_, _)) => {}
-                Err(all) => memo.put(VMCOREINFO_TAG, all),
-            }
+            // VMCOREINFO's tables are the kernel's own word: a banner they do not place is
+            // a decoy, not a reason to search.
+            return match accept(all, bp) {
+                Ok(r) if r.0.image_phys() == ip => Ok(r),
+                Ok(_) => Err(nodata("VMCOREINFO phys_base disagrees with kallsyms")),
+                Err(all) => {
+                    memo.put(VMCOREINFO_TAG, all);
+                    Err(nodata(format!(
+                        "VMCOREINFO's kallsyms place linux_banner elsewhere than {bp:#x}"
+                    )))
+                }
+            };
         }
     }
     let start = bp.saturating_sub(WINDOW_BEFORE);
