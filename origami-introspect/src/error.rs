@@ -28,6 +28,61 @@ pub enum Error {
         /// The bound in force.
         limit: u64,
     },
+    /// A guest file system could not be read: bad superblock, corrupt metadata, an
+    /// unsupported feature, or a panic inside the file-system library caught at its edge.
+    #[error("{source_name}: {fs} file system: {what}{}", path_suffix(path))]
+    FileSystem {
+        /// The partition or image holding the file system.
+        source_name: String,
+        /// `ext4`, `fat`, ...
+        fs: &'static str,
+        /// The path inside the file system being read, when there is one.
+        path: Option<String>,
+        /// What is wrong.
+        what: String,
+    },
+    /// A guest path does not exist.
+    #[error("{path}: no such file or directory in the guest")]
+    NotFound {
+        /// The guest path.
+        path: String,
+    },
+    /// A guest path has a non-directory where a directory is needed.
+    #[error("{path}: not a directory in the guest")]
+    NotADirectory {
+        /// The guest path.
+        path: String,
+    },
+    /// Resolving a guest path met too many symbolic links (a loop, or a chain too long).
+    #[error("{path}: more than {limit} symbolic links while resolving (a loop?)")]
+    SymlinkLoop {
+        /// The guest path being resolved.
+        path: String,
+        /// The bound on links followed.
+        limit: u32,
+    },
+    /// No file system of the target looks like a guest root (no `/etc/os-release` or
+    /// `/usr/lib/os-release`).
+    #[error("no root file system found among: {looked_at}")]
+    NoRoot {
+        /// The file systems examined.
+        looked_at: String,
+    },
+    /// A walk or list exceeded a bound (entries, depth).
+    #[error("{what}: over the bound of {limit}")]
+    LimitExceeded {
+        /// What was counted, naming the guest path.
+        what: String,
+        /// The bound in force.
+        limit: u64,
+    },
+}
+
+fn path_suffix(path: &Option<String>) -> String {
+    match path {
+        Some(p) => format!(" (at {p})"),
+        None => String::new(),
+    }
 }
 
 /// Results of this crate.

@@ -1,0 +1,552 @@
+//! The Crawler: a [`Target`] (disk images, later a memory dump) and [`CrawlOptions`] in, a
+//! [`Frame`] out.
+//!
+//! The disks are opened (raw or qcow2, partitioned or not), every file system found on
+//! them is opened, and the guest's tree is assembled from its own `/etc/fstab`
+//! ([`crate::fs::fstab`]). Each section then runs on that tree; a section that fails records
+//! its error in `_frame.errors` and the others go on, and each section's time is recorded
+//! in `_frame.timings` (milliseconds).
+//!
+//! ```no_run
+//! use origami_introspect::{CrawlOptions, Crawler, Target};
+//!
+//! let options = CrawlOptions::builder().hash_files(true).exclude("/usr/share/doc/**").build()?;
+//! let frame = Crawler::new(options).crawl(&Target::disk("web-01.qcow2"))?;
+//! println!("{}", frame.to_json());
+//! # Ok::<(), origami_introspect::Error>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use globset::GlobSet;
+use origami_core::partition::{read_partitions, TableKind};
+use origami_core::ReadAt;
+use origami_frame::{Frame, Section};
+
+use crate::disk::{config, file, os, package, user};
+use crate::error::{Error, Result};
+use crate::fs::fstab::{assemble, Assembly, PartitionInfo, Volume};
+use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree, WalkLimits};
+
+/// What to crawl: one machine's disk images and, optionally, its memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// The machine's disk images, in the order the guest sees them (`vda`, `vdb`, ...).
+    pub disks: Vec<PathBuf>,
+    /// A memory dump (or a live memory file) of the same machine.
+    pub memory: Option<PathBuf>,
+    /// The guest kernel's `System.map`, when the caller has it.
+    pub system_map: Option<PathBuf>,
+}
+
+impl Target {
+    /// A target of one disk image.
+    pub fn disk(path: impl Into<PathBuf>) -> Target {
+        Target {
+            disks: vec![path.into()],
+            ..Target::default()
+        }
+    }
+
+    /// Adds a disk image.
+    pub fn with_disk(mut self, path: impl Into<PathBuf>) -> Target {
+        self.disks.push(path.into());
+        self
+    }
+
+    /// Sets the memory dump.
+    pub fn with_memory(mut self, path: impl Into<PathBuf>) -> Target {
+        self.memory = Some(path.into());
+        self
+    }
+
+    /// Sets the `System.map`.
+    pub fn with_system_map(mut self, path: impl Into<PathBuf>) -> Target {
+        self.system_map = Some(path.into());
+        self
+    }
+}
+
+/// How to crawl: which sections, and their knobs. Built with [`CrawlOptions::builder`].
+#[derive(Debug, Clone)]
+pub struct CrawlOptions {
+    system: Option<String>,
+    sections: BTreeSet<Section>,
+    hash_files: bool,
+    max_hash_size: Option<u64>,
+    exclude: Vec<String>,
+    exclude_set: GlobSet,
+    config_globs: Vec<String>,
+    config_etc: bool,
+    config_max_size: u64,
+    max_status_size: u64,
+    max_passwd_size: u64,
+    walk_limits: WalkLimits,
+    use_cache: bool,
+    cache_dir: Option<PathBuf>,
+    disk: DiskOptions,
+    threads: usize,
+}
+
+impl Default for CrawlOptions {
+    fn default() -> Self {
+        CrawlOptions {
+            system: None,
+            sections: DISK_SECTIONS.into_iter().collect(),
+            hash_files: false,
+            max_hash_size: None,
+            exclude: Vec::new(),
+            exclude_set: GlobSet::empty(),
+            config_globs: Vec::new(),
+            config_etc: true,
+            config_max_size: config::DEFAULT_MAX_SIZE,
+            max_status_size: package::dpkg::DEFAULT_MAX_STATUS,
+            max_passwd_size: user::DEFAULT_MAX_SIZE,
+            walk_limits: WalkLimits::default(),
+            use_cache: true,
+            cache_dir: None,
+            disk: DiskOptions::default(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1),
+        }
+    }
+}
+
+/// The sections read from disk.
+pub const DISK_SECTIONS: [Section; 5] = [
+    Section::Os,
+    Section::Package,
+    Section::User,
+    Section::Config,
+    Section::File,
+];
+
+impl CrawlOptions {
+    /// A builder starting from the defaults: every disk section, no hashing, config text
+    /// of `/etc` up to 64 KiB a file.
+    pub fn builder() -> CrawlOptionsBuilder {
+        CrawlOptionsBuilder {
+            options: CrawlOptions::default(),
+        }
+    }
+
+    /// The sections that will be crawled.
+    pub fn sections(&self) -> &BTreeSet<Section> {
+        &self.sections
+    }
+}
+
+/// Builds [`CrawlOptions`].
+#[derive(Debug, Clone)]
+pub struct CrawlOptionsBuilder {
+    options: CrawlOptions,
+}
+
+impl CrawlOptionsBuilder {
+    /// The system id written in `_frame.system` (default: the guest's host name, else the
+    /// first disk's file name).
+    pub fn system(mut self, id: impl Into<String>) -> Self {
+        self.options.system = Some(id.into());
+        self
+    }
+
+    /// Crawl only these sections.
+    pub fn sections(mut self, sections: impl IntoIterator<Item = Section>) -> Self {
+        self.options.sections = sections.into_iter().collect();
+        self
+    }
+
+    /// Hash regular files (sha256) in the `file` section.
+    pub fn hash_files(mut self, yes: bool) -> Self {
+        self.options.hash_files = yes;
+        self
+    }
+
+    /// Do not hash files larger than `bytes`.
+    pub fn max_hash_size(mut self, bytes: u64) -> Self {
+        self.options.max_hash_size = Some(bytes);
+        self
+    }
+
+    /// Leave out of the `file` section the paths matching `glob` (e.g. `/proc/**`).
+    pub fn exclude(mut self, glob: impl Into<String>) -> Self {
+        self.options.exclude.push(glob.into());
+        self
+    }
+
+    /// Add to the `config` section the text files matching `glob`
+    /// (e.g. `/home/*/.bash_history`).
+    pub fn config_glob(mut self, glob: impl Into<String>) -> Self {
+        self.options.config_globs.push(glob.into());
+        self
+    }
+
+    /// Whether the `config` section takes every text file under `/etc` (default yes).
+    pub fn config_etc(mut self, yes: bool) -> Self {
+        self.options.config_etc = yes;
+        self
+    }
+
+    /// The bound on one config file's content (default 64 KiB).
+    pub fn config_max_size(mut self, bytes: u64) -> Self {
+        self.options.config_max_size = bytes;
+        self
+    }
+
+    /// The bound on the dpkg status file (default 64 MiB).
+    pub fn max_status_size(mut self, bytes: u64) -> Self {
+        self.options.max_status_size = bytes;
+        self
+    }
+
+    /// The bound on `/etc/passwd` and `/etc/group` (default 4 MiB).
+    pub fn max_passwd_size(mut self, bytes: u64) -> Self {
+        self.options.max_passwd_size = bytes;
+        self
+    }
+
+    /// Bounds of the tree walks.
+    pub fn walk_limits(mut self, limits: WalkLimits) -> Self {
+        self.options.walk_limits = limits;
+        self
+    }
+
+    /// Whether memory crawls use the per-kernel discovery cache (default yes; the CLI's
+    /// `--no-cache` turns it off).
+    pub fn use_cache(mut self, yes: bool) -> Self {
+        self.options.use_cache = yes;
+        self
+    }
+
+    /// Where the discovery cache lives (default `$XDG_CACHE_HOME/origami`, else
+    /// `~/.cache/origami`).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Map raw disk images into memory rather than read them with `pread` (faster; only
+    /// for images nothing truncates while they are read, see `origami_core::MmapSource`).
+    pub fn memory_map(mut self, yes: bool) -> Self {
+        self.options.disk.memory_map = yes;
+        self
+    }
+
+    /// Verify ext4 metadata checksums (off by default, see [`Ext4Options`]).
+    pub fn verify_checksums(mut self, yes: bool) -> Self {
+        self.options.disk.ext4.verify_checksums = yes;
+        self
+    }
+
+    /// Threads hashing files (default: the CPUs, at most 4); each opens its own handle
+    /// on the guest's disks.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.options.threads = n.max(1);
+        self
+    }
+
+    /// The options; fails when a glob does not parse.
+    pub fn build(mut self) -> Result<CrawlOptions> {
+        self.options.exclude_set = config::glob_set(&self.options.exclude)?;
+        config::glob_set(&self.options.config_globs)?;
+        Ok(self.options)
+    }
+}
+
+/// Makes frames of targets.
+#[derive(Debug, Clone, Default)]
+pub struct Crawler {
+    options: CrawlOptions,
+}
+
+/// How the disks are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskOptions {
+    /// Map raw images into memory instead of reading them with `pread`.
+    pub memory_map: bool,
+    /// How ext4 file systems are read.
+    pub ext4: Ext4Options,
+}
+
+/// A disk image as a [`ReadAt`]: raw or qcow2 (backing chains followed), told apart by
+/// their magic. A raw image is memory-mapped when asked.
+fn open_image(path: &Path, options: &mut DiskOptions) -> Result<Arc<dyn ReadAt>> {
+    let image = origami_core::Image::open(path)?;
+    if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
+        options.ext4.no_cache = true;
+        return Ok(Arc::new(origami_core::MmapSource::open(path)?));
+    }
+    options.ext4.no_cache = false;
+    Ok(Arc::new(image))
+}
+
+/// The file system on `source` as a volume; `Ok(None)` when it holds none this crate reads
+/// (swap, an empty partition).
+fn volume(
+    source: Arc<dyn ReadAt>,
+    disk: usize,
+    partition: Option<PartitionInfo>,
+    ext4: Ext4Options,
+) -> Result<Option<Volume>> {
+    if sniff(&*source)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Volume {
+        fs: open_filesystem_with(source, ext4)?,
+        disk,
+        partition,
+    }))
+}
+
+/// The file systems on one disk: each partition's, or the whole disk's when it has no
+/// partition table. Partitions holding no file system this crate reads (swap, extended)
+/// are skipped; one that fails to open is reported and the others go on.
+fn disk_volumes(
+    disk: Arc<dyn ReadAt>,
+    index: usize,
+    ext4: Ext4Options,
+) -> (Vec<Volume>, Vec<Error>) {
+    let mut volumes = Vec::new();
+    let mut errors = Vec::new();
+    let table = match read_partitions(&*disk) {
+        Ok(t) => t,
+        Err(e) => return (volumes, vec![e.into()]),
+    };
+    if table.kind == TableKind::None {
+        match volume(disk, index, None, ext4) {
+            Ok(v) => volumes.extend(v),
+            Err(e) => errors.push(e),
+        }
+        return (volumes, errors);
+    }
+    for p in table.partitions.iter().filter(|p| !p.is_extended()) {
+        let info = PartitionInfo {
+            number: p.number,
+            uuid: p.uuid.clone(),
+            label: p.label.clone(),
+            type_id: p.type_id.clone(),
+        };
+        let opened = p
+            .open(disk.clone())
+            .map_err(Error::from)
+            .and_then(|slice| volume(Arc::new(slice), index, Some(info), ext4));
+        match opened {
+            Ok(v) => volumes.extend(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    (volumes, errors)
+}
+
+/// Opens the disks of a target and assembles the guest's tree. Problems that did not stop
+/// the assembly (an unreadable partition, an fstab line naming no disk) are returned too.
+pub fn open_guest(disks: &[PathBuf], options: DiskOptions) -> Result<(Assembly, Vec<Error>)> {
+    let mut volumes = Vec::new();
+    let mut problems = Vec::new();
+    for (i, path) in disks.iter().enumerate() {
+        let mut options = options;
+        let image = open_image(path, &mut options)?;
+        let (v, e) = disk_volumes(image, i, options.ext4);
+        volumes.extend(v);
+        problems.extend(e);
+    }
+    if volumes.is_empty() {
+        return Err(match problems.into_iter().next() {
+            Some(e) => e,
+            None => Error::NoRoot {
+                looked_at: disks
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        });
+    }
+    Ok((assemble(volumes)?, problems))
+}
+
+fn millis(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl Crawler {
+    /// A crawler with `options`.
+    pub fn new(options: CrawlOptions) -> Crawler {
+        Crawler { options }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &CrawlOptions {
+        &self.options
+    }
+
+    /// Crawls `target` into a frame. Only a target with neither disk nor memory is an
+    /// error: a disk or dump that cannot be read, or a section that fails, is recorded in
+    /// `_frame.errors` and the rest goes on.
+    pub fn crawl(&self, target: &Target) -> Result<Frame> {
+        if target.disks.is_empty() && target.memory.is_none() {
+            return Err(Error::NoRoot {
+                looked_at: "a target with neither disk nor memory".into(),
+            });
+        }
+        let start = Instant::now();
+        let fallback_id = target
+            .disks
+            .first()
+            .or(target.memory.as_ref())
+            .and_then(|d| d.file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut frame = Frame::new(self.options.system.clone().unwrap_or(fallback_id));
+        frame.meta.source = target
+            .disks
+            .iter()
+            .chain(target.memory.iter())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !target.disks.is_empty() {
+            let t = Instant::now();
+            let opened = open_guest(&target.disks, self.options.disk);
+            frame.meta.timings.insert("disk".into(), millis(t));
+            match opened {
+                Ok((assembly, problems)) => {
+                    for e in problems {
+                        frame.record_error("disk", e.to_string());
+                    }
+                    for note in &assembly.notes {
+                        frame.record_error("disk", note.clone());
+                    }
+                    let disks = target.disks.clone();
+                    let disk_options = self.options.disk;
+                    let opener = move || open_guest(&disks, disk_options).map(|(a, _)| a.tree);
+                    self.crawl_tree_with(&assembly.tree, &mut frame, Some(&opener));
+                }
+                Err(e) => frame.record_error("disk", e.to_string()),
+            }
+        }
+        if let Some(memory) = &target.memory {
+            self.crawl_memory(memory, target.system_map.as_deref(), &mut frame);
+        }
+        if self.options.system.is_none() {
+            if let Some(h) = &frame.meta.hostname {
+                frame.meta.system = h.clone();
+            }
+        }
+        frame.meta.duration_ms = start.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+        Ok(frame)
+    }
+
+    /// Crawls a Linux guest's memory (a dump or a running VM's memory file) into `frame`:
+    /// the running kernel, host name, processes, connections and modules. What the disk
+    /// said of the OS stays; the memory's kernel release is the running one.
+    pub fn crawl_memory(&self, memory: &Path, system_map: Option<&Path>, frame: &mut Frame) {
+        let t = Instant::now();
+        let dump = origami_core::memory::MemoryDump::open(memory);
+        frame.meta.timings.insert("memory".into(), millis(t));
+        let dump = match dump {
+            Ok(d) => d,
+            Err(e) => {
+                frame.record_error("memory", e.to_string());
+                return;
+            }
+        };
+        let opts = crate::linux::LinuxOptions {
+            system_map: system_map.map(Path::to_path_buf),
+            use_cache: self.options.use_cache,
+            cache_dir: self.options.cache_dir.clone(),
+        };
+        // The disk's OS fields (os-release) are kept; memory adds the running kernel and
+        // the host name the kernel holds, which wins over /etc/hostname.
+        let disk_os = std::mem::take(&mut frame.os);
+        crate::linux::crawl_into(&dump, &opts, frame);
+        let mem_os = std::mem::replace(&mut frame.os, disk_os);
+        if mem_os.kernel.is_some() {
+            frame.os.kernel = mem_os.kernel;
+        }
+        if mem_os.hostname.is_some() {
+            frame.os.hostname = mem_os.hostname;
+        }
+        frame.os.arch = frame.os.arch.take().or(mem_os.arch);
+        frame.os.boot_time = mem_os.boot_time.or(frame.os.boot_time.take());
+        for (k, v) in mem_os.extra {
+            frame.os.extra.entry(k).or_insert(v);
+        }
+        if frame.os.hostname.is_some() {
+            frame.meta.hostname = frame.os.hostname.clone();
+        }
+    }
+
+    /// Runs the chosen disk sections on an assembled guest tree, into `frame` (files are
+    /// hashed on the calling thread).
+    pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
+        self.crawl_tree_with(tree, frame, None);
+    }
+
+    fn crawl_tree_with(
+        &self,
+        tree: &GuestTree,
+        frame: &mut Frame,
+        opener: Option<file::TreeOpener<'_>>,
+    ) {
+        let o = &self.options;
+        for section in DISK_SECTIONS {
+            if !o.sections.contains(&section) {
+                continue;
+            }
+            let t = Instant::now();
+            let errors: Vec<Error> = match section {
+                Section::Os => {
+                    let (found, e) = os::crawl(tree);
+                    frame.meta.hostname = found.hostname.clone();
+                    frame.os = found;
+                    e
+                }
+                Section::Package => {
+                    let (p, e) = package::crawl_with(tree, o.max_status_size);
+                    frame.package = p;
+                    e
+                }
+                Section::User => {
+                    let (u, e) = user::crawl(tree, o.max_passwd_size);
+                    frame.user = u;
+                    e
+                }
+                Section::Config => {
+                    let opts = config::ConfigOptions {
+                        max_size: o.config_max_size,
+                        etc: o.config_etc,
+                        globs: o.config_globs.clone(),
+                        limits: o.walk_limits,
+                    };
+                    let (c, e) = config::crawl(tree, &opts);
+                    frame.config = c;
+                    e
+                }
+                Section::File => {
+                    let opts = file::FileOptions {
+                        hash: o.hash_files,
+                        max_hash_size: o.max_hash_size,
+                        exclude: o.exclude_set.clone(),
+                        limits: o.walk_limits,
+                        hash_threads: o.threads,
+                    };
+                    let (f, e) = file::crawl_parallel(tree, &opts, opener);
+                    frame.file = f;
+                    e
+                }
+                _ => Vec::new(),
+            };
+            frame
+                .meta
+                .timings
+                .insert(section.name().to_string(), millis(t));
+            for e in errors {
+                frame.record_error(section.name(), e.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The `file` section: every file, directory, symlink and device of the guest tree, with
+//! path, type, mode, owner, size, mtime, link target and, when asked, the sha256 of regular
+//! files.
+//!
+//! The walk never follows symlinks and crosses into mounted file systems (the guest's view).
+//! Paths matching an exclusion glob are left out, and an excluded directory is not entered.
+//! A name that is not UTF-8 is shown lossily in `path`, with its raw bytes in `path_hex`.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use globset::GlobSet;
+use origami_frame::{FileItem, FileType};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::fs::{display_path, GuestTree, WalkControl, WalkLimits};
+
+/// The most per-file errors (unreadable content) reported; the rest are counted.
+const MAX_REPORTED: usize = 20;
+
+/// What the file crawler does.
+#[derive(Debug, Clone, Default)]
+pub struct FileOptions {
+    /// Hash regular files with sha256.
+    pub hash: bool,
+    /// Files larger than this are not hashed (`None`: no bound).
+    pub max_hash_size: Option<u64>,
+    /// Paths to leave out (matched against the absolute guest path).
+    pub exclude: GlobSet,
+    /// Bounds of the walk.
+    pub limits: WalkLimits,
+    /// Threads hashing files (each with its own handle on the guest, see
+    /// [`crawl_parallel`]); 0 or 1 hashes on the calling thread.
+    pub hash_threads: usize,
+}
+
+/// Opens another handle on the same guest tree, for a worker thread: file-system handles
+/// are not shared between threads (ext4-view's is single-threaded), images are.
+pub type TreeOpener<'a> = &'a (dyn Fn() -> crate::Result<GuestTree> + Sync);
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// The sha256 of the regular file at canonical `path`, streamed.
+pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Result<String> {
+    let mut reader = tree.open_canonical(path)?;
+    let mut hasher = Sha256::new();
+    loop {
+        let n = reader.read(buf).map_err(|e| Error::FileSystem {
+            source_name: tree.source_of(path),
+            fs: "guest",
+            path: Some(display_path(path)),
+            what: e.to_string(),
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Hashes the files of `jobs` (item index, canonical path), on `threads` threads when an
+/// opener gives each its own tree; the calling thread works with `tree`.
+fn hash_all(
+    tree: &GuestTree,
+    jobs: &[(usize, Vec<u8>)],
+    threads: usize,
+    opener: Option<TreeOpener<'_>>,
+) -> (Vec<(usize, crate::Result<String>)>, Vec<Error>) {
+    let next = AtomicUsize::new(0);
+    let work = |t: &GuestTree| {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((item, path)) = jobs.get(i) else {
+                break;
+            };
+            out.push((*item, sha256_file(t, path, &mut buf)));
+        }
+        out
+    };
+    let Some(opener) = opener.filter(|_| threads > 1 && jobs.len() > 1) else {
+        return (work(tree), Vec::new());
+    };
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (1..threads)
+            .map(|_| s.spawn(|| opener().map(|t| work(&t))))
+            .collect();
+        let mut done = work(tree);
+        let mut errors = Vec::new();
+        for w in workers {
+            // A worker that could not open the guest leaves its share to the others
+            // (the queue is shared), so only its error is kept.
+            match w.join() {
+                Ok(Ok(part)) => done.extend(part),
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push(Error::LimitExceeded {
+                    what: "a hashing thread stopped".into(),
+                    limit: 0,
+                }),
+            }
+        }
+        (done, errors)
+    })
+}
+
+/// Lists the guest tree, with the problems met (unreadable directories or files, bounds).
+/// Files are hashed on the calling thread.
+pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Error>) {
+    crawl_parallel(tree, options, None)
+}
+
+/// As [`crawl`], hashing on `options.hash_threads` threads, each opening its own handle on
+/// the guest with `opener`.
+pub fn crawl_parallel(
+    tree: &GuestTree,
+    options: &FileOptions,
+    opener: Option<TreeOpener<'_>>,
+) -> (Vec<FileItem>, Vec<Error>) {
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    let mut unreported = 0usize;
+    let mut jobs: Vec<(usize, Vec<u8>)> = Vec::new();
+    let walk_errors = tree.walk(b"/", &options.limits, &mut |entry| {
+        let text = display_path(entry.path);
+        if !options.exclude.is_empty() && options.exclude.is_match(&text) {
+            return WalkControl::SkipDir;
+        }
+        let st = entry.stat;
+        let mut item = FileItem {
+            path: text,
+            file_type: st.file_type,
+            mode: st.mode,
+            uid: st.uid,
+            gid: st.gid,
+            size: st.size,
+            mtime: st.mtime,
+            ..FileItem::default()
+        };
+        if std::str::from_utf8(entry.path).is_err() {
+            item.extra
+                .insert("path_hex".into(), Value::String(hex(entry.path)));
+        }
+        if !st.fat_attrs.is_empty() {
+            item.extra
+                .insert("fat_attrs".into(), Value::String(st.fat_attrs.clone()));
+        }
+        let mut problem = None;
+        match st.file_type {
+            FileType::Symlink => match tree.read_link_canonical(entry.path) {
+                Ok(t) => item.link_target = Some(String::from_utf8_lossy(&t).into_owned()),
+                Err(e) => problem = Some(e),
+            },
+            FileType::File
+                if options.hash && options.max_hash_size.is_none_or(|m| st.size <= m) =>
+            {
+                jobs.push((items.len(), entry.path.to_vec()));
+            }
+            _ => {}
+        }
+        if let Some(e) = problem {
+            if errors.len() < MAX_REPORTED {
+                errors.push(e);
+            } else {
+                unreported += 1;
+            }
+        }
+        items.push(item);
+        WalkControl::Continue
+    });
+    errors.extend(walk_errors);
+    let (hashes, thread_errors) = hash_all(tree, &jobs, options.hash_threads, opener);
+    errors.extend(thread_errors);
+    for (i, hash) in hashes {
+        match (hash, items.get_mut(i)) {
+            (Ok(h), Some(item)) => item.sha256 = Some(h),
+            (Err(e), _) if errors.len() < MAX_REPORTED => errors.push(e),
+            (Err(_), _) => unreported += 1,
+            (Ok(_), None) => {}
+        }
+    }
+    if unreported > 0 {
+        errors.push(Error::LimitExceeded {
+            what: format!("{unreported} further unreadable files not listed"),
+            limit: MAX_REPORTED as u64,
+        });
+    }
+    (items, errors)
+}

@@ -1,0 +1,379 @@
+//! Assembling the guest's tree the way the guest would: find the root file system (the one
+//! with `/etc/os-release` or `/usr/lib/os-release`), read its `/etc/fstab`, and mount the
+//! other volumes at their mount points, matched by `UUID=`, `LABEL=`, `PARTUUID=`,
+//! `PARTLABEL=`, `/dev/disk/by-*/` links or kernel device names (`/dev/sda2`, `/dev/vdb1`,
+//! `/dev/nvme0n1p2`, `/dev/mmcblk0p1`). An EFI system partition that fstab does not mount
+//! (an unconfigured fstab, or one left to systemd's GPT auto-mounting) is placed at
+//! `/boot/efi`, where distributions mount it.
+//!
+//! Limits: swap, network and pseudo file systems are skipped; bind mounts and btrfs
+//! subvolumes are not modelled; an fstab line naming no volume of the target is reported,
+//! not fatal.
+
+use super::path::display_path;
+use super::{FileSystem, FsKind, GuestTree};
+use crate::error::{Error, Result};
+
+/// The GPT type GUID of an EFI system partition.
+pub const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+/// The longest `/etc/fstab` read.
+pub const MAX_FSTAB: u64 = 1 << 20;
+
+/// Where a volume sits on the target's disks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// 1-based partition number, as Linux numbers them.
+    pub number: u32,
+    /// PARTUUID (GPT unique GUID, or MBR `<disk id>-<nn>`), lowercase.
+    pub uuid: Option<String>,
+    /// PARTLABEL (GPT partition name).
+    pub label: Option<String>,
+    /// GPT type GUID (lowercase) or MBR type as `0x83`.
+    pub type_id: String,
+}
+
+/// A file system found on the target, with where it was found.
+pub struct Volume {
+    /// The opened file system.
+    pub fs: Box<dyn FileSystem>,
+    /// Which disk of the target (0-based, in the order given).
+    pub disk: usize,
+    /// The partition it fills, or `None` for a whole-disk file system.
+    pub partition: Option<PartitionInfo>,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("fs", &self.fs.info())
+            .field("disk", &self.disk)
+            .field("partition", &self.partition)
+            .finish()
+    }
+}
+
+impl Volume {
+    fn is_esp(&self) -> bool {
+        self.fs.info().kind == FsKind::Fat
+            && (self.partition.as_ref().is_some_and(|p| {
+                p.type_id.eq_ignore_ascii_case(ESP_TYPE_GUID) || p.type_id == "0xef"
+            }) || self
+                .fs
+                .lstat(b"/EFI")
+                .is_ok_and(|s| s.file_type == super::FileType::Dir))
+    }
+
+    fn has_os_release(&self) -> bool {
+        self.fs.lstat(b"/etc/os-release").is_ok() || self.fs.lstat(b"/usr/lib/os-release").is_ok()
+    }
+}
+
+/// One line of `/etc/fstab`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FstabEntry {
+    /// What is mounted (`UUID=...`, `/dev/sda1`, ...).
+    pub spec: String,
+    /// Where (`/boot/efi`).
+    pub file: String,
+    /// File-system type (`ext4`, `vfat`, `swap`, ...).
+    pub vfstype: String,
+    /// Mount options.
+    pub options: String,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// Decodes fstab's octal escapes (`\040` is a space).
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (u32::from(b[i + 1] - b'0') << 6)
+                | (u32::from(b[i + 2] - b'0') << 3)
+                | u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses fstab text: comments and blank lines skipped, lines of fewer than two fields
+/// ignored.
+pub fn parse_fstab(text: &str) -> Vec<FstabEntry> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().take(4).collect();
+        let [spec, file, rest @ ..] = f.as_slice() else {
+            continue;
+        };
+        out.push(FstabEntry {
+            spec: unescape(spec),
+            file: unescape(file),
+            vfstype: rest.first().map(|s| s.to_string()).unwrap_or_default(),
+            options: rest.get(1).map(|s| s.to_string()).unwrap_or_default(),
+            line: i + 1,
+        });
+    }
+    out
+}
+
+/// How an fstab spec names a volume.
+#[derive(Debug, PartialEq, Eq)]
+enum Spec {
+    Uuid(String),
+    Label(String),
+    PartUuid(String),
+    PartLabel(String),
+    Device { disk: usize, partition: Option<u32> },
+}
+
+/// `sda2` -> (0, Some(2)); `vdb` -> (1, None); `nvme0n1p2` -> (0, Some(2)).
+fn parse_device(name: &str) -> Option<(usize, Option<u32>)> {
+    for prefix in ["sd", "vd", "hd", "xvd"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let letters: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+            let digits = &rest[letters.len()..];
+            if letters.is_empty() || letters.len() > 2 {
+                return None;
+            }
+            let mut disk = 0usize;
+            for c in letters.bytes() {
+                disk = disk * 26 + usize::from(c - b'a') + 1;
+            }
+            let part = if digits.is_empty() {
+                None
+            } else {
+                Some(digits.parse().ok()?)
+            };
+            return Some((disk - 1, part));
+        }
+    }
+    for (prefix, sep) in [("nvme", "n1"), ("mmcblk", "")] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let disk: usize = digits.parse().ok()?;
+            let rest = rest[digits.len()..].strip_prefix(sep)?;
+            let part = match rest.strip_prefix('p') {
+                Some(n) => Some(n.parse().ok()?),
+                None if rest.is_empty() => None,
+                None => return None,
+            };
+            return Some((disk, part));
+        }
+    }
+    None
+}
+
+fn parse_spec(spec: &str) -> Option<Spec> {
+    let (key, value) = match spec.split_once('=') {
+        Some((k, v)) => (k, v.trim_matches('"')),
+        None => {
+            let dev = spec.strip_prefix("/dev/")?;
+            if let Some(v) = dev.strip_prefix("disk/by-uuid/") {
+                return Some(Spec::Uuid(v.into()));
+            }
+            if let Some(v) = dev.strip_prefix("disk/by-label/") {
+                return Some(Spec::Label(unescape(&v.replace("\\x20", "\\040"))));
+            }
+            if let Some(v) = dev.strip_prefix("disk/by-partuuid/") {
+                return Some(Spec::PartUuid(v.into()));
+            }
+            if let Some(v) = dev.strip_prefix("disk/by-partlabel/") {
+                return Some(Spec::PartLabel(v.into()));
+            }
+            let (disk, partition) = parse_device(dev)?;
+            return Some(Spec::Device { disk, partition });
+        }
+    };
+    match key {
+        "UUID" => Some(Spec::Uuid(value.into())),
+        "LABEL" => Some(Spec::Label(value.into())),
+        "PARTUUID" => Some(Spec::PartUuid(value.into())),
+        "PARTLABEL" => Some(Spec::PartLabel(value.into())),
+        _ => None,
+    }
+}
+
+fn matches(spec: &Spec, v: &Volume) -> bool {
+    let info = v.fs.info();
+    let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
+    match spec {
+        Spec::Uuid(u) => eq(&info.uuid, u),
+        Spec::Label(l) => info.label.as_deref() == Some(l.as_str()),
+        Spec::PartUuid(u) => v.partition.as_ref().is_some_and(|p| eq(&p.uuid, u)),
+        Spec::PartLabel(l) => v
+            .partition
+            .as_ref()
+            .is_some_and(|p| p.label.as_deref() == Some(l.as_str())),
+        Spec::Device { disk, partition } => {
+            v.disk == *disk && v.partition.as_ref().map(|p| p.number) == *partition
+        }
+    }
+}
+
+/// The guest's tree and what assembling it noticed.
+#[derive(Debug)]
+pub struct Assembly {
+    /// The assembled tree.
+    pub tree: GuestTree,
+    /// Where the root came from.
+    pub root_source: String,
+    /// fstab lines that named no volume, volumes left unmounted, and the like.
+    pub notes: Vec<String>,
+}
+
+const SKIP_TYPES: &[&str] = &[
+    "swap",
+    "proc",
+    "sysfs",
+    "tmpfs",
+    "devpts",
+    "devtmpfs",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smbfs",
+    "none",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "debugfs",
+    "efivarfs",
+    "bpf",
+    "overlay",
+];
+
+/// Builds the guest's tree from the volumes found on the target's disks.
+pub fn assemble(volumes: Vec<Volume>) -> Result<Assembly> {
+    let mut volumes: Vec<Option<Volume>> = volumes.into_iter().map(Some).collect();
+    let root_index = volumes
+        .iter()
+        .position(|v| v.as_ref().is_some_and(Volume::has_os_release))
+        .ok_or_else(|| Error::NoRoot {
+            looked_at: volumes
+                .iter()
+                .flatten()
+                .map(|v| v.fs.info().source)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let root = volumes
+        .get_mut(root_index)
+        .and_then(Option::take)
+        .ok_or_else(|| Error::NoRoot {
+            looked_at: String::new(),
+        })?;
+    let root_source = root.fs.info().source;
+    let mut tree = GuestTree::single(root.fs);
+    let mut notes = Vec::new();
+    let fstab = match tree.read_file(b"/etc/fstab", MAX_FSTAB) {
+        Ok(t) => parse_fstab(&String::from_utf8_lossy(&t)),
+        Err(Error::NotFound { .. }) => Vec::new(),
+        Err(e) => {
+            notes.push(format!("/etc/fstab: {e}"));
+            Vec::new()
+        }
+    };
+    let mut wanted: Vec<&FstabEntry> = fstab
+        .iter()
+        .filter(|e| e.file.starts_with('/') && e.file != "/")
+        .filter(|e| !SKIP_TYPES.contains(&e.vfstype.as_str()))
+        .collect();
+    // Parents before children, as `mount -a` would need them.
+    wanted.sort_by_key(|e| e.file.matches('/').count());
+    for entry in wanted {
+        let Some(spec) = parse_spec(&entry.spec) else {
+            notes.push(format!(
+                "/etc/fstab line {}: {} is not a device this crawler can match",
+                entry.line, entry.spec
+            ));
+            continue;
+        };
+        let found = volumes
+            .iter_mut()
+            .find(|v| v.as_ref().is_some_and(|v| matches(&spec, v)))
+            .and_then(Option::take);
+        match found {
+            Some(v) => tree.mount(entry.file.as_bytes(), v.fs),
+            None => notes.push(format!(
+                "/etc/fstab line {}: {} for {} is on no disk of the target",
+                entry.line, entry.spec, entry.file
+            )),
+        }
+    }
+    let efi_taken = tree.mounts().iter().any(|m| m.point == b"/boot/efi");
+    if !efi_taken {
+        if let Some(esp) = volumes
+            .iter_mut()
+            .find(|v| v.as_ref().is_some_and(Volume::is_esp))
+            .and_then(Option::take)
+        {
+            tree.mount(b"/boot/efi", esp.fs);
+        }
+    }
+    for v in volumes.into_iter().flatten() {
+        notes.push(format!(
+            "{} is not mounted in the guest tree",
+            v.fs.info().source
+        ));
+    }
+    Ok(Assembly {
+        tree,
+        root_source,
+        notes,
+    })
+}
+
+/// The mount points of a tree as text (`/`, `/boot/efi`), for reports.
+pub fn mount_points(tree: &GuestTree) -> Vec<String> {
+    tree.mounts()
+        .iter()
+        .map(|m| display_path(&m.point))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fstab_lines() {
+        let t = "# c\nUUID=ab-cd / ext4 defaults 0 1\n\nLABEL=My\\040Disk /data ext4 rw\n/dev/sda1 none swap sw\nbad\n";
+        let e = parse_fstab(t);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[1].spec, "LABEL=My Disk");
+        assert_eq!(e[1].line, 4);
+        assert_eq!(e[2].vfstype, "swap");
+    }
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!(parse_device("sda2"), Some((0, Some(2))));
+        assert_eq!(parse_device("vdb"), Some((1, None)));
+        assert_eq!(parse_device("sdaa1"), Some((26, Some(1))));
+        assert_eq!(parse_device("nvme0n1p2"), Some((0, Some(2))));
+        assert_eq!(parse_device("mmcblk1p1"), Some((1, Some(1))));
+        assert_eq!(parse_device("loop0"), None);
+        assert_eq!(
+            parse_spec("/dev/disk/by-uuid/1234-ABCD"),
+            Some(Spec::Uuid("1234-ABCD".into()))
+        );
+        assert_eq!(
+            parse_spec("PARTUUID=\"x\""),
+            Some(Spec::PartUuid("x".into()))
+        );
+    }
+}
