@@ -22,13 +22,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use globset::GlobSet;
+use origami_core::partition::{read_partitions, TableKind};
 use origami_core::ReadAt;
 use origami_frame::{Frame, Section};
 
 use crate::disk::{config, file, os, package, user};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble, Assembly, PartitionInfo, Volume};
-use crate::fs::{open_filesystem, sniff, GuestTree, WalkLimits};
+use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree, WalkLimits};
 
 /// What to crawl: one machine's disk images and, optionally, its memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub struct CrawlOptions {
     walk_limits: WalkLimits,
     use_cache: bool,
     cache_dir: Option<PathBuf>,
+    disk: DiskOptions,
+    threads: usize,
 }
 
 impl Default for CrawlOptions {
@@ -105,6 +108,10 @@ impl Default for CrawlOptions {
             walk_limits: WalkLimits::default(),
             use_cache: true,
             cache_dir: None,
+            disk: DiskOptions::default(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1),
         }
     }
 }
@@ -222,6 +229,26 @@ impl CrawlOptionsBuilder {
         self
     }
 
+    /// Map raw disk images into memory rather than read them with `pread` (faster; only
+    /// for images nothing truncates while they are read, see `origami_core::MmapSource`).
+    pub fn memory_map(mut self, yes: bool) -> Self {
+        self.options.disk.memory_map = yes;
+        self
+    }
+
+    /// Verify ext4 metadata checksums (off by default, see [`Ext4Options`]).
+    pub fn verify_checksums(mut self, yes: bool) -> Self {
+        self.options.disk.ext4.verify_checksums = yes;
+        self
+    }
+
+    /// Threads hashing files (default: the CPUs, at most 4); each opens its own handle
+    /// on the guest's disks.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.options.threads = n.max(1);
+        self
+    }
+
     /// The options; fails when a glob does not parse.
     pub fn build(mut self) -> Result<CrawlOptions> {
         self.options.exclude_set = config::glob_set(&self.options.exclude)?;
@@ -236,40 +263,94 @@ pub struct Crawler {
     options: CrawlOptions,
 }
 
-/// A disk image as a [`ReadAt`]: qcow2 and raw images are told apart by their magic.
-fn open_image(path: &Path) -> Result<Arc<dyn ReadAt>> {
-    Ok(Arc::new(origami_core::FileSource::open(path)?))
+/// How the disks are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskOptions {
+    /// Map raw images into memory instead of reading them with `pread`.
+    pub memory_map: bool,
+    /// How ext4 file systems are read.
+    pub ext4: Ext4Options,
+}
+
+/// A disk image as a [`ReadAt`]: raw or qcow2 (backing chains followed), told apart by
+/// their magic. A raw image is memory-mapped when asked.
+fn open_image(path: &Path, options: &mut DiskOptions) -> Result<Arc<dyn ReadAt>> {
+    let image = origami_core::Image::open(path)?;
+    if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
+        options.ext4.no_cache = true;
+        return Ok(Arc::new(origami_core::MmapSource::open(path)?));
+    }
+    options.ext4.no_cache = false;
+    Ok(Arc::new(image))
+}
+
+/// The file system on `source` as a volume; `Ok(None)` when it holds none this crate reads
+/// (swap, an empty partition).
+fn volume(
+    source: Arc<dyn ReadAt>,
+    disk: usize,
+    partition: Option<PartitionInfo>,
+    ext4: Ext4Options,
+) -> Result<Option<Volume>> {
+    if sniff(&*source)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Volume {
+        fs: open_filesystem_with(source, ext4)?,
+        disk,
+        partition,
+    }))
 }
 
 /// The file systems on one disk: each partition's, or the whole disk's when it has no
 /// partition table. Partitions holding no file system this crate reads (swap, extended)
-/// are skipped.
-fn disk_volumes(disk: Arc<dyn ReadAt>, index: usize) -> (Vec<Volume>, Vec<Error>) {
+/// are skipped; one that fails to open is reported and the others go on.
+fn disk_volumes(
+    disk: Arc<dyn ReadAt>,
+    index: usize,
+    ext4: Ext4Options,
+) -> (Vec<Volume>, Vec<Error>) {
     let mut volumes = Vec::new();
     let mut errors = Vec::new();
-    match sniff(&*disk) {
-        Ok(Some(_)) => match open_filesystem(disk) {
-            Ok(fs) => volumes.push(Volume {
-                fs,
-                disk: index,
-                partition: None::<PartitionInfo>,
-            }),
+    let table = match read_partitions(&*disk) {
+        Ok(t) => t,
+        Err(e) => return (volumes, vec![e.into()]),
+    };
+    if table.kind == TableKind::None {
+        match volume(disk, index, None, ext4) {
+            Ok(v) => volumes.extend(v),
             Err(e) => errors.push(e),
-        },
-        Ok(None) => {}
-        Err(e) => errors.push(e),
+        }
+        return (volumes, errors);
+    }
+    for p in table.partitions.iter().filter(|p| !p.is_extended()) {
+        let info = PartitionInfo {
+            number: p.number,
+            uuid: p.uuid.clone(),
+            label: p.label.clone(),
+            type_id: p.type_id.clone(),
+        };
+        let opened = p
+            .open(disk.clone())
+            .map_err(Error::from)
+            .and_then(|slice| volume(Arc::new(slice), index, Some(info), ext4));
+        match opened {
+            Ok(v) => volumes.extend(v),
+            Err(e) => errors.push(e),
+        }
     }
     (volumes, errors)
 }
 
 /// Opens the disks of a target and assembles the guest's tree. Problems that did not stop
 /// the assembly (an unreadable partition, an fstab line naming no disk) are returned too.
-pub fn open_guest(disks: &[PathBuf]) -> Result<(Assembly, Vec<Error>)> {
+pub fn open_guest(disks: &[PathBuf], options: DiskOptions) -> Result<(Assembly, Vec<Error>)> {
     let mut volumes = Vec::new();
     let mut problems = Vec::new();
     for (i, path) in disks.iter().enumerate() {
-        let image = open_image(path)?;
-        let (v, e) = disk_volumes(image, i);
+        let mut options = options;
+        let image = open_image(path, &mut options)?;
+        let (v, e) = disk_volumes(image, i, options.ext4);
         volumes.extend(v);
         problems.extend(e);
     }
@@ -329,7 +410,7 @@ impl Crawler {
             .collect();
         if !target.disks.is_empty() {
             let t = Instant::now();
-            let opened = open_guest(&target.disks);
+            let opened = open_guest(&target.disks, self.options.disk);
             frame.meta.timings.insert("disk".into(), millis(t));
             match opened {
                 Ok((assembly, problems)) => {
@@ -339,7 +420,10 @@ impl Crawler {
                     for note in &assembly.notes {
                         frame.record_error("disk", note.clone());
                     }
-                    self.crawl_tree(&assembly.tree, &mut frame);
+                    let disks = target.disks.clone();
+                    let disk_options = self.options.disk;
+                    let opener = move || open_guest(&disks, disk_options).map(|(a, _)| a.tree);
+                    self.crawl_tree_with(&assembly.tree, &mut frame, Some(&opener));
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),
             }
@@ -396,8 +480,18 @@ impl Crawler {
         }
     }
 
-    /// Runs the chosen disk sections on an assembled guest tree, into `frame`.
+    /// Runs the chosen disk sections on an assembled guest tree, into `frame` (files are
+    /// hashed on the calling thread).
     pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
+        self.crawl_tree_with(tree, frame, None);
+    }
+
+    fn crawl_tree_with(
+        &self,
+        tree: &GuestTree,
+        frame: &mut Frame,
+        opener: Option<file::TreeOpener<'_>>,
+    ) {
         let o = &self.options;
         for section in DISK_SECTIONS {
             if !o.sections.contains(&section) {
@@ -405,14 +499,12 @@ impl Crawler {
             }
             let t = Instant::now();
             let errors: Vec<Error> = match section {
-                Section::Os => match os::crawl(tree) {
-                    Ok(found) => {
-                        frame.meta.hostname = found.hostname.clone();
-                        frame.os = found;
-                        Vec::new()
-                    }
-                    Err(e) => vec![e],
-                },
+                Section::Os => {
+                    let (found, e) = os::crawl(tree);
+                    frame.meta.hostname = found.hostname.clone();
+                    frame.os = found;
+                    e
+                }
                 Section::Package => {
                     let (p, e) = package::crawl_with(tree, o.max_status_size);
                     frame.package = p;
@@ -440,8 +532,9 @@ impl Crawler {
                         max_hash_size: o.max_hash_size,
                         exclude: o.exclude_set.clone(),
                         limits: o.walk_limits,
+                        hash_threads: o.threads,
                     };
-                    let (f, e) = file::crawl(tree, &opts);
+                    let (f, e) = file::crawl_parallel(tree, &opts, opener);
                     frame.file = f;
                     e
                 }

@@ -12,7 +12,9 @@ pub mod disk;
 mod error;
 pub mod fs;
 
-pub use crawler::{CrawlOptions, CrawlOptionsBuilder, Crawler, Target, DISK_SECTIONS};
+pub use crawler::{
+    open_guest, CrawlOptions, CrawlOptionsBuilder, Crawler, DiskOptions, Target, DISK_SECTIONS,
+};
 pub use error::{Error, Result};
 /// The frame model, re-exported for callers that only link this crate.
 pub use origami_frame as frame;

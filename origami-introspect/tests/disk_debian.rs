@@ -210,3 +210,77 @@ fn debian_root_filesystem_with_hashes() {
         .all(|f| f.sha256.is_some()));
     independent_check(&frame, "rootfs");
 }
+
+/// The ESP of a partitioned disk appears at /boot/efi (the fixture's fstab is
+/// unconfigured, as debootstrap leaves it), matching its manifest.
+fn check_esp(frame: &Frame, what: &str, hashed: bool) {
+    let fx = origami_testsupport::require_fixtures!();
+    let manifest = fx.json("debian/esp.manifest.json");
+    let files: BTreeMap<&str, _> = frame.file.iter().map(|f| (f.path.as_str(), f)).collect();
+    for e in manifest["entries"].as_array().unwrap() {
+        let rel = e["path"].as_str().unwrap();
+        let path = if rel == "/" {
+            "/boot/efi".to_string()
+        } else {
+            format!("/boot/efi{rel}")
+        };
+        let f = files
+            .get(path.as_str())
+            .unwrap_or_else(|| panic!("{what}: {path} missing"));
+        assert_eq!(
+            f.file_type.name(),
+            e["type"].as_str().unwrap(),
+            "{what} {path}"
+        );
+        if f.file_type == FileType::File {
+            assert_eq!(f.size, e["size"].as_u64().unwrap(), "{what} {path}");
+            if hashed {
+                assert_eq!(f.sha256.as_deref(), e["sha256"].as_str(), "{what} {path}");
+            }
+        }
+    }
+}
+
+#[test]
+fn debian_disk_variants_give_the_same_frame() {
+    let fx = origami_testsupport::require_fixtures!();
+    let base = crawl(&fx.path("debian/rootfs.ext4"), false);
+    for (image, hash) in [
+        ("debian/disk-gpt.raw", false),
+        ("debian/disk-mbr.raw", false),
+        ("debian/disk-gpt.qcow2", false),
+        ("debian/disk-overlay.qcow2", false),
+        // Every file's bytes through zlib-compressed qcow2 clusters, GPT and both file
+        // systems.
+        ("debian/disk-gpt-compressed.qcow2", true),
+    ] {
+        let frame = crawl(&fx.path(image), hash);
+        check_frame(&frame, image);
+        check_esp(&frame, image, hash);
+        // Apart from /boot/efi, the same items as the bare root file system.
+        assert_eq!(frame.os, base.os, "{image}");
+        assert_eq!(frame.package, base.package, "{image}");
+        assert_eq!(frame.user, base.user, "{image}");
+        assert_eq!(frame.config, base.config, "{image}");
+        let strip = |f: &Frame| -> Vec<_> {
+            f.file
+                .iter()
+                .filter(|i| !i.path.starts_with("/boot/efi"))
+                .map(|i| {
+                    let mut i = i.clone();
+                    i.sha256 = None;
+                    i
+                })
+                .collect()
+        };
+        let mut got = strip(&frame);
+        let mut want = strip(&base);
+        // /boot/efi itself shows the ESP's root: /boot's listing differs only there.
+        got.retain(|i| i.path != "/boot/efi");
+        want.retain(|i| i.path != "/boot/efi");
+        assert_eq!(got, want, "{image}");
+        if hash {
+            independent_check(&frame, "compressed");
+        }
+    }
+}

@@ -178,6 +178,29 @@ fn fat_images_match_manifest() {
     }
 }
 
+/// With checksum verification on, the same tree reads the same (metadata_csum is set on
+/// the synthetic ext4 image).
+#[test]
+fn ext4_with_checksums_verified() {
+    use origami_introspect::fs::{Ext4Fs, Ext4Options};
+    let fx = origami_testsupport::require_fixtures!();
+    let src = Arc::new(FileSource::open(fx.path("synth/ext4-4k.img")).unwrap());
+    let fs = Ext4Fs::open_with(
+        src,
+        Ext4Options {
+            verify_checksums: true,
+            ..Ext4Options::default()
+        },
+    )
+    .unwrap();
+    let tree = GuestTree::single(Box::new(fs));
+    let checked = walk(&tree);
+    let src = Arc::new(FileSource::open(fx.path("synth/ext4-4k.img")).unwrap());
+    let plain = walk(&GuestTree::single(open_filesystem(src).unwrap()));
+    assert_eq!(checked, plain);
+    assert_eq!(checked.len(), 341); // the manifest's 340 entries and /lost+found
+}
+
 #[test]
 fn resolution_stays_inside_the_guest() {
     let fx = origami_testsupport::require_fixtures!();
@@ -202,4 +225,30 @@ fn resolution_stays_inside_the_guest() {
         FileType::Symlink
     );
     assert!(tree.read_file(b"/large.bin", 1000).is_err());
+}
+
+/// The synthetic partitioned disks hold file systems but no guest root: the crawler finds
+/// every partition's file system (GPT p1/p2; MBR p1 and the logical p5/p6 behind the EBR
+/// chain) and says that none of them is a root.
+#[test]
+fn synthetic_disks_have_no_guest_root() {
+    use origami_introspect::{open_guest, DiskOptions, Error};
+    let fx = origami_testsupport::require_fixtures!();
+    for (image, parts) in [
+        ("synth/gpt.img", &["p1", "p2"][..]),
+        ("synth/gpt.qcow2", &["p1", "p2"]),
+        ("synth/mbr.img", &["p1", "p5", "p6"]),
+    ] {
+        match open_guest(&[fx.path(image)], DiskOptions::default()) {
+            Err(Error::NoRoot { looked_at }) => {
+                for p in parts {
+                    assert!(
+                        looked_at.contains(&format!("({p})")),
+                        "{image}: {looked_at}"
+                    );
+                }
+            }
+            other => panic!("{image}: {other:?}"),
+        }
+    }
 }

@@ -56,6 +56,7 @@ fn make_image(dir: &Path, root: &Path, size: &str) -> Option<PathBuf> {
         .arg(root)
         .arg(&img)
         .arg(size)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(st.success(), "mkfs.ext4 failed");
@@ -110,6 +111,35 @@ fn symlinks_stay_inside_the_guest_and_loops_end() {
     let evil = frame.file.iter().find(|f| f.path == "/etc/evil").unwrap();
     assert_eq!(evil.link_target.as_deref(), Some("/../../../../etc/shadow"));
     assert_eq!(frame.os.hostname.as_deref(), Some("hostile"));
+}
+
+/// A guest whose os-release is a symlink loop: the os section reports the loop in
+/// `_frame.errors` and still reads the host name; the other sections go on.
+#[test]
+fn a_looping_os_release_is_an_error_in_the_frame() {
+    let s = scratch("osloop");
+    let root = s.0.join("root");
+    base_guest(&root);
+    std::fs::remove_file(root.join("etc/os-release")).unwrap();
+    symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    symlink("/etc/os-release", root.join("usr/lib/os-release")).unwrap();
+    let Some(img) = make_image(&s.0, &root, "8M") else {
+        return;
+    };
+    let frame = Crawler::default().crawl(&Target::disk(&img)).unwrap();
+    let os_errors: Vec<&str> = frame
+        .meta
+        .errors
+        .iter()
+        .filter(|e| e.feature == "os")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(os_errors.len(), 1, "{:?}", frame.meta.errors);
+    assert!(os_errors[0].contains("/etc/os-release") && os_errors[0].contains("symbolic links"));
+    assert_eq!(frame.os.hostname.as_deref(), Some("hostile"));
+    assert_eq!(frame.package.len(), 1);
+    assert_eq!(frame.user.len(), 1);
 }
 
 #[test]

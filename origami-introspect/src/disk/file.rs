@@ -7,6 +7,7 @@
 //! A name that is not UTF-8 is shown lossily in `path`, with its raw bytes in `path_hex`.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use globset::GlobSet;
 use origami_frame::{FileItem, FileType};
@@ -30,7 +31,14 @@ pub struct FileOptions {
     pub exclude: GlobSet,
     /// Bounds of the walk.
     pub limits: WalkLimits,
+    /// Threads hashing files (each with its own handle on the guest, see
+    /// [`crawl_parallel`]); 0 or 1 hashes on the calling thread.
+    pub hash_threads: usize,
 }
+
+/// Opens another handle on the same guest tree, for a worker thread: file-system handles
+/// are not shared between threads (ext4-view's is single-threaded), images are.
+pub type TreeOpener<'a> = &'a (dyn Fn() -> crate::Result<GuestTree> + Sync);
 
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -48,7 +56,7 @@ pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Resu
     let mut hasher = Sha256::new();
     loop {
         let n = reader.read(buf).map_err(|e| Error::FileSystem {
-            source_name: String::new(),
+            source_name: tree.source_of(path),
             fs: "guest",
             path: Some(display_path(path)),
             what: e.to_string(),
@@ -61,12 +69,69 @@ pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Resu
     Ok(hex(&hasher.finalize()))
 }
 
+/// Hashes the files of `jobs` (item index, canonical path), on `threads` threads when an
+/// opener gives each its own tree; the calling thread works with `tree`.
+fn hash_all(
+    tree: &GuestTree,
+    jobs: &[(usize, Vec<u8>)],
+    threads: usize,
+    opener: Option<TreeOpener<'_>>,
+) -> (Vec<(usize, crate::Result<String>)>, Vec<Error>) {
+    let next = AtomicUsize::new(0);
+    let work = |t: &GuestTree| {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((item, path)) = jobs.get(i) else {
+                break;
+            };
+            out.push((*item, sha256_file(t, path, &mut buf)));
+        }
+        out
+    };
+    let Some(opener) = opener.filter(|_| threads > 1 && jobs.len() > 1) else {
+        return (work(tree), Vec::new());
+    };
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (1..threads)
+            .map(|_| s.spawn(|| opener().map(|t| work(&t))))
+            .collect();
+        let mut done = work(tree);
+        let mut errors = Vec::new();
+        for w in workers {
+            // A worker that could not open the guest leaves its share to the others
+            // (the queue is shared), so only its error is kept.
+            match w.join() {
+                Ok(Ok(part)) => done.extend(part),
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push(Error::LimitExceeded {
+                    what: "a hashing thread stopped".into(),
+                    limit: 0,
+                }),
+            }
+        }
+        (done, errors)
+    })
+}
+
 /// Lists the guest tree, with the problems met (unreadable directories or files, bounds).
+/// Files are hashed on the calling thread.
 pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Error>) {
+    crawl_parallel(tree, options, None)
+}
+
+/// As [`crawl`], hashing on `options.hash_threads` threads, each opening its own handle on
+/// the guest with `opener`.
+pub fn crawl_parallel(
+    tree: &GuestTree,
+    options: &FileOptions,
+    opener: Option<TreeOpener<'_>>,
+) -> (Vec<FileItem>, Vec<Error>) {
     let mut items = Vec::new();
     let mut errors = Vec::new();
     let mut unreported = 0usize;
-    let mut buf = vec![0u8; 256 << 10];
+    let mut jobs: Vec<(usize, Vec<u8>)> = Vec::new();
     let walk_errors = tree.walk(b"/", &options.limits, &mut |entry| {
         let text = display_path(entry.path);
         if !options.exclude.is_empty() && options.exclude.is_match(&text) {
@@ -100,10 +165,7 @@ pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Err
             FileType::File
                 if options.hash && options.max_hash_size.is_none_or(|m| st.size <= m) =>
             {
-                match sha256_file(tree, entry.path, &mut buf) {
-                    Ok(h) => item.sha256 = Some(h),
-                    Err(e) => problem = Some(e),
-                }
+                jobs.push((items.len(), entry.path.to_vec()));
             }
             _ => {}
         }
@@ -118,6 +180,16 @@ pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Err
         WalkControl::Continue
     });
     errors.extend(walk_errors);
+    let (hashes, thread_errors) = hash_all(tree, &jobs, options.hash_threads, opener);
+    errors.extend(thread_errors);
+    for (i, hash) in hashes {
+        match (hash, items.get_mut(i)) {
+            (Ok(h), Some(item)) => item.sha256 = Some(h),
+            (Err(e), _) if errors.len() < MAX_REPORTED => errors.push(e),
+            (Err(_), _) => unreported += 1,
+            (Ok(_), None) => {}
+        }
+    }
     if unreported > 0 {
         errors.push(Error::LimitExceeded {
             what: format!("{unreported} further unreadable files not listed"),

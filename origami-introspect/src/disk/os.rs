@@ -163,8 +163,10 @@ fn arch(tree: &GuestTree) -> Option<&'static str> {
 }
 
 /// Reads the `os` section from the guest tree. Missing files leave fields empty; a file
-/// that exists but cannot be read (over its bound, corrupt) is an error.
-pub fn crawl(tree: &GuestTree) -> Result<Os> {
+/// that exists but cannot be read (over its bound, a symlink loop, corrupt) is reported
+/// and the other fields are still read.
+pub fn crawl(tree: &GuestTree) -> (Os, Vec<Error>) {
+    let mut errors = Vec::new();
     let mut release = None;
     for path in [&b"/etc/os-release"[..], b"/usr/lib/os-release"] {
         match tree.read_file(path, MAX_OS_RELEASE) {
@@ -173,7 +175,10 @@ pub fn crawl(tree: &GuestTree) -> Result<Os> {
                 break;
             }
             Err(Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                errors.push(e);
+                break;
+            }
         }
     }
     let release = release.unwrap_or_default();
@@ -186,7 +191,10 @@ pub fn crawl(tree: &GuestTree) -> Result<Os> {
         pretty_name: release.get("PRETTY_NAME").cloned(),
         kernel: (!kernels.is_empty()).then(|| kernels.join(" ")),
         arch: arch(tree).map(str::to_string),
-        hostname: hostname(tree)?,
+        hostname: hostname(tree).unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        }),
         ..Os::default()
     };
     for (key, field) in [
@@ -204,7 +212,7 @@ pub fn crawl(tree: &GuestTree) -> Result<Os> {
             Value::Array(kernels.into_iter().map(Value::String).collect()),
         );
     }
-    Ok(os)
+    (os, errors)
 }
 
 #[cfg(test)]

@@ -364,7 +364,7 @@ impl Read for FatRead<'_> {
         let file = &mut self.file;
         guarded(&self.source, FS, &self.path, || {
             file.read(buf).map_err(|e| Error::FileSystem {
-                source_name: String::new(),
+                source_name: self.source.clone(),
                 fs: FS,
                 path: None,
                 what: e.to_string(),

@@ -35,7 +35,7 @@ pub mod fstab;
 mod path;
 mod tree;
 
-pub use ext4::Ext4Fs;
+pub use ext4::{Ext4Fs, Ext4Options};
 pub use fat::FatFs;
 pub use path::{display_path, join_path};
 pub use tree::{GuestTree, Mount, Resolved, WalkControl, WalkEntry, WalkLimits, MAX_SYMLINKS};
@@ -125,8 +125,16 @@ pub trait FileSystem {
 /// Opens the file system on `source`, recognised by its magic: ext2/3/4 (superblock magic
 /// `0xEF53` at byte 1080) or FAT (a valid boot sector).
 pub fn open_filesystem(source: Arc<dyn ReadAt>) -> Result<Box<dyn FileSystem>> {
+    open_filesystem_with(source, Ext4Options::default())
+}
+
+/// As [`open_filesystem`], with the options of an ext4 file system.
+pub fn open_filesystem_with(
+    source: Arc<dyn ReadAt>,
+    ext4: Ext4Options,
+) -> Result<Box<dyn FileSystem>> {
     match sniff(&*source)? {
-        Some(FsKind::Ext4) => Ok(Box::new(Ext4Fs::open(source)?)),
+        Some(FsKind::Ext4) => Ok(Box::new(Ext4Fs::open_with(source, ext4)?)),
         Some(FsKind::Fat) => Ok(Box::new(FatFs::open(source)?)),
         None => Err(Error::FileSystem {
             source_name: source.name(),

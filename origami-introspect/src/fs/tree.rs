@@ -161,6 +161,11 @@ impl GuestTree {
         (m, rest)
     }
 
+    /// The image or partition holding canonical `path`, for messages.
+    pub fn source_of(&self, path: &[u8]) -> String {
+        self.locate(path).0.info.source.clone()
+    }
+
     /// `lstat` of a canonical path (no symlink among its directories).
     pub fn lstat_canonical(&self, path: &[u8]) -> Result<Stat> {
         let (m, inner) = self.locate(path);
@@ -347,8 +352,8 @@ impl GuestTree {
         let reader = self.open_canonical(path)?;
         let mut data = Vec::new();
         let read_err = |e: std::io::Error| Error::FileSystem {
-            source_name: String::new(),
-            fs: "guest",
+            source_name: self.source_of(path),
+            fs: self.locate(path).0.info.kind.name(),
             path: Some(display_path(path)),
             what: e.to_string(),
         };
