@@ -23,7 +23,7 @@ use tracing::warn;
 /// Observe virtual machines from outside: crawl their disks and memory into frames, index a
 /// fleet's frames, and search it like the Web.
 #[derive(Parser)]
-#[command(name = "origami", version, about, long_about = None)]
+#[command(name = "origami", version)]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
