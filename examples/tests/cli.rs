@@ -139,7 +139,7 @@ fn memory_truth_mentions(truth: &Value, ip: &str) -> bool {
 fn fixture_fleet_is_crawled_indexed_and_searched_through_the_binary() {
     let fx = origami_testsupport::require_fixtures!();
     let dir = scratch("fixture-fleet");
-    // A machine known not to hold the address: the demo's build server.
+    // A machine known not to hold the address: the demo's cache server (fleet.json).
     let demo = dir.join("demo");
     origami_examples::demo::unpack(&demo).unwrap();
     let p = |rel: &str| fx.path(rel).display().to_string();
@@ -182,7 +182,7 @@ disks = ["{clean}"]
         m2 = p("memdump-novmcoreinfo/memory.elf"),
         m3 = p("memdump-la57/memory.elf"),
         map = p("memdump/kernel/System.map-6.1.0-56-amd64"),
-        clean = demo.join("build-01.img").display(),
+        clean = demo.join("cache-01.qcow2").display(),
     );
     let manifest_path = dir.join("fleet.toml");
     std::fs::write(&manifest_path, manifest).unwrap();
