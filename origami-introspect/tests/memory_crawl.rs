@@ -268,3 +268,15 @@ fn tcp_hash_table_holds_exactly_the_established_sockets() {
         assert_eq!(got, want, "{name}");
     }
 }
+
+#[test]
+fn the_kdump_compressed_form_of_the_dump_crawls_the_same() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let truth = fx.json("memdump/truth.json");
+    let dump = MemoryDump::open(fx.path("memdump/memory.kdump")).unwrap();
+    let frame = crawl(&dump, &LinuxOptions::default().no_cache());
+    let bad = compare(&frame, &truth);
+    assert!(bad.is_empty(), "{bad:#?}\nerrors: {:#?}", frame.meta.errors);
+}
