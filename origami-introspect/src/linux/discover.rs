@@ -402,7 +402,7 @@ fn kallsyms_from_vmcoreinfo(
     let lo = offsets.min(names).min(table).min(index).min(num);
     let hi = offsets
         .saturating_add(4 * u64::from(n))
-        .max(index + 512)
+        .max(index.saturating_add(512))
         .max(names)
         .max(table);
     if hi - lo > 256 << 20 {
