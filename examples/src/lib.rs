@@ -1,9 +1,18 @@
-//! The `origami` command's library side: what its subcommands share.
+//! The `origami` command's library side: the fleet manifest, the parallel fleet crawl, the
+//! demo fleet, and text rendering. The binary is `src/bin/origami.rs`.
 //!
 //! ```
-//! assert!(origami_examples::VERSION.starts_with("0."));
+//! use origami_examples::manifest::Manifest;
+//! let m = Manifest::parse("[[machine]]\nname = \"web-01\"\ndisks = [\"web-01.qcow2\"]\n",
+//!                         std::path::Path::new("/fleet")).unwrap();
+//! assert_eq!(m.machines[0].disks[0], std::path::Path::new("/fleet/web-01.qcow2"));
 //! ```
 #![warn(missing_docs)]
+
+pub mod demo;
+pub mod fleet;
+pub mod manifest;
+pub mod render;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

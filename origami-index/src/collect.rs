@@ -103,13 +103,85 @@ pub(crate) struct GroupSegment {
     k: usize,
     now_ns: u64,
     system: Option<StrColumn>,
-    kind_ords: Option<Column<u64>>,
     kind_weights: Vec<f32>,
     valid_from: Column<u64>,
     facet_cols: [Option<StrColumn>; 4],
     facet_counts: [Vec<u64>; 4],
     machines: Vec<MachineAcc<DocId>>,
     total: u64,
+    // Matches are buffered and their columns read in batches: a batched read decodes each
+    // column block once instead of once per document.
+    docs: Vec<DocId>,
+    scores: Vec<f32>,
+    vals: Vec<Option<u64>>,
+    weights: Vec<f32>,
+}
+
+const BATCH: usize = 128;
+
+impl GroupSegment {
+    fn flush(&mut self) {
+        let n = self.docs.len();
+        if n == 0 {
+            return;
+        }
+        self.vals.clear();
+        self.vals.resize(n, None);
+        self.weights.clear();
+        self.weights.resize(n, 1.0);
+        // Facets; the kind column also gives the kind weight.
+        for (i, (col, counts)) in self
+            .facet_cols
+            .iter()
+            .zip(self.facet_counts.iter_mut())
+            .enumerate()
+        {
+            let Some(col) = col else { continue };
+            // `first_vals` leaves the slots of documents without a value untouched.
+            self.vals.fill(None);
+            col.ords().first_vals(&self.docs, &mut self.vals);
+            for (j, v) in self.vals.iter().enumerate() {
+                if let Some(ord) = *v {
+                    if let Some(c) = counts.get_mut(ord as usize) {
+                        *c += 1;
+                    }
+                    if i == 0 {
+                        if let (Some(w), Some(x)) =
+                            (self.kind_weights.get(ord as usize), self.weights.get_mut(j))
+                        {
+                            *x = *w;
+                        }
+                    }
+                }
+            }
+        }
+        self.vals.fill(None);
+        self.valid_from.first_vals(&self.docs, &mut self.vals);
+        for (w, vf) in self.weights.iter_mut().zip(&self.vals) {
+            if let Some(vf) = vf {
+                *w *= recency_weight(self.now_ns, *vf);
+            }
+        }
+        if let Some(sys) = &self.system {
+            self.vals.fill(None);
+            sys.ords().first_vals(&self.docs, &mut self.vals);
+            for j in 0..n {
+                let (Some(Some(ord)), Some(doc), Some(score), Some(w)) = (
+                    self.vals.get(j),
+                    self.docs.get(j),
+                    self.scores.get(j),
+                    self.weights.get(j),
+                ) else {
+                    continue;
+                };
+                if let Some(m) = self.machines.get_mut(*ord as usize) {
+                    m.push(score.max(0.01) * w, *doc, self.k);
+                }
+            }
+        }
+        self.docs.clear();
+        self.scores.clear();
+    }
 }
 
 fn str_col(reader: &SegmentReader, name: &str) -> tantivy::Result<Option<StrColumn>> {
@@ -150,7 +222,6 @@ impl Collector for GroupCollector {
             segment,
             k: self.hits_per_machine,
             now_ns: self.now_ns,
-            kind_ords: kind.as_ref().map(|k| k.ords().clone()),
             system,
             kind_weights,
             valid_from: reader.fast_fields().u64("valid_from")?,
@@ -158,6 +229,10 @@ impl Collector for GroupCollector {
             facet_counts,
             machines,
             total: 0,
+            docs: Vec::with_capacity(BATCH),
+            scores: Vec::with_capacity(BATCH),
+            vals: Vec::with_capacity(BATCH),
+            weights: Vec::with_capacity(BATCH),
         })
     }
 
@@ -194,32 +269,15 @@ impl SegmentCollector for GroupSegment {
 
     fn collect(&mut self, doc: DocId, score: Score) {
         self.total += 1;
-        let kind_w = self
-            .kind_ords
-            .as_ref()
-            .and_then(|c| c.first(doc))
-            .and_then(|o| self.kind_weights.get(o as usize).copied())
-            .unwrap_or(1.0);
-        let recency = self
-            .valid_from
-            .first(doc)
-            .map_or(1.0, |vf| recency_weight(self.now_ns, vf));
-        let score = score.max(0.01) * kind_w * recency;
-        if let Some(ord) = self.system.as_ref().and_then(|c| c.ords().first(doc)) {
-            if let Some(m) = self.machines.get_mut(ord as usize) {
-                m.push(score, doc, self.k);
-            }
-        }
-        for (col, counts) in self.facet_cols.iter().zip(self.facet_counts.iter_mut()) {
-            if let Some(ord) = col.as_ref().and_then(|c| c.ords().first(doc)) {
-                if let Some(n) = counts.get_mut(ord as usize) {
-                    *n += 1;
-                }
-            }
+        self.docs.push(doc);
+        self.scores.push(score);
+        if self.docs.len() >= BATCH {
+            self.flush();
         }
     }
 
-    fn harvest(self) -> SegmentFruit {
+    fn harvest(mut self) -> SegmentFruit {
+        self.flush();
         let mut name = String::new();
         let mut machines = Vec::new();
         if let Some(sys) = &self.system {

@@ -15,7 +15,7 @@ use origami_frame::{
     User,
 };
 use serde_json::Value;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Resolves ids that an item refers to into names found elsewhere in its frame.
 pub(crate) trait Resolve {
@@ -172,7 +172,6 @@ pub(crate) fn file_doc(f: &FileItem, r: &dyn Resolve) -> ItemDoc {
         key: f.key(),
         names: vec![lc(basename(&f.path))],
         paths: vec![lc(&f.path)],
-        exact: vec![lc(&f.path)],
         ..ItemDoc::default()
     };
     d.text.push_str(&f.path);
@@ -203,7 +202,6 @@ pub(crate) fn config_doc(c: &ConfigItem) -> ItemDoc {
         key: c.key(),
         names: vec![lc(basename(&c.path))],
         paths: vec![lc(&c.path)],
-        exact: vec![lc(&c.path)],
         ..ItemDoc::default()
     };
     d.text.reserve(c.path.len() + c.content.len() + 1);
@@ -245,7 +243,7 @@ pub(crate) fn user_doc(u: &User) -> ItemDoc {
         names: vec![name.clone()],
         users: vec![name.clone()],
         paths: vec![lc(&u.home), lc(&u.shell)],
-        exact: vec![name, lc(&u.home), lc(&u.shell)],
+        exact: vec![name],
         ..ItemDoc::default()
     };
     d.text = format!("{} {} {}", u.name, u.home, u.shell);
@@ -276,7 +274,6 @@ pub(crate) fn process_doc(p: &Process, r: &dyn Resolve) -> ItemDoc {
     }
     if let Some(exe) = p.cmdline.first().filter(|a| a.starts_with('/')) {
         d.paths.push(lc(exe));
-        d.exact.push(lc(exe));
         let b = lc(basename(exe));
         if !d.names.contains(&b) {
             d.names.push(b);
@@ -339,17 +336,20 @@ pub(crate) fn module_doc(m: &Module) -> ItemDoc {
 }
 
 /// A streaming content hash, fed field by field.
-pub(crate) struct ContentHash(Xxh3);
+///
+/// Fields are laid out in a buffer and hashed in one shot: one-shot xxh3 of a short input is
+/// several times faster than the streaming state, and this runs for every item of every frame.
+pub(crate) struct ContentHash(Vec<u8>);
 
 impl ContentHash {
     pub(crate) fn new(section: Section) -> Self {
-        let mut h = Xxh3::new();
-        h.update(section.name().as_bytes());
+        let mut h = Vec::with_capacity(256);
+        h.extend_from_slice(section.name().as_bytes());
         ContentHash(h)
     }
     fn s(&mut self, s: &str) -> &mut Self {
-        self.0.update(&(s.len() as u64).to_le_bytes());
-        self.0.update(s.as_bytes());
+        self.0.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(s.as_bytes());
         self
     }
     fn o(&mut self, s: &Option<String>) -> &mut Self {
@@ -359,7 +359,7 @@ impl ContentHash {
         }
     }
     fn u(&mut self, v: u64) -> &mut Self {
-        self.0.update(&v.to_le_bytes());
+        self.0.extend_from_slice(&v.to_le_bytes());
         self
     }
     fn extra(&mut self, e: &Extra) -> &mut Self {
@@ -372,7 +372,7 @@ impl ContentHash {
         }
     }
     fn finish(&self) -> u64 {
-        self.0.digest()
+        xxh3_64(&self.0)
     }
 }
 
@@ -508,21 +508,121 @@ impl HashContent for Module {
 
 /// The hash of an item's key within its section.
 pub(crate) fn key_hash(section: Section, key: &str) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(section.name().as_bytes());
-    h.update(&[0]);
-    h.update(key.as_bytes());
-    h.digest()
+    let mut h = KeyHasher::new(section);
+    h.0.extend_from_slice(key.as_bytes());
+    xxh3_64(&h.0)
 }
 
-/// The id of one item version: system, key and the instant it began.
-pub(crate) fn version_id(system: &str, key_hash: u64, valid_from: u64) -> u64 {
-    let mut buf = Vec::with_capacity(system.len() + 16);
-    buf.extend_from_slice(system.as_bytes());
-    buf.extend_from_slice(&key_hash.to_le_bytes());
-    buf.extend_from_slice(&valid_from.to_le_bytes());
-    xxh3_64(&buf)
+/// Streams an item's key into the hash without building the key string: the same bytes as
+/// [`Item::key`], so `key_hash(section, &item.key()) == item.key_hash()`.
+pub(crate) struct KeyHasher(Vec<u8>);
+
+impl KeyHasher {
+    fn new(section: Section) -> Self {
+        let mut h = Vec::with_capacity(128);
+        h.extend_from_slice(section.name().as_bytes());
+        h.push(0);
+        KeyHasher(h)
+    }
 }
+
+impl std::fmt::Write for KeyHasher {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The key hash of an item, computed without allocating.
+pub(crate) trait HashKey: Item {
+    fn write_key(&self, h: &mut KeyHasher);
+    fn key_hash(&self) -> u64 {
+        let mut h = KeyHasher::new(Self::SECTION);
+        self.write_key(&mut h);
+        xxh3_64(&h.0)
+    }
+}
+
+impl HashKey for Os {
+    fn write_key(&self, h: &mut KeyHasher) {
+        h.0.extend_from_slice(b"os");
+    }
+}
+impl HashKey for FileItem {
+    fn write_key(&self, h: &mut KeyHasher) {
+        h.0.extend_from_slice(self.path.as_bytes());
+    }
+}
+impl HashKey for ConfigItem {
+    fn write_key(&self, h: &mut KeyHasher) {
+        h.0.extend_from_slice(self.path.as_bytes());
+    }
+}
+impl HashKey for Package {
+    fn write_key(&self, h: &mut KeyHasher) {
+        h.0.extend_from_slice(self.name.as_bytes());
+        if !self.arch.is_empty() {
+            h.0.extend_from_slice(b":");
+            h.0.extend_from_slice(self.arch.as_bytes());
+        }
+    }
+}
+impl HashKey for User {
+    fn write_key(&self, h: &mut KeyHasher) {
+        h.0.extend_from_slice(self.name.as_bytes());
+    }
+}
+impl HashKey for Process {
+    fn write_key(&self, h: &mut KeyHasher) {
+        use std::fmt::Write;
+        let _ = write!(h, "{}", self.pid);
+    }
+}
+impl HashKey for Connection {
+    fn write_key(&self, h: &mut KeyHasher) {
+        use std::fmt::Write;
+        let hp = |h: &mut KeyHasher, addr: &str, port: u16| {
+            if addr.contains(':') {
+                let _ = write!(h, "[{addr}]:{port}");
+            } else {
+                let _ = write!(h, "{addr}:{port}");
+            }
+        };
+        h.0.extend_from_slice(self.protocol.as_bytes());
+        h.0.extend_from_slice(b"/");
+        hp(h, &self.local_address, self.local_port);
+        h.0.extend_from_slice(b"/");
+        hp(h, &self.remote_address, self.remote_port);
+    }
+}
+impl HashKey for Module {
+    fn write_key(&self, h: &mut KeyHasher) {
+        h.0.extend_from_slice(self.name.as_bytes());
+    }
+}
+
+/// A `HashMap` hasher for keys that already are good hashes (xxh3 of the item key).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PrehashedKey(u64);
+
+impl std::hash::Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this hasher; fold anything else in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The map type of per-system item versions.
+pub(crate) type PrehashedMap<V> =
+    std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<PrehashedKey>>;
 
 /// What a snippet looks for: the positive words and values of the query.
 #[derive(Debug, Default, Clone)]
@@ -716,6 +816,36 @@ mod tests {
             snippet(Section::Config, &json, &terms),
             "L2: 10.20.30.40\tvmi-fixture"
         );
+    }
+
+    #[test]
+    fn streamed_key_hashes_equal_hashes_of_the_key_string() {
+        let c = Connection {
+            protocol: "tcp".into(),
+            local_address: "::1".into(),
+            local_port: 22,
+            remote_address: "10.0.0.1".into(),
+            remote_port: 5000,
+            ..Default::default()
+        };
+        assert_eq!(c.key_hash(), key_hash(Section::Connection, &c.key()));
+        let p = Process {
+            pid: 4242,
+            ..Default::default()
+        };
+        assert_eq!(p.key_hash(), key_hash(Section::Process, "4242"));
+        let k = Package {
+            name: "openssl".into(),
+            arch: "amd64".into(),
+            ..Default::default()
+        };
+        assert_eq!(k.key_hash(), key_hash(Section::Package, "openssl:amd64"));
+        let n = Package {
+            name: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(n.key_hash(), key_hash(Section::Package, "x"));
+        assert_eq!(Os::default().key_hash(), key_hash(Section::Os, "os"));
     }
 
     #[test]

@@ -21,8 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use origami_frame::{
-    ConfigItem, Connection, FileItem, Frame, FrameDiff, Item, Module, Os, Package, Process,
-    Section, User,
+    ConfigItem, Connection, FileItem, Frame, FrameDiff, Module, Os, Package, Process, Section, User,
 };
 use serde::Serialize;
 use tantivy::collector::DocSetCollector;
@@ -40,8 +39,8 @@ use tantivy::{
 };
 use time::OffsetDateTime;
 
-use crate::collect::{GroupCollector, FACET_FIELDS};
-use crate::doc::{self, HashContent, ItemDoc, Resolve, SnippetTerms, StoredResolver};
+use crate::collect::GroupCollector;
+use crate::doc::{self, HashContent, HashKey, ItemDoc, Resolve, SnippetTerms, StoredResolver};
 use crate::query::{self, FieldName, Node, QueryError};
 use crate::tokenizer::{query_words, OrigamiTokenizer, TOKENIZER_NAME};
 use crate::{
@@ -85,7 +84,6 @@ pub(crate) struct Fields {
     key: Field,
     key_hash: Field,
     content_hash: Field,
-    vid: Field,
     valid_from: Field,
     valid_to: Field,
     first: Field,
@@ -111,10 +109,9 @@ fn schema() -> (Schema, Fields) {
         host: b.add_text_field("host", STRING | FAST | STORED),
         os: b.add_text_field("os", STRING | FAST | STORED),
         kind: b.add_text_field("kind", STRING | FAST | STORED),
-        key: b.add_text_field("key", STRING | STORED),
-        key_hash: b.add_u64_field("key_hash", FAST),
+        key: b.add_text_field("key", STORED),
+        key_hash: b.add_u64_field("key_hash", INDEXED | FAST | STORED),
         content_hash: b.add_u64_field("content_hash", FAST),
-        vid: b.add_u64_field("vid", INDEXED),
         valid_from: b.add_u64_field("valid_from", INDEXED | FAST | STORED),
         valid_to: b.add_u64_field("valid_to", INDEXED | FAST | STORED),
         first: b.add_u64_field("first", INDEXED | STORED),
@@ -149,7 +146,7 @@ struct Current {
 
 #[derive(Debug, Default)]
 struct SystemState {
-    items: HashMap<u64, Current>,
+    items: doc::PrehashedMap<Current>,
     last_ts: u64,
     frames: u64,
     generation: u32,
@@ -233,7 +230,7 @@ impl TantivyIndex {
         let threads = config.writer_threads.max(1);
         let memory = config.writer_memory.max(threads * (16 << 20));
         let writer = index.writer_with_num_threads(threads, memory)?;
-        let systems = recover(&reader.searcher(), f)?;
+        let systems = recover(&reader.searcher())?;
         Ok(TantivyIndex {
             f,
             reader,
@@ -318,16 +315,34 @@ impl TantivyIndex {
         valid_from: u64,
         valid_to: u64,
     ) -> Result<bool> {
-        let vid = doc::version_id(system, key_hash, valid_from);
-        let term = Term::from_field_u64(self.f.vid, vid);
-        let q = TermQuery::new(term.clone(), IndexRecordOption::Basic);
-        let found = searcher.search(&q, &DocSetCollector)?;
+        // A version is (system, key, valid_from); no unique id is indexed, since a term per
+        // document would make the term dictionary as large as the index.
+        let version = || -> Box<dyn Query> {
+            let term = |t: Term| -> Box<dyn Query> {
+                Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+            };
+            Box::new(BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    term(Term::from_field_text(self.f.system, system)),
+                ),
+                (
+                    Occur::Must,
+                    term(Term::from_field_u64(self.f.key_hash, key_hash)),
+                ),
+                (
+                    Occur::Must,
+                    term(Term::from_field_u64(self.f.valid_from, valid_from)),
+                ),
+            ]))
+        };
+        let found = searcher.search(&version(), &DocSetCollector)?;
         let Some(addr) = found.into_iter().next() else {
             return Ok(false);
         };
         let old: TantivyDocument = searcher.doc(addr)?;
         let rebuilt = self.rebuild(&old, valid_to)?;
-        st.writer.delete_term(term);
+        st.writer.delete_query(version())?;
         st.writer.add_document(rebuilt)?;
         Ok(true)
     }
@@ -434,6 +449,30 @@ impl TantivyIndex {
                         terms.exact.push(v.to_lowercase());
                     }
                 }
+                if *field == FieldName::Key {
+                    if wild {
+                        return Err(QueryError {
+                            column: *column,
+                            message: "`key:` takes an exact key, without wildcards".into(),
+                        }
+                        .into());
+                    }
+                    let alts = Section::ALL
+                        .iter()
+                        .map(|s| {
+                            let t = Term::from_field_u64(f.key_hash, doc::key_hash(*s, &v));
+                            (
+                                Occur::Should,
+                                Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+                                    as Box<dyn Query>,
+                            )
+                        })
+                        .collect();
+                    return Ok(Box::new(BoostQuery::new(
+                        Box::new(BooleanQuery::new(alts)),
+                        3.0,
+                    )));
+                }
                 let targets: &[Field] = match field {
                     FieldName::Host => &[f.host, f.system],
                     FieldName::System => &[f.system],
@@ -444,7 +483,7 @@ impl TantivyIndex {
                     FieldName::Pkg => &[f.pkg],
                     FieldName::User => &[f.user],
                     FieldName::Os => &[f.os],
-                    FieldName::Key => &[f.key],
+                    FieldName::Key => &[],
                 };
                 let mut alts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
                 for &target in targets {
@@ -551,6 +590,16 @@ impl TantivyIndex {
                     Box::new(BoostQuery::new(
                         Box::new(TermQuery::new(
                             Term::from_field_text(self.f.exact, w),
+                            IndexRecordOption::Basic,
+                        )),
+                        2.0,
+                    )),
+                ),
+                (
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(self.f.path, w),
                             IndexRecordOption::Basic,
                         )),
                         2.0,
@@ -686,7 +735,6 @@ impl TantivyIndex {
 
 /// The fields of an opened index's schema (an index made by another program is refused).
 fn fields_of(schema: &Schema) -> Result<Fields> {
-    let (_, expected) = self::schema();
     let get = |name: &str| {
         schema.get_field(name).map_err(|_| Error::Corrupt {
             system: String::new(),
@@ -701,7 +749,6 @@ fn fields_of(schema: &Schema) -> Result<Fields> {
         key: get("key")?,
         key_hash: get("key_hash")?,
         content_hash: get("content_hash")?,
-        vid: get("vid")?,
         valid_from: get("valid_from")?,
         valid_to: get("valid_to")?,
         first: get("first")?,
@@ -714,13 +761,11 @@ fn fields_of(schema: &Schema) -> Result<Fields> {
         text: get("text")?,
         item: get("item")?,
     };
-    let _ = expected;
     Ok(f)
 }
 
 /// Rebuilds the writer's per-system state from the committed index's fast columns.
-fn recover(searcher: &Searcher, f: Fields) -> Result<HashMap<String, SystemState>> {
-    let _ = f;
+fn recover(searcher: &Searcher) -> Result<HashMap<String, SystemState>> {
     let mut systems: HashMap<String, SystemState> = HashMap::new();
     for seg in searcher.segment_readers() {
         let ff = seg.fast_fields();
@@ -807,7 +852,6 @@ fn build_doc(
     doc.add_text(f.key, &d.key);
     doc.add_u64(f.key_hash, key_hash);
     doc.add_u64(f.content_hash, content_hash);
-    doc.add_u64(f.vid, doc::version_id(ctx.system, key_hash, valid_from));
     doc.add_u64(f.valid_from, valid_from);
     doc.add_u64(f.valid_to, valid_to);
     doc.add_u64(f.first, u64::from(first));
@@ -912,7 +956,7 @@ struct FrameWrite<'a> {
 }
 
 impl FrameWrite<'_> {
-    fn item<T: Item + HashContent + Serialize>(
+    fn item<T: HashKey + HashContent + Serialize>(
         &mut self,
         f: Fields,
         state: &mut SystemState,
@@ -920,8 +964,7 @@ impl FrameWrite<'_> {
         make: impl FnOnce(&T) -> ItemDoc,
     ) {
         self.stats.items += 1;
-        let key = item.key();
-        let kh = doc::key_hash(T::SECTION, &key);
+        let kh = item.key_hash();
         let ch = item.content_hash();
         match state.items.get_mut(&kh) {
             Some(cur) if cur.seen == self.gen => {
@@ -1162,7 +1205,6 @@ impl crate::Index for TantivyIndex {
             v.truncate(limit);
             v
         });
-        let _ = FACET_FIELDS;
         Ok(SearchResults {
             query: parsed
                 .root

@@ -83,16 +83,27 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
         }
     };
     push(parts, 0, w.len());
-    let ipv6_like = w.bytes().filter(|&b| b == b':').count() >= 2;
-    let is_l2 = |c: char| c == '/' || c == '@' || (c == ':' && !ipv6_like);
+    // Level 2: pieces between `/` and `@`, then between `:` unless the piece is an IPv6
+    // address (`fe80::1`, `::ffff:10.20.30.40`). Deciding per piece keeps a URL such as
+    // `http://10.20.30.40:8080` from passing for IPv6 because it holds two colons.
+    let mut outer: Vec<(usize, usize)> = Vec::new();
+    split_ranges(w, 0, w.len(), |c| c == '/' || c == '@', &mut outer);
     let mut pieces: Vec<(usize, usize)> = Vec::new();
-    split_ranges(w, 0, w.len(), is_l2, &mut pieces);
-    if ipv6_like {
-        // `::ffff:10.20.30.40`: the mapped IPv4 address is a token of its own.
-        if let Some(i) = w.rfind(':') {
-            if w[i + 1..].contains('.') {
-                pieces.push((i + 1, w.len()));
+    for &(s, e) in &outer {
+        let piece = &w[s..e];
+        if is_ipv6_like(piece) {
+            pieces.push((s, e));
+            // `::ffff:10.20.30.40`: the mapped IPv4 address is a token of its own.
+            if let Some(i) = piece.rfind(':') {
+                if piece[i + 1..].contains('.') {
+                    pieces.push((s + i + 1, e));
+                }
             }
+        } else {
+            if outer.len() > 1 {
+                pieces.push((s, e));
+            }
+            split_ranges(w, s, e, |c| c == ':', &mut pieces);
         }
     }
     let mut sub = Vec::new();
@@ -110,6 +121,15 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
             }
         }
     }
+}
+
+/// True for a piece that reads as an IPv6 address: two or more colons, and only hex
+/// digits, colons, dots (an embedded IPv4 suffix) and `%` (a zone) otherwise.
+fn is_ipv6_like(piece: &str) -> bool {
+    piece.bytes().filter(|&b| b == b':').count() >= 2
+        && piece
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'%'))
 }
 
 /// Pushes the non-empty ranges of `w[start..end]` between characters matching `sep`.
@@ -284,5 +304,17 @@ mod tests {
         );
         assert_eq!(query_words("10.20.30.40"), ["10.20.30.40"]);
         assert!(query_words("(),;").is_empty());
+    }
+
+    #[test]
+    fn an_address_inside_a_url_is_a_token() {
+        let t = tokens("proxy_pass http://10.20.30.40:8080;");
+        assert!(t.contains(&"10.20.30.40".to_string()), "{t:?}");
+        assert!(t.contains(&"10.20.30.40:8080".to_string()), "{t:?}");
+        assert!(t.contains(&"8080".to_string()), "{t:?}");
+        assert!(!t.contains(&"10.20.30.4".to_string()), "{t:?}");
+        let t = tokens("listen [fe80::1%eth0]:22 and ::ffff:10.20.30.40");
+        assert!(t.contains(&"fe80::1%eth0".to_string()), "{t:?}");
+        assert!(t.contains(&"10.20.30.40".to_string()), "{t:?}");
     }
 }

@@ -1,30 +1,472 @@
-//! `origami`: crawl machines from outside, index them, search them.
+//! `origami`: crawl machines from outside, index their frames, search the fleet.
 //!
-//! This first cut only has `demo`, which prints a sample frame; the CLI issue grows it.
+//! Exit codes: 0 success; 1 an error (the message says what to do); 2 bad usage;
+//! 3 a fleet crawl finished but some machines gave no frame; 4 a search matched nothing.
 
-use origami_frame::{Frame, Package};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
 
-fn main() {
-    let cmd = std::env::args().nth(1).unwrap_or_default();
-    match cmd.as_str() {
-        "demo" => {
-            let mut f = Frame::new("sample-01");
-            f.meta.hostname = Some("sample-01".into());
-            f.os.name = Some("Debian GNU/Linux".into());
-            f.os.version = Some("12".into());
-            f.package.push(Package {
-                name: "openssh-server".into(),
-                version: "1:9.2p1-2+deb12u3".into(),
-                arch: "amd64".into(),
-                manager: "dpkg".into(),
-                ..Default::default()
-            });
-            println!("{}", f.to_json_pretty());
-        }
-        "--version" | "-V" => println!("origami {}", origami_examples::VERSION),
-        _ => {
-            eprintln!("usage: origami demo");
-            std::process::exit(2);
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use origami_examples::fleet::{crawl_fleet_into, target_of, FleetOptions, FleetReport};
+use origami_examples::manifest::{MachineSpec, Manifest};
+use origami_examples::{demo, render};
+use origami_frame::{FrameReader, FrameWriter};
+use origami_index::{Index, SearchOptions, TantivyIndex};
+use origami_introspect::Crawler;
+use tracing::warn;
+
+/// Observe virtual machines from outside: crawl their disks and memory into frames, index a
+/// fleet's frames, and search it like the Web.
+#[derive(Parser)]
+#[command(name = "origami", version)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Crawl one machine (disks, memory, or both) into one frame (JSON to stdout by default).
+    Crawl(CrawlArgs),
+    /// Crawl the machines of a TOML manifest in parallel and index each frame as it arrives.
+    CrawlFleet(FleetArgs),
+    /// Index frames from JSON Lines files (one frame a line).
+    Index(IndexArgs),
+    /// Search the index: results grouped by machine, with snippets and facet counts.
+    Search(SearchArgs),
+    /// The frames indexed for a machine, and what changed between them.
+    History(HistoryArgs),
+    /// Build the demo fleet (9 small guest disks shipped with origami), crawl it, index it,
+    /// and run example searches.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct CrawlKnobs {
+    /// Add the sha256 of every regular file (slower).
+    #[arg(long)]
+    hash: bool,
+    /// Skip the per-kernel discovery cache for memory crawls.
+    #[arg(long)]
+    no_cache: bool,
+    /// Also take the text of files matching GLOB into the config section (repeatable;
+    /// every text file under /etc is always taken), e.g. '/home/*/.bash_history'.
+    #[arg(long = "config", value_name = "GLOB")]
+    config: Vec<String>,
+}
+
+#[derive(Args)]
+struct CrawlArgs {
+    /// A disk image (raw, qcow2; repeat for several disks of one machine).
+    #[arg(long = "disk", value_name = "IMG")]
+    disks: Vec<PathBuf>,
+    /// A memory dump (QEMU ELF, kdump, LiME, raw) or a running VM's memory file.
+    #[arg(long, value_name = "DUMP")]
+    memory: Option<PathBuf>,
+    /// The guest kernel's System.map (otherwise kallsyms is recovered from memory).
+    #[arg(long, value_name = "FILE")]
+    system_map: Option<PathBuf>,
+    /// The system id of the frame (default: the guest's hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// Write the frame here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write one line of JSON instead of indented JSON.
+    #[arg(long)]
+    compact: bool,
+    #[command(flatten)]
+    knobs: CrawlKnobs,
+}
+
+#[derive(Args)]
+struct FleetArgs {
+    /// The fleet manifest ([[machine]] tables with name, disks, memory, system_map).
+    manifest: PathBuf,
+    /// The index folder (created when missing).
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// How many machines to crawl at once.
+    #[arg(long, short = 'j', default_value_t = default_jobs())]
+    jobs: usize,
+    /// Also write every frame to this JSON Lines file.
+    #[arg(long, value_name = "FILE")]
+    frames: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    knobs: CrawlKnobs,
+}
+
+#[derive(Args)]
+struct IndexArgs {
+    /// The index folder (created when missing).
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// JSON Lines files of frames.
+    #[arg(required = true)]
+    frames: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    /// The index folder.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// The query: words, "phrases", field:value (host: type: name: path: port: pkg: user: os:),
+    /// -exclusions, OR, as_of:T, changed:24h.
+    query: String,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// How many machines to show.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    /// How many matching items to show per machine.
+    #[arg(long, default_value_t = 5)]
+    hits: usize,
+    /// See the fleet as it was at this instant (RFC 3339, e.g. 2026-11-20T10:00Z).
+    #[arg(long, value_name = "T")]
+    as_of: Option<String>,
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// The index folder.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// The machine's system id.
+    host: String,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where to unpack the demo disks and build the index (default: a folder under the
+    /// system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// How many machines to crawl at once.
+    #[arg(long, short = 'j', default_value_t = default_jobs())]
+    jobs: usize,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Crawl(a) => cmd_crawl(a),
+        Command::CrawlFleet(a) => cmd_crawl_fleet(a),
+        Command::Index(a) => cmd_index(a),
+        Command::Search(a) => cmd_search(a),
+        Command::History(a) => cmd_history(a),
+        Command::Demo(a) => cmd_demo(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("origami: error: {e:#}");
+            ExitCode::from(1)
         }
     }
+}
+
+impl CrawlKnobs {
+    fn fleet_options(&self, jobs: usize) -> FleetOptions {
+        FleetOptions {
+            jobs,
+            hash: self.hash,
+            no_cache: self.no_cache,
+            config_globs: self.config.clone(),
+        }
+    }
+}
+
+fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
+    if a.disks.is_empty() && a.memory.is_none() {
+        bail!("nothing to crawl: give --disk IMG (repeatable) and/or --memory DUMP");
+    }
+    let spec = MachineSpec {
+        name: a.name.clone().unwrap_or_default(),
+        disks: a.disks,
+        memory: a.memory,
+        system_map: a.system_map,
+    };
+    let options = a
+        .knobs
+        .fleet_options(1)
+        .crawl_options(a.name.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let frame = Crawler::new(options)
+        .crawl(&target_of(&spec))
+        .context("crawl failed")?;
+    for e in &frame.meta.errors {
+        warn!("{}: {}", e.feature, e.message);
+    }
+    let text = if a.compact {
+        frame.to_json()
+    } else {
+        frame.to_json_pretty()
+    };
+    match a.out {
+        Some(p) => {
+            std::fs::write(&p, text + "\n").with_context(|| format!("writing {}", p.display()))?
+        }
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+/// Crawls a fleet into an index with a progress bar; returns the report.
+fn run_fleet(
+    manifest: &Manifest,
+    index: &TantivyIndex,
+    options: &FleetOptions,
+    frames_out: Option<&mut FrameWriter<BufWriter<File>>>,
+) -> Result<FleetReport> {
+    let pb = progress(manifest.machines.len(), "crawling");
+    let report = crawl_fleet_into(manifest, index, options, frames_out, |spec, outcome| {
+        pb.inc(1);
+        pb.set_message(spec.name.clone());
+        if let Err(e) = outcome {
+            warn!("{}: {e}", spec.name);
+        }
+    })
+    .map_err(anyhow::Error::msg)?;
+    pb.finish_and_clear();
+    Ok(report)
+}
+
+fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
+    let manifest = Manifest::load(&a.manifest).map_err(anyhow::Error::msg)?;
+    let index = open_index(&a.index, true)?;
+    let mut frames_out = match &a.frames {
+        Some(p) => Some(FrameWriter::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        ))),
+        None => None,
+    };
+    let report = run_fleet(
+        &manifest,
+        &index,
+        &a.knobs.fleet_options(a.jobs),
+        frames_out.as_mut(),
+    )?;
+    if let Some(w) = frames_out {
+        w.into_inner().context("writing frames")?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render::fleet_summary(&report));
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn open_index(dir: &Path, create: bool) -> Result<TantivyIndex> {
+    if !create && !dir.join("meta.json").exists() {
+        bail!(
+            "no index at {} (build one with `origami crawl-fleet MANIFEST --index {0}` or `origami index --index {0} FRAMES.jsonl`)",
+            dir.display()
+        );
+    }
+    TantivyIndex::open_or_create(dir)
+        .with_context(|| format!("opening the index at {}", dir.display()))
+}
+
+fn cmd_index(a: IndexArgs) -> Result<ExitCode> {
+    let index = open_index(&a.index, true)?;
+    let (mut frames, mut items, mut bad) = (0u64, 0u64, 0u64);
+    let t = Instant::now();
+    for path in &a.frames {
+        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        for item in FrameReader::new(BufReader::new(f)) {
+            match item {
+                Ok(frame) => {
+                    let s = index.add_frame(&frame)?;
+                    frames += 1;
+                    items += s.items;
+                }
+                Err(e) => {
+                    bad += 1;
+                    warn!("{}: {e}", path.display());
+                    if matches!(e, origami_frame::JsonlError::Io { .. }) {
+                        bail!("{}: {e}", path.display());
+                    }
+                }
+            }
+        }
+    }
+    index.commit()?;
+    println!(
+        "indexed {frames} frames ({items} items) in {:.2} s{}",
+        t.elapsed().as_secs_f64(),
+        if bad > 0 {
+            format!("; skipped {bad} bad lines")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_search(a: SearchArgs) -> Result<ExitCode> {
+    let index = open_index(&a.index, false)?;
+    let as_of = match &a.as_of {
+        Some(t) => Some(origami_index::query::parse_instant(t).with_context(|| {
+            format!("--as-of {t:?}: not a time (use RFC 3339, e.g. 2026-11-20T10:00Z)")
+        })?),
+        None => None,
+    };
+    let opts = SearchOptions {
+        limit: a.limit,
+        hits_per_machine: a.hits,
+        as_of,
+        ..SearchOptions::default()
+    };
+    let results = match index.search(&a.query, &opts) {
+        Ok(r) => r,
+        Err(origami_index::Error::Query(q)) => {
+            eprintln!("{}", q.render(&a.query));
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!("{}", render::results(&a.query, &results));
+    }
+    Ok(if results.total_hits == 0 {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_history(a: HistoryArgs) -> Result<ExitCode> {
+    let index = open_index(&a.index, false)?;
+    let versions = index.history(&a.host)?;
+    if versions.is_empty() {
+        bail!("no frames of {:?} in the index", a.host);
+    }
+    let mut changes = Vec::new();
+    for pair in versions.windows(2) {
+        changes.push(index.changes(&a.host, pair[0].timestamp, pair[1].timestamp)?);
+    }
+    if a.json {
+        let v = serde_json::json!({"system": a.host, "frames": versions, "changes": changes});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", render::history(&a.host, &versions, &changes));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
+    let dir = a
+        .dir
+        .unwrap_or_else(|| std::env::temp_dir().join("origami-demo"));
+    let out = &mut std::io::stdout();
+    writeln!(
+        out,
+        "Origami demo: a fleet of {} machines, crawled from outside.\n",
+        demo::MACHINES.len()
+    )?;
+    let t = Instant::now();
+    let manifest_path = demo::unpack(&dir).context("unpacking the demo fleet")?;
+    writeln!(
+        out,
+        "1. Unpacked {} guest disks (GPT+ESP, MBR, bare ext4, qcow2; one broken) into {} ({:.2} s)",
+        demo::MACHINES.len(),
+        dir.display(),
+        t.elapsed().as_secs_f64()
+    )?;
+    let manifest = Manifest::load(&manifest_path).map_err(anyhow::Error::msg)?;
+    let index_dir = dir.join("index");
+    if index_dir.exists() {
+        std::fs::remove_dir_all(&index_dir)
+            .with_context(|| format!("clearing {}", index_dir.display()))?;
+    }
+    let index = open_index(&index_dir, true)?;
+    let options = FleetOptions {
+        jobs: a.jobs,
+        config_globs: demo::CONFIG_GLOBS.iter().map(|g| g.to_string()).collect(),
+        ..FleetOptions::default()
+    };
+    writeln!(
+        out,
+        "2. Crawling them with {} jobs and indexing each frame as it arrives ...",
+        a.jobs
+    )?;
+    let report = run_fleet(&manifest, &index, &options, None)?;
+    write!(out, "{}", render::fleet_summary(&report))?;
+    writeln!(out, "\n3. Searching the index ({}):", index_dir.display())?;
+    for q in demo::QUERIES {
+        let results = index.search(
+            q,
+            &SearchOptions {
+                limit: 10,
+                hits_per_machine: 3,
+                ..Default::default()
+            },
+        )?;
+        writeln!(
+            out,
+            "\n$ origami search --index {} '{q}'",
+            index_dir.display()
+        )?;
+        write!(out, "{}", render::results(q, &results))?;
+    }
+    writeln!(
+        out,
+        "\nTry your own: cargo run --release -p origami-examples --bin origami -- search --index {} 'QUERY'",
+        index_dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,96 @@
+//! The demo fleet: nine small guest disks compiled into the binary (about 36 KB, zstd), so
+//! `origami demo` runs anywhere with nothing but cargo. `scripts/make-demo-fleet.py` made
+//! them; `examples/demo-fleet/fleet.json` says what each holds.
+
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{MachineSpec, Manifest};
+
+/// The demo machines: name, compressed disk file name, and its bytes.
+pub const MACHINES: &[(&str, &str, &[u8])] = &[
+    (
+        "web-01",
+        "web-01.img",
+        include_bytes!("../demo-fleet/web-01.img.zst"),
+    ),
+    (
+        "web-02",
+        "web-02.img",
+        include_bytes!("../demo-fleet/web-02.img.zst"),
+    ),
+    (
+        "db-01",
+        "db-01.img",
+        include_bytes!("../demo-fleet/db-01.img.zst"),
+    ),
+    (
+        "cache-01",
+        "cache-01.qcow2",
+        include_bytes!("../demo-fleet/cache-01.qcow2.zst"),
+    ),
+    (
+        "lb-01",
+        "lb-01.img",
+        include_bytes!("../demo-fleet/lb-01.img.zst"),
+    ),
+    (
+        "build-01",
+        "build-01.img",
+        include_bytes!("../demo-fleet/build-01.img.zst"),
+    ),
+    (
+        "mail-01",
+        "mail-01.img",
+        include_bytes!("../demo-fleet/mail-01.img.zst"),
+    ),
+    (
+        "mon-01",
+        "mon-01.img",
+        include_bytes!("../demo-fleet/mon-01.img.zst"),
+    ),
+    (
+        "legacy-01",
+        "legacy-01.img",
+        include_bytes!("../demo-fleet/legacy-01.img.zst"),
+    ),
+];
+
+/// The generator's record of what each machine holds (ground truth for tests).
+pub const FLEET_JSON: &str = include_str!("../demo-fleet/fleet.json");
+
+/// Files outside `/etc` whose text the demo indexes too.
+pub const CONFIG_GLOBS: &[&str] = &["/home/*/.bash_history", "/root/.bash_history"];
+
+/// The searches the demo runs.
+pub const QUERIES: &[&str] = &[
+    "10.20.30.40",
+    "pkg:postgresql*",
+    "type:package name:openssl",
+    "\"proxy_pass\" OR haproxy",
+    "user:alice -host:build-*",
+];
+
+/// Unpacks the demo disks into `dir` (skipping ones already there) and writes
+/// `dir/fleet.toml`; returns the manifest's path.
+pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut manifest = Manifest::default();
+    for (name, file, zst) in MACHINES {
+        let path = dir.join(file);
+        if !path.exists() {
+            let bytes = zstd::stream::decode_all(*zst)?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        manifest.machines.push(MachineSpec {
+            name: name.to_string(),
+            disks: vec![PathBuf::from(file)],
+            memory: None,
+            system_map: None,
+        });
+    }
+    let path = dir.join("fleet.toml");
+    std::fs::write(&path, manifest.to_toml())?;
+    Ok(path)
+}
