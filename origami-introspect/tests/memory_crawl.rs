@@ -120,6 +120,15 @@ fn compare(frame: &Frame, truth: &Value) -> Vec<String> {
         Some(u) if u >= up - 1.0 && u <= up + 120.0 => {}
         other => bad.push(format!("uptime {other:?}, truth {up}")),
     }
+    // Boot time: the guest's wall clock minus its uptime, both read in whole seconds.
+    let want_boot = truth["collected_unix_time"].as_f64().unwrap() - up;
+    let boot = frame.os.boot_time.as_deref().and_then(|b| {
+        time::OffsetDateTime::parse(b, &time::format_description::well_known::Rfc3339).ok()
+    });
+    match boot {
+        Some(b) if (b.unix_timestamp() as f64 - want_boot).abs() <= 3.0 => {}
+        other => bad.push(format!("boot_time {other:?}, truth {want_boot}")),
+    }
     bad
 }
 
@@ -267,4 +276,47 @@ fn tcp_hash_table_holds_exactly_the_established_sockets() {
         }
         assert_eq!(got, want, "{name}");
     }
+}
+
+#[test]
+fn the_kdump_compressed_form_of_the_dump_crawls_the_same() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let truth = fx.json("memdump/truth.json");
+    let dump = MemoryDump::open(fx.path("memdump/memory.kdump")).unwrap();
+    let frame = crawl(&dump, &LinuxOptions::default().no_cache());
+    let bad = compare(&frame, &truth);
+    assert!(bad.is_empty(), "{bad:#?}\nerrors: {:#?}", frame.meta.errors);
+}
+
+#[test]
+fn btf_is_found_by_its_header_when_no_symbol_names_it() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    // A System.map without __start_BTF/__stop_BTF: the BTF must be found by searching the
+    // kernel's memory for its magic and a header whose types parse and hold task_struct.
+    let map = std::fs::read_to_string(fx.path("memdump/kernel/System.map-6.1.0-56-amd64")).unwrap();
+    let filtered: String = map
+        .lines()
+        .filter(|l| !l.ends_with(" __start_BTF") && !l.ends_with(" __stop_BTF"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(filtered.len() < map.len());
+    let dir = std::env::temp_dir().join(format!("origami-btf-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("System.map");
+    std::fs::write(&path, filtered).unwrap();
+    let dump = MemoryDump::open(fx.path("memdump-novmcoreinfo/memory.elf")).unwrap();
+    let scanned = discover(
+        &dump,
+        &LinuxOptions::default().no_cache().with_system_map(&path),
+    )
+    .unwrap();
+    assert!(scanned.symbols.get("__start_BTF").is_none());
+    let named = discover(&dump, &LinuxOptions::default().no_cache()).unwrap();
+    assert_eq!(scanned.layout, named.layout);
+    assert!(scanned.layout.missing_for("process").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }

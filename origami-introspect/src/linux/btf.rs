@@ -89,6 +89,9 @@ pub struct Field {
     pub size: u64,
     /// The BTF type id of the member.
     pub type_id: u32,
+    /// Bitfield width in bits (0 when the member is not a bitfield; `offset` is then the
+    /// byte holding its first bit).
+    pub bitfield_bits: u32,
 }
 
 /// The kernel's type information.
@@ -381,13 +384,15 @@ impl Btf {
         let mut cur = id;
         let mut offset = 0u64;
         let mut last = None;
+        let mut width = 0;
         for part in path.split('.') {
             let container = self.resolve(cur)?;
             let mut budget = MAX_LOOKUP_STEPS;
-            let (bits, type_id) = self
+            let (bits, type_id, w) = self
                 .find_member(container, part, 0, &mut budget)?
                 .ok_or_else(|| malformed(format!("{ty}.{path}"), format!("no member {part}")))?;
             offset += bits / 8;
+            width = w;
             cur = type_id;
             last = Some(type_id);
         }
@@ -396,6 +401,7 @@ impl Btf {
             offset,
             size: self.size_of(type_id)?,
             type_id,
+            bitfield_bits: width,
         })
     }
 
@@ -406,7 +412,7 @@ impl Btf {
         name: &str,
         depth: usize,
         budget: &mut usize,
-    ) -> Result<Option<(u64, u32)>> {
+    ) -> Result<Option<(u64, u32, u32)>> {
         if depth > MAX_ANON_DEPTH {
             return Ok(None);
         }
@@ -427,16 +433,17 @@ impl Btf {
             })?;
             if m.name != 0 {
                 if self.str_at(m.name) == Some(name) {
-                    let _ = m.bitfield_size;
-                    return Ok(Some((u64::from(m.bit_offset), m.type_id)));
+                    return Ok(Some((u64::from(m.bit_offset), m.type_id, m.bitfield_size)));
                 }
                 continue;
             }
             // An anonymous member: C lets its members be named as if they were ours.
             let inner = self.resolve(m.type_id)?;
             if matches!(self.kind(inner), Kind::Struct | Kind::Union) {
-                if let Some((bits, tid)) = self.find_member(inner, name, depth + 1, budget)? {
-                    return Ok(Some((u64::from(m.bit_offset) + bits, tid)));
+                if let Some((bits, tid, width)) =
+                    self.find_member(inner, name, depth + 1, budget)?
+                {
+                    return Ok(Some((u64::from(m.bit_offset) + bits, tid, width)));
                 }
             }
         }

@@ -27,7 +27,7 @@ const MAX_ENTRY: u64 = 4 << 20;
 /// One kernel build's discovery results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// [`FORMAT`].
+    /// The entry format (2 in this version); other formats are ignored and rebuilt.
     pub format: u32,
     /// The banner the entry is for.
     pub banner: String,

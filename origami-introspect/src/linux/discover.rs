@@ -402,7 +402,7 @@ fn kallsyms_from_vmcoreinfo(
     let lo = offsets.min(names).min(table).min(index).min(num);
     let hi = offsets
         .saturating_add(4 * u64::from(n))
-        .max(index + 512)
+        .max(index.saturating_add(512))
         .max(names)
         .max(table);
     if hi - lo > 256 << 20 {
@@ -441,12 +441,12 @@ fn check_symbols(syms: &SymbolTable, p: &Placement) -> Result<()> {
 }
 
 /// Finds and parses the kernel's BTF: at `__start_BTF` when the symbols name it, else by
-/// searching `window` (physical, starting at `window_start`) for its header.
+/// searching the kernel's memory around the banner for its header.
 fn find_btf(
     phys: &dyn PhysicalMemory,
     syms: &SymbolTable,
     place: &Placement,
-    window: Option<(&[u8], u64)>,
+    window: Option<&[u8]>,
 ) -> Result<Btf> {
     if let (Some(start), Some(stop)) = (syms.get("__start_BTF"), syms.get("__stop_BTF")) {
         let len = stop.saturating_sub(start);
@@ -456,12 +456,12 @@ fn find_btf(
         }
     }
     let owned;
-    let (w, w_start) = match window {
+    let w = match window {
         Some(w) => w,
         None => {
             let start = place.banner_phys.saturating_sub(WINDOW_BEFORE);
             owned = read_window(phys, start, WINDOW_BEFORE + WINDOW_AFTER)?;
-            (&owned[..], start)
+            &owned[..]
         }
     };
     let magic = BTF_MAGIC.to_le_bytes();
@@ -474,7 +474,6 @@ fn find_btf(
         }
         if let Ok(btf) = Btf::parse(rest) {
             if btf.struct_id("task_struct").is_some() {
-                let _ = w_start;
                 return Ok(btf);
             }
         }

@@ -203,7 +203,7 @@ fn align8(x: usize) -> usize {
 fn tokens(w: &[u8], table: usize, index: usize) -> Option<Vec<&[u8]>> {
     let mut out = Vec::with_capacity(256);
     for i in 0..256 {
-        let start = table.checked_add(usize::from(u16_at(w, index + 2 * i)?))?;
+        let start = table.checked_add(usize::from(u16_at(w, index.checked_add(2 * i)?)?))?;
         let rest = w.get(start..)?;
         let len = memchr::memchr(0, rest.get(..rest.len().min(256))?)?;
         out.push(rest.get(..len)?);
@@ -254,10 +254,13 @@ fn entry(w: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let b0 = *w.get(at)?;
     let (len, data) = if b0 & 0x80 != 0 {
         // 6.1+: a two-byte length for names longer than 127 tokens.
-        let b1 = *w.get(at + 1)?;
-        (usize::from(b0 & 0x7f) | (usize::from(b1) << 7), at + 2)
+        let b1 = *w.get(at.checked_add(1)?)?;
+        (
+            usize::from(b0 & 0x7f) | (usize::from(b1) << 7),
+            at.checked_add(2)?,
+        )
     } else {
-        (usize::from(b0), at + 1)
+        (usize::from(b0), at.checked_add(1)?)
     };
     if len == 0 {
         return None;
@@ -453,7 +456,7 @@ pub fn decode(w: &[u8], t: &Tables) -> Result<Vec<Symbol>> {
         .ok_or_else(|| malformed(t.token_table, "bad token table"))?;
     let n = t.num_syms as usize;
     let raw: Vec<i32> = (0..n)
-        .map(|k| u32_at(w, t.offsets + 4 * k).map(|v| v as i32))
+        .map(|k| u32_at(w, t.offsets.checked_add(4 * k)?).map(|v| v as i32))
         .collect::<Option<_>>()
         .ok_or_else(|| malformed(t.offsets, "offsets past the window"))?;
     let absolute_percpu = raw.iter().any(|&o| o < 0);

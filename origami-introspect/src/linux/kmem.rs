@@ -109,7 +109,7 @@ impl<'a> Kmem<'a> {
     /// Where `v` lives when it is linear (image or direct map), else `None`.
     fn linear(&self, v: u64) -> Option<u64> {
         if (START_KERNEL_MAP..START_KERNEL_MAP + KERNEL_IMAGE_SIZE).contains(&v) {
-            return Some(v - START_KERNEL_MAP + self.image_phys);
+            return Some((v - START_KERNEL_MAP).wrapping_add(self.image_phys));
         }
         self.direct_to_phys(v)
     }
@@ -127,7 +127,7 @@ impl<'a> Kmem<'a> {
         if let Some(p) = self.linear(v) {
             // Linear regions are physically contiguous for their whole length.
             if self.linear(v.wrapping_add(buf.len() as u64).saturating_sub(1))
-                == Some(p + (buf.len() as u64).saturating_sub(1))
+                == Some(p.wrapping_add((buf.len() as u64).saturating_sub(1)))
             {
                 return Ok(self.phys.read_phys(p, buf)?);
             }

@@ -1,7 +1,7 @@
 //! Linux guests from memory alone: the kernel, its symbols and types found in the dump, then
 //! processes, connections, modules, host name, uptime and memory figures.
 //!
-//! [`discover`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
+//! [`discover()`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
 //! root), its symbols (a given `System.map`, else kallsyms recovered from memory) and its
 //! struct layouts (its own BTF), caching symbols and layouts per kernel build. The feature
 //! functions ([`crawl_kernel`]) then read the kernel's structures through those layouts.

@@ -28,9 +28,9 @@ fn module_size(k: &Kernel, km: &Kmem<'_>, m: u64) -> Result<u64> {
     let l = &k.layout;
     let f = l.field("module.core_layout.size|mem")?;
     if f.alt == 0 {
-        let mut size = u64::from(km.u32(m + f.offset)?);
+        let mut size = u64::from(km.u32(m.wrapping_add(f.offset))?);
         if let Ok(i) = l.off("module.init_layout.size") {
-            size += u64::from(km.u32(m + i)?);
+            size += u64::from(km.u32(m.wrapping_add(i))?);
         }
         return Ok(size);
     }
@@ -46,7 +46,7 @@ fn module_size(k: &Kernel, km: &Kmem<'_>, m: u64) -> Result<u64> {
     }
     let mut size = 0;
     for i in 0..f.size / elem {
-        size += u64::from(km.u32(m + f.offset + i * elem + inner)?);
+        size += u64::from(km.u32(m.wrapping_add(f.offset + i * elem + inner))?);
     }
     Ok(size)
 }
@@ -62,12 +62,15 @@ pub fn modules(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Module>, Vec<Error>)> {
     let mut errors: Vec<Error> = err.into_iter().collect();
     let mut out = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let m = node - list;
+        let m = node.wrapping_sub(list);
         let read = || -> Result<Module> {
             Ok(Module {
-                name: km.cstr(m + name_f.offset, name_f.size.clamp(1, 256) as usize)?,
+                name: km.cstr(
+                    m.wrapping_add(name_f.offset),
+                    name_f.size.clamp(1, 256) as usize,
+                )?,
                 size: module_size(k, km, m)?,
-                state: module_state(km.u32(m + state_off)?).to_string(),
+                state: module_state(km.u32(m.wrapping_add(state_off))?).to_string(),
                 ..Module::default()
             })
         };

@@ -57,12 +57,16 @@ fn read_uint(km: &Kmem<'_>, at: u64, size: u64) -> Result<u64> {
 /// Reads one `struct sock` into a connection, or `None` when it is not TCP/UDP over IP.
 pub fn read_sock(k: &Kernel, km: &Kmem<'_>, sk: u64) -> Result<Option<Connection>> {
     let l = &k.layout;
-    let family = read_uint(km, sk + l.off("sock.__sk_common.skc_family")?, 2)? as u16;
+    let family = read_uint(
+        km,
+        sk.wrapping_add(l.off("sock.__sk_common.skc_family")?),
+        2,
+    )? as u16;
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
     let proto_f = l.field("sock.sk_protocol")?;
-    let proto = read_uint(km, sk + proto_f.offset, proto_f.size.min(2))? as u16;
+    let proto = read_uint(km, sk.wrapping_add(proto_f.offset), proto_f.size.min(2))? as u16;
     let protocol = match proto {
         IPPROTO_TCP => "tcp",
         IPPROTO_UDP => "udp",
@@ -82,18 +86,18 @@ fn read_common(
 ) -> Result<Option<Connection>> {
     let l = &k.layout;
     let off = |f: &str| l.off(&format!("{prefix}{f}"));
-    let family = read_uint(km, sk + off("skc_family")?, 2)? as u16;
+    let family = read_uint(km, sk.wrapping_add(off("skc_family")?), 2)? as u16;
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
-    let state = read_uint(km, sk + off("skc_state")?, 1)? as u8;
-    let lport = read_uint(km, sk + off("skc_num")?, 2)? as u16;
-    let rport = (read_uint(km, sk + off("skc_dport")?, 2)? as u16).swap_bytes();
+    let state = read_uint(km, sk.wrapping_add(off("skc_state")?), 1)? as u8;
+    let lport = read_uint(km, sk.wrapping_add(off("skc_num")?), 2)? as u16;
+    let rport = (read_uint(km, sk.wrapping_add(off("skc_dport")?), 2)? as u16).swap_bytes();
     let (fam, local, remote) = if family == AF_INET {
         let mut a = [0u8; 4];
-        km.read(sk + off("skc_rcv_saddr")?, &mut a)?;
+        km.read(sk.wrapping_add(off("skc_rcv_saddr")?), &mut a)?;
         let mut b = [0u8; 4];
-        km.read(sk + off("skc_daddr")?, &mut b)?;
+        km.read(sk.wrapping_add(off("skc_daddr")?), &mut b)?;
         (
             "ipv4",
             Ipv4Addr::from(a).to_string(),
@@ -101,9 +105,9 @@ fn read_common(
         )
     } else {
         let mut a = [0u8; 16];
-        km.read(sk + off("skc_v6_rcv_saddr")?, &mut a)?;
+        km.read(sk.wrapping_add(off("skc_v6_rcv_saddr")?), &mut a)?;
         let mut b = [0u8; 16];
-        km.read(sk + off("skc_v6_daddr")?, &mut b)?;
+        km.read(sk.wrapping_add(off("skc_v6_daddr")?), &mut b)?;
         (
             "ipv6",
             Ipv6Addr::from(a).to_string(),
@@ -153,8 +157,8 @@ pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connectio
     ) else {
         return Ok(None);
     };
-    let table = km.u64(hi + ehash)?;
-    let buckets = u64::from(km.u32(hi + mask)?) + 1;
+    let table = km.u64(hi.wrapping_add(ehash))?;
+    let buckets = u64::from(km.u32(hi.wrapping_add(mask))?) + 1;
     if buckets > MAX_EHASH_BUCKETS || bucket == 0 || bucket > 64 {
         return Err(bad(
             "tcp_hashinfo",
@@ -181,7 +185,7 @@ pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connectio
                     format!("more than {MAX_EHASH_SOCKETS} sockets"),
                 ));
             }
-            let sk = ptr - node;
+            let sk = ptr.wrapping_sub(node);
             if let Some(c) = read_common(k, km, sk, "sock_common.", "tcp")? {
                 out.push((sk, c));
             }
@@ -194,8 +198,8 @@ pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connectio
 /// The sockets (`struct sock` addresses) among a process's open files.
 fn socket_socks(k: &Kernel, km: &Kmem<'_>, files: u64, sfops: u64) -> Result<Vec<u64>> {
     let l = &k.layout;
-    let fdt = km.u64(files + l.off("files_struct.fdt")?)?;
-    let max = u64::from(km.u32(fdt + l.off("fdtable.max_fds")?)?);
+    let fdt = km.u64(files.wrapping_add(l.off("files_struct.fdt")?))?;
+    let max = u64::from(km.u32(fdt.wrapping_add(l.off("fdtable.max_fds")?))?);
     if max > MAX_FDS {
         return Err(bad(
             "fdtable",
@@ -203,7 +207,7 @@ fn socket_socks(k: &Kernel, km: &Kmem<'_>, files: u64, sfops: u64) -> Result<Vec
             format!("{max} fd slots, over the {MAX_FDS} bound"),
         ));
     }
-    let arr = km.u64(fdt + l.off("fdtable.fd")?)?;
+    let arr = km.u64(fdt.wrapping_add(l.off("fdtable.fd")?))?;
     let raw = km.bytes(arr, (max * 8) as usize)?;
     let mut out = Vec::new();
     for ch in raw.chunks_exact(8) {
@@ -211,11 +215,11 @@ fn socket_socks(k: &Kernel, km: &Kmem<'_>, files: u64, sfops: u64) -> Result<Vec
         if file == 0 {
             continue;
         }
-        if km.u64(file + l.off("file.f_op")?)? != sfops {
+        if km.u64(file.wrapping_add(l.off("file.f_op")?))? != sfops {
             continue;
         }
-        let sock = km.u64(file + l.off("file.private_data")?)?;
-        let sk = km.u64(sock + l.off("socket.sk")?)?;
+        let sock = km.u64(file.wrapping_add(l.off("file.private_data")?))?;
+        let sk = km.u64(sock.wrapping_add(l.off("socket.sk")?))?;
         if sk != 0 {
             out.push(sk);
         }

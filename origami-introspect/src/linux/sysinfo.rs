@@ -29,9 +29,18 @@ pub fn uts(k: &Kernel, km: &Kmem<'_>) -> Result<Uts> {
     let ns = k.symbol("init_uts_ns")?;
     let l = &k.layout;
     Ok(Uts {
-        hostname: km.cstr(ns + l.off("uts_namespace.name.nodename")?, UTS_LEN)?,
-        release: km.cstr(ns + l.off("uts_namespace.name.release")?, UTS_LEN)?,
-        machine: km.cstr(ns + l.off("uts_namespace.name.machine")?, UTS_LEN)?,
+        hostname: km.cstr(
+            ns.wrapping_add(l.off("uts_namespace.name.nodename")?),
+            UTS_LEN,
+        )?,
+        release: km.cstr(
+            ns.wrapping_add(l.off("uts_namespace.name.release")?),
+            UTS_LEN,
+        )?,
+        machine: km.cstr(
+            ns.wrapping_add(l.off("uts_namespace.name.machine")?),
+            UTS_LEN,
+        )?,
     })
 }
 
@@ -67,10 +76,10 @@ pub struct Clock {
 pub fn clock(k: &Kernel, km: &Kmem<'_>) -> Result<Clock> {
     let l = &k.layout;
     let seq = l.sizes.get("seqcount_raw_spinlock").copied().unwrap_or(4);
-    let tk = k.symbol("tk_core")? + ((seq + 7) & !7);
-    let xtime = km.u64(tk + l.off("timekeeper.xtime_sec")?)? as i64;
-    let mono = km.u64(tk + l.off("timekeeper.ktime_sec")?)? as i64;
-    let offs_boot = km.u64(tk + l.off("timekeeper.offs_boot")?)? as i64;
+    let tk = k.symbol("tk_core")?.wrapping_add((seq.min(4096) + 7) & !7);
+    let xtime = km.u64(tk.wrapping_add(l.off("timekeeper.xtime_sec")?))? as i64;
+    let mono = km.u64(tk.wrapping_add(l.off("timekeeper.ktime_sec")?))? as i64;
+    let offs_boot = km.u64(tk.wrapping_add(l.off("timekeeper.offs_boot")?))? as i64;
     Ok(Clock {
         uptime_s: mono as f64 + offs_boot as f64 / 1e9,
         now_unix: xtime,

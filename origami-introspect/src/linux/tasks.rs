@@ -92,26 +92,29 @@ fn read_uint(km: &Kmem<'_>, at: u64, size: u64) -> Result<u64> {
 fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
     let l = &k.layout;
     let f = |s: &str| l.field(s);
-    let pid = km.u32(addr + l.off("task_struct.pid")?)?;
-    let tgid = km.u32(addr + l.off("task_struct.tgid")?)?;
+    let pid = km.u32(addr.wrapping_add(l.off("task_struct.pid")?))?;
+    let tgid = km.u32(addr.wrapping_add(l.off("task_struct.tgid")?))?;
     let comm_f = f("task_struct.comm")?;
-    let comm_raw = km.bytes(addr + comm_f.offset, comm_f.size.min(64) as usize)?;
+    let comm_raw = km.bytes(
+        addr.wrapping_add(comm_f.offset),
+        comm_f.size.min(64) as usize,
+    )?;
     let state_f = f("task_struct.__state|state")?;
-    let state = read_uint(km, addr + state_f.offset, state_f.size)? as u32;
-    let exit_state = km.u32(addr + l.off("task_struct.exit_state")?)?;
-    let flags = km.u32(addr + l.off("task_struct.flags")?)?;
-    let start = km.u64(addr + l.off("task_struct.start_boottime|real_start_time")?)?;
-    let parent = km.u64(addr + l.off("task_struct.real_parent")?)?;
+    let state = read_uint(km, addr.wrapping_add(state_f.offset), state_f.size)? as u32;
+    let exit_state = km.u32(addr.wrapping_add(l.off("task_struct.exit_state")?))?;
+    let flags = km.u32(addr.wrapping_add(l.off("task_struct.flags")?))?;
+    let start = km.u64(addr.wrapping_add(l.off("task_struct.start_boottime|real_start_time")?))?;
+    let parent = km.u64(addr.wrapping_add(l.off("task_struct.real_parent")?))?;
     let ppid = if parent == 0 || parent == addr {
         0
     } else {
-        km.u32(parent + l.off("task_struct.tgid")?)?
+        km.u32(parent.wrapping_add(l.off("task_struct.tgid")?))?
     };
-    let cred = km.u64(addr + l.off("task_struct.cred")?)?;
-    let uid = km.u32(cred + l.off("cred.uid")?)?;
-    let mm = km.u64(addr + l.off("task_struct.mm")?)?;
+    let cred = km.u64(addr.wrapping_add(l.off("task_struct.cred")?))?;
+    let uid = km.u32(cred.wrapping_add(l.off("cred.uid")?))?;
+    let mm = km.u64(addr.wrapping_add(l.off("task_struct.mm")?))?;
     let files = match l.off("task_struct.files") {
-        Ok(o) => km.u64(addr + o)?,
+        Ok(o) => km.u64(addr.wrapping_add(o))?,
         Err(_) => 0,
     };
     // Sanity: what a torn or wrong read would break.
@@ -153,12 +156,14 @@ fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
 fn kthread_full_name(k: &Kernel, km: &Kmem<'_>, task: u64) -> Option<String> {
     let l = &k.layout;
     let kt = km
-        .u64(task + l.off("task_struct.worker_private|set_child_tid").ok()?)
+        .u64(task.wrapping_add(l.off("task_struct.worker_private|set_child_tid").ok()?))
         .ok()?;
     if kt == 0 {
         return None;
     }
-    let name = km.u64(kt + l.off("kthread.full_name").ok()?).ok()?;
+    let name = km
+        .u64(kt.wrapping_add(l.off("kthread.full_name").ok()?))
+        .ok()?;
     if name == 0 {
         return None;
     }
@@ -169,12 +174,12 @@ fn kthread_full_name(k: &Kernel, km: &Kmem<'_>, task: u64) -> Option<String> {
 pub fn tasks(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Task>, Vec<Error>)> {
     let init = k.symbol("init_task")?;
     let off = k.layout.off("task_struct.tasks")?;
-    let (nodes, err) = km.list("task_struct.tasks", init + off, MAX_TASKS);
+    let (nodes, err) = km.list("task_struct.tasks", init.wrapping_add(off), MAX_TASKS);
     let mut errors: Vec<Error> = err.into_iter().collect();
     let mut out = Vec::with_capacity(nodes.len());
     let tries = if km.is_live() { 3 } else { 1 };
     for node in nodes {
-        let addr = node - off;
+        let addr = node.wrapping_sub(off);
         let mut last = None;
         for _ in 0..tries {
             match read_task(k, km, addr) {
@@ -193,14 +198,14 @@ pub fn tasks(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Task>, Vec<Error>)> {
 
 /// The page-table root of a process (`mm->pgd`, a direct-map address).
 fn user_root(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
-    let pgd = km.u64(mm + k.layout.off("mm_struct.pgd")?)?;
+    let pgd = km.u64(mm.wrapping_add(k.layout.off("mm_struct.pgd")?))?;
     km.direct_to_phys(pgd).map_or_else(|| km.translate(pgd), Ok)
 }
 
 /// Reads a process's command line from its own address space.
 pub fn cmdline(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<Vec<String>> {
-    let start = km.u64(mm + k.layout.off("mm_struct.arg_start")?)?;
-    let end = km.u64(mm + k.layout.off("mm_struct.arg_end")?)?;
+    let start = km.u64(mm.wrapping_add(k.layout.off("mm_struct.arg_start")?))?;
+    let end = km.u64(mm.wrapping_add(k.layout.off("mm_struct.arg_end")?))?;
     if end <= start {
         return Ok(Vec::new());
     }
@@ -229,7 +234,7 @@ pub fn rss_pages(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
     let inner = if elem == 8 { 0 } else { 8 };
     let mut total = 0u64;
     for i in [0u64, 1, 3] {
-        let v = km.u64(mm + f.offset + i * elem + inner)? as i64;
+        let v = km.u64(mm.wrapping_add(f.offset + i * elem + inner))? as i64;
         total += v.max(0) as u64;
     }
     Ok(total)
