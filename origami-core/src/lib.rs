@@ -4,6 +4,11 @@
 //! share, which fail with an error naming the source and offset rather than invent bytes.
 //! A [`FileSource`] reads a host file with `pread`; a [`Slice`] is a sub-range (a partition).
 //!
+//! Guest memory has its own seam: [`memory::PhysicalMemory`] reads guest-physical addresses
+//! over the sparse ranges of a dump or a running VM ([`memory::MemoryDump`]: QEMU ELF cores,
+//! kdump, LiME, raw, a live RAM file), and [`paging::VirtualMemory`] translates x86-64
+//! virtual addresses through the guest's page tables.
+//!
 //! ```
 //! use origami_core::{ReadAt, Slice};
 //!
@@ -29,5 +34,5 @@ pub use error::{Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};
 
 pub use cache::BlockCache;
-pub use image::{Image, ImageFormat, Qcow2Image};
+pub use image::{Image, ImageFormat, Qcow2Image, VhdxImage, VmdkImage};
 pub use mmap::MmapSource;

@@ -5,7 +5,7 @@
 //! the end is an error, never silently zero-filled).
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -131,8 +131,15 @@ impl FileSource {
             offset: 0,
             source,
         };
-        let file = File::open(&path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let mut file = File::open(&path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        let len = if meta.file_type().is_block_device() {
+            // A block device (a VM's LVM volume, say) reports 0 in its metadata; its size is
+            // where a seek to the end lands.
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(io)?
+        } else {
+            meta.len()
+        };
         Ok(FileSource { file, path, len })
     }
 

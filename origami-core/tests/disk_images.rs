@@ -154,17 +154,69 @@ fn small_reads_from_many_threads_equal_the_raw_bytes() {
 }
 
 #[test]
-fn vmdk_and_vhdx_are_refused_as_unsupported_formats() {
+fn vmdk_reads_as_the_raw_disk() {
     let Some(fx) = origami_testsupport::fixtures() else {
         return;
     };
-    for (name, format) in [("synth/gpt.vmdk", "VMDK"), ("synth/gpt.vhdx", "VHDX")] {
-        match Image::open(fx.path(name)) {
-            Err(Error::UnsupportedFormat { path, format: f }) => {
-                assert!(f.starts_with(format), "{name}: {f}");
-                assert_eq!(path, fx.path(name));
-            }
-            other => panic!("{name}: {other:?}"),
+    let images = fx.json("images.json");
+    let (want, size) = truth_sha(&images, "synth/gpt.img");
+    let img = Image::open(fx.path("synth/gpt.vmdk")).unwrap();
+    assert_eq!(img.format(), ImageFormat::Vmdk);
+    assert_eq!(img.len(), size);
+    assert_eq!(sha256_device(&img), want);
+}
+
+#[test]
+fn vhdx_reads_as_the_raw_disk() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let images = fx.json("images.json");
+    let (want, size) = truth_sha(&images, "synth/gpt.img");
+    let img = Image::open(fx.path("synth/gpt.vhdx")).unwrap();
+    assert_eq!(img.format(), ImageFormat::Vhdx);
+    assert_eq!(img.len(), size);
+    assert_eq!(sha256_device(&img), want);
+}
+
+#[test]
+fn other_formats_are_refused_as_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    for (magic, at, format) in [
+        (&b"# Disk DescriptorFile\n"[..], 0usize, "VMDK (descriptor)"),
+        (b"conectix", 0, "VHD (dynamic)"),
+        (b"QED\0", 0, "QED"),
+        (&[0x7f, 0x10, 0xda, 0xbe], 0x40, "VDI"),
+        (b"QFI\xfb\0\0\0\x01", 0, "qcow (version 1)"),
+    ] {
+        let mut bytes = vec![0u8; 4096];
+        bytes[at..at + magic.len()].copy_from_slice(magic);
+        let path = dir.path().join("img");
+        std::fs::write(&path, &bytes).unwrap();
+        match Image::open(&path) {
+            Err(Error::UnsupportedFormat { format: f, .. }) => assert_eq!(f, format),
+            other => panic!("{format}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn mmap_source_reads_as_pread() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let path = fx.path("synth/mbr.img");
+    let m = origami_core::MmapSource::open(&path).unwrap();
+    let f = FileSource::open(&path).unwrap();
+    assert_eq!(m.len(), f.len());
+    let (mut a, mut b) = (vec![0u8; 70_000], vec![0u8; 70_000]);
+    for off in [0u64, 511, 1 << 20, f.len() - 70_000] {
+        m.read_at(off, &mut a).unwrap();
+        f.read_at(off, &mut b).unwrap();
+        assert!(a == b, "offset {off}");
+    }
+    assert!(matches!(
+        m.read_at(f.len() - 1, &mut a[..2]),
+        Err(Error::OutOfBounds { .. })
+    ));
 }

@@ -101,6 +101,8 @@ fn tables_equal_sfdisk() {
     // The same table read through the qcow2 conversions and the backing chain.
     for (file, truth) in [
         ("synth/gpt-zstd.qcow2", "synth/gpt.img"),
+        ("synth/gpt.vmdk", "synth/gpt.img"),
+        ("synth/gpt.vhdx", "synth/gpt.img"),
         ("debian/disk-gpt-compressed.qcow2", "debian/disk-gpt.raw"),
         ("debian/disk-overlay.qcow2", "debian/disk-gpt.raw"),
     ] {

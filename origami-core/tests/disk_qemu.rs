@@ -127,3 +127,111 @@ fn version_2_images_equal_qemu() {
         assert_same(&out, Path::new(src));
     }
 }
+
+#[test]
+fn vmdk_subformats_equal_qemu() {
+    if !have_qemu() {
+        return;
+    }
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = fx.path("synth/gpt.img");
+    let src = src.to_str().unwrap();
+    for sub in ["monolithicSparse", "streamOptimized"] {
+        let out = dir.path().join(format!("{sub}.vmdk"));
+        let opt = format!("subformat={sub}");
+        assert!(run(
+            "qemu-img",
+            &[
+                "convert",
+                "-O",
+                "vmdk",
+                "-o",
+                &opt,
+                src,
+                out.to_str().unwrap()
+            ]
+        ));
+        let img = Image::open(&out).unwrap();
+        assert_eq!(img.format(), ImageFormat::Vmdk, "{sub}");
+        let want = std::fs::read(src).unwrap();
+        let mut got = vec![0u8; img.len() as usize];
+        img.read_at(0, &mut got).unwrap();
+        assert!(got == want, "{sub}");
+        let mut b = vec![0u8; 3001];
+        let mut off = 0u64;
+        while off + 3001 <= img.len() {
+            img.read_at(off, &mut b).unwrap();
+            assert!(
+                b[..] == want[off as usize..off as usize + 3001],
+                "{sub} offset {off}"
+            );
+            off += 104_729;
+        }
+    }
+    // A differencing VMDK (with a parent) is refused, not read as if it had none.
+    let base = dir.path().join("monolithicSparse.vmdk");
+    let child = dir.path().join("child.vmdk");
+    assert!(run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            base.to_str().unwrap(),
+            "-F",
+            "vmdk",
+            child.to_str().unwrap()
+        ]
+    ));
+    assert!(matches!(
+        Image::open(&child),
+        Err(origami_core::Error::Unsupported { .. })
+    ));
+}
+
+#[test]
+fn vhdx_subformats_equal_qemu() {
+    if !have_qemu() {
+        return;
+    }
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = fx.path("synth/mbr.img");
+    let src = src.to_str().unwrap();
+    let want = std::fs::read(src).unwrap();
+    for (sub, opts) in [
+        ("dynamic", "subformat=dynamic"),
+        ("fixed", "subformat=fixed"),
+        (
+            "dynamic-4k-8m",
+            "subformat=dynamic,log_size=1M,block_size=8M",
+        ),
+    ] {
+        let out = dir.path().join(format!("{sub}.vhdx"));
+        assert!(run(
+            "qemu-img",
+            &[
+                "convert",
+                "-O",
+                "vhdx",
+                "-o",
+                opts,
+                src,
+                out.to_str().unwrap()
+            ]
+        ));
+        let img = Image::open(&out).unwrap();
+        assert_eq!(img.format(), ImageFormat::Vhdx, "{sub}");
+        assert_eq!(img.len(), want.len() as u64, "{sub}");
+        let mut got = vec![0u8; img.len() as usize];
+        img.read_at(0, &mut got).unwrap();
+        assert!(got == want, "{sub}");
+    }
+}

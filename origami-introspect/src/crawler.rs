@@ -85,6 +85,8 @@ pub struct CrawlOptions {
     max_status_size: u64,
     max_passwd_size: u64,
     walk_limits: WalkLimits,
+    use_cache: bool,
+    cache_dir: Option<PathBuf>,
     disk: DiskOptions,
     threads: usize,
 }
@@ -104,6 +106,8 @@ impl Default for CrawlOptions {
             max_status_size: package::dpkg::DEFAULT_MAX_STATUS,
             max_passwd_size: user::DEFAULT_MAX_SIZE,
             walk_limits: WalkLimits::default(),
+            use_cache: true,
+            cache_dir: None,
             disk: DiskOptions::default(),
             threads: std::thread::available_parallelism()
                 .map(|n| n.get().min(4))
@@ -208,6 +212,20 @@ impl CrawlOptionsBuilder {
     /// Bounds of the tree walks.
     pub fn walk_limits(mut self, limits: WalkLimits) -> Self {
         self.options.walk_limits = limits;
+        self
+    }
+
+    /// Whether memory crawls use the per-kernel discovery cache (default yes; the CLI's
+    /// `--no-cache` turns it off).
+    pub fn use_cache(mut self, yes: bool) -> Self {
+        self.options.use_cache = yes;
+        self
+    }
+
+    /// Where the discovery cache lives (default `$XDG_CACHE_HOME/origami`, else
+    /// `~/.cache/origami`).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.cache_dir = Some(dir.into());
         self
     }
 
@@ -366,20 +384,20 @@ impl Crawler {
         &self.options
     }
 
-    /// Crawls `target`'s disks into a frame. Only a target with no disk at all is an error:
-    /// a disk that cannot be read, or a section that fails, is recorded in `_frame.errors`.
-    /// (`target.memory` is listed in `_frame.source`; the memory-side sections are run by
-    /// the memory crawler.)
+    /// Crawls `target` into a frame. Only a target with neither disk nor memory is an
+    /// error: a disk or dump that cannot be read, or a section that fails, is recorded in
+    /// `_frame.errors` and the rest goes on.
     pub fn crawl(&self, target: &Target) -> Result<Frame> {
-        if target.disks.is_empty() {
+        if target.disks.is_empty() && target.memory.is_none() {
             return Err(Error::NoRoot {
-                looked_at: "a target with no disk".into(),
+                looked_at: "a target with neither disk nor memory".into(),
             });
         }
         let start = Instant::now();
         let fallback_id = target
             .disks
             .first()
+            .or(target.memory.as_ref())
             .and_then(|d| d.file_stem())
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -390,23 +408,28 @@ impl Crawler {
             .chain(target.memory.iter())
             .map(|p| p.display().to_string())
             .collect();
-        let t = Instant::now();
-        let opened = open_guest(&target.disks, self.options.disk);
-        frame.meta.timings.insert("disk".into(), millis(t));
-        match opened {
-            Ok((assembly, problems)) => {
-                for e in problems {
-                    frame.record_error("disk", e.to_string());
+        if !target.disks.is_empty() {
+            let t = Instant::now();
+            let opened = open_guest(&target.disks, self.options.disk);
+            frame.meta.timings.insert("disk".into(), millis(t));
+            match opened {
+                Ok((assembly, problems)) => {
+                    for e in problems {
+                        frame.record_error("disk", e.to_string());
+                    }
+                    for note in &assembly.notes {
+                        frame.record_error("disk", note.clone());
+                    }
+                    let disks = target.disks.clone();
+                    let disk_options = self.options.disk;
+                    let opener = move || open_guest(&disks, disk_options).map(|(a, _)| a.tree);
+                    self.crawl_tree_with(&assembly.tree, &mut frame, Some(&opener));
                 }
-                for note in &assembly.notes {
-                    frame.record_error("disk", note.clone());
-                }
-                let disks = target.disks.clone();
-                let disk_options = self.options.disk;
-                let opener = move || open_guest(&disks, disk_options).map(|(a, _)| a.tree);
-                self.crawl_tree_with(&assembly.tree, &mut frame, Some(&opener));
+                Err(e) => frame.record_error("disk", e.to_string()),
             }
-            Err(e) => frame.record_error("disk", e.to_string()),
+        }
+        if let Some(memory) = &target.memory {
+            self.crawl_memory(memory, target.system_map.as_deref(), &mut frame);
         }
         if self.options.system.is_none() {
             if let Some(h) = &frame.meta.hostname {
@@ -415,6 +438,46 @@ impl Crawler {
         }
         frame.meta.duration_ms = start.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
         Ok(frame)
+    }
+
+    /// Crawls a Linux guest's memory (a dump or a running VM's memory file) into `frame`:
+    /// the running kernel, host name, processes, connections and modules. What the disk
+    /// said of the OS stays; the memory's kernel release is the running one.
+    pub fn crawl_memory(&self, memory: &Path, system_map: Option<&Path>, frame: &mut Frame) {
+        let t = Instant::now();
+        let dump = origami_core::memory::MemoryDump::open(memory);
+        frame.meta.timings.insert("memory".into(), millis(t));
+        let dump = match dump {
+            Ok(d) => d,
+            Err(e) => {
+                frame.record_error("memory", e.to_string());
+                return;
+            }
+        };
+        let opts = crate::linux::LinuxOptions {
+            system_map: system_map.map(Path::to_path_buf),
+            use_cache: self.options.use_cache,
+            cache_dir: self.options.cache_dir.clone(),
+        };
+        // The disk's OS fields (os-release) are kept; memory adds the running kernel and
+        // the host name the kernel holds, which wins over /etc/hostname.
+        let disk_os = std::mem::take(&mut frame.os);
+        crate::linux::crawl_into(&dump, &opts, frame);
+        let mem_os = std::mem::replace(&mut frame.os, disk_os);
+        if mem_os.kernel.is_some() {
+            frame.os.kernel = mem_os.kernel;
+        }
+        if mem_os.hostname.is_some() {
+            frame.os.hostname = mem_os.hostname;
+        }
+        frame.os.arch = frame.os.arch.take().or(mem_os.arch);
+        frame.os.boot_time = mem_os.boot_time.or(frame.os.boot_time.take());
+        for (k, v) in mem_os.extra {
+            frame.os.extra.entry(k).or_insert(v);
+        }
+        if frame.os.hostname.is_some() {
+            frame.meta.hostname = frame.os.hostname.clone();
+        }
     }
 
     /// Runs the chosen disk sections on an assembled guest tree, into `frame` (files are

@@ -1,13 +1,29 @@
 //! Disk images: a guest disk's bytes, whatever file format holds them.
 //!
 //! [`Image::open`] sniffs the format by its magic, never by the file name: qcow2 (v2, v3,
-//! with backing chains followed) or raw. VMDK, VHDX, VHD, VDI, QED and qcow version 1 are
-//! recognised and refused with [`Error::UnsupportedFormat`] rather than read as raw bytes.
+//! with backing chains followed), VMDK sparse extents, VHDX, or raw. VMDK descriptor files,
+//! VHD, VDI, QED and qcow version 1 are recognised and refused with [`Error::UnsupportedFormat`] rather than read as raw bytes.
 //! A backing chain is followed at most [`MAX_BACKING_DEPTH`] images deep; a relative
 //! backing name is resolved against the folder of the image that names it, and a chain that
 //! comes back to an image already in it is an error.
+//!
+//! ```no_run
+//! use origami_core::partition::read_partitions;
+//! use origami_core::{Image, ReadAt};
+//!
+//! let disk = Image::open("vm.qcow2")?;
+//! for p in read_partitions(&disk)?.partitions {
+//!     let part = p.open(&disk)?; // a ReadAt of the partition's bytes
+//!     let mut superblock = [0u8; 1024];
+//!     part.read_at(1024, &mut superblock)?;
+//!     println!("p{} {} {} bytes", p.number, p.type_name, part.len());
+//! }
+//! # Ok::<(), origami_core::Error>(())
+//! ```
 
 pub mod qcow2;
+pub mod vhdx;
+pub mod vmdk;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +31,8 @@ use crate::error::{Error, Result};
 use crate::read::{FileSource, ReadAt};
 
 pub use qcow2::{Compression, Qcow2Header, Qcow2Image};
+pub use vhdx::VhdxImage;
+pub use vmdk::VmdkImage;
 
 /// How deep a backing chain may go (qemu sets no limit; real chains are a few images).
 pub const MAX_BACKING_DEPTH: usize = 32;
@@ -27,11 +45,17 @@ pub enum ImageFormat {
     Raw,
     /// QEMU copy-on-write, version 2 or 3.
     Qcow2,
+    /// VMware hosted sparse extent (`monolithicSparse`, `streamOptimized`).
+    Vmdk,
+    /// Hyper-V VHDX, fixed or dynamic.
+    Vhdx,
 }
 
 enum Inner {
     Raw(FileSource),
     Qcow2(Box<Qcow2Image>),
+    Vmdk(Box<VmdkImage>),
+    Vhdx(Box<VhdxImage>),
 }
 
 /// A disk image opened read-only: reads give the guest-visible bytes.
@@ -71,8 +95,8 @@ fn sniff(src: &FileSource) -> Result<ImageFormat> {
             _ => Ok(ImageFormat::Qcow2),
         };
     }
-    if head.starts_with(b"KDMV") {
-        return Err(unsupported("VMDK (sparse extent)"));
+    if head.starts_with(&vmdk::VMDK_MAGIC) {
+        return Ok(ImageFormat::Vmdk);
     }
     if head.starts_with(b"COWD") {
         return Err(unsupported("VMDK (ESX COW sparse)"));
@@ -80,8 +104,8 @@ fn sniff(src: &FileSource) -> Result<ImageFormat> {
     if head.starts_with(b"# Disk DescriptorFile") {
         return Err(unsupported("VMDK (descriptor)"));
     }
-    if head.starts_with(b"vhdxfile") {
-        return Err(unsupported("VHDX"));
+    if head.starts_with(&vhdx::VHDX_MAGIC) {
+        return Ok(ImageFormat::Vhdx);
     }
     if head.starts_with(b"conectix") {
         return Err(unsupported("VHD (dynamic)"));
@@ -138,6 +162,18 @@ impl Image {
                 format,
                 backing: None,
                 inner: Inner::Raw(file),
+            }),
+            ImageFormat::Vmdk => Ok(Image {
+                path: path.to_path_buf(),
+                format,
+                backing: None,
+                inner: Inner::Vmdk(Box::new(VmdkImage::from_source(file)?)),
+            }),
+            ImageFormat::Vhdx => Ok(Image {
+                path: path.to_path_buf(),
+                format,
+                backing: None,
+                inner: Inner::Vhdx(Box::new(VhdxImage::from_source(file)?)),
             }),
             ImageFormat::Qcow2 => {
                 let mut image = Qcow2Image::from_source(file)?;
@@ -197,7 +233,7 @@ impl Image {
     pub fn qcow2(&self) -> Option<&Qcow2Image> {
         match &self.inner {
             Inner::Qcow2(q) => Some(q),
-            Inner::Raw(_) => None,
+            _ => None,
         }
     }
 }
@@ -207,6 +243,8 @@ impl ReadAt for Image {
         match &self.inner {
             Inner::Raw(f) => f.read_at(offset, buf),
             Inner::Qcow2(q) => q.read_at(offset, buf),
+            Inner::Vmdk(v) => v.read_at(offset, buf),
+            Inner::Vhdx(v) => v.read_at(offset, buf),
         }
     }
 
@@ -214,6 +252,8 @@ impl ReadAt for Image {
         match &self.inner {
             Inner::Raw(f) => f.len(),
             Inner::Qcow2(q) => q.len(),
+            Inner::Vmdk(v) => v.len(),
+            Inner::Vhdx(v) => v.len(),
         }
     }
 

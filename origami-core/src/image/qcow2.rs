@@ -6,7 +6,8 @@
 //! so) or unallocated, which reads as the backing image's bytes or as zeros. Extended L2
 //! entries (subclusters) are read. Runs of clusters that are contiguous in the file are read
 //! with one `pread`, and decompressed clusters are kept in a small cache, so callers reading
-//! 4 KiB at a time do not inflate a 64 KiB cluster sixteen times.
+//! 4 KiB at a time do not inflate a 64 KiB cluster sixteen times; a large read spanning many
+//! compressed clusters inflates them on a few scoped threads, as qemu does in its pool.
 //!
 //! Limits: snapshots are not read (only the active layer), nothing is written, and the
 //! refcount tables are never consulted (a read-only reader does not need them). Encrypted
@@ -339,6 +340,7 @@ pub struct Qcow2Image {
     l2: Mutex<L2Cache>,
     clusters: Mutex<ClusterCache>,
     pool: Mutex<Vec<Decompressor>>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Qcow2Image {
@@ -447,6 +449,7 @@ impl Qcow2Image {
                 capacity: cluster_capacity,
             }),
             pool: Mutex::new(Vec::new()),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             backing: None,
             header,
         })
@@ -739,6 +742,62 @@ impl Qcow2Image {
         })
     }
 
+    /// Sets how many threads may inflate the compressed clusters of one large read (1: only
+    /// the caller's). The default is the host's parallelism, at most 4.
+    pub fn with_decompress_threads(mut self, threads: usize) -> Qcow2Image {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Inflates whole clusters `(L2 entry, offset in buf)` straight into `buf`, splitting them
+    /// among threads when there are enough to pay for it (qemu, too, inflates in a pool).
+    fn inflate_whole_clusters(&self, buf: &mut [u8], whole: &[(u64, usize)]) -> Result<()> {
+        let cs = self.cluster_size as usize;
+        // Cut `buf` into the clusters' disjoint slices, in order.
+        let mut jobs: Vec<(u64, &mut [u8])> = Vec::with_capacity(whole.len());
+        let mut rest: &mut [u8] = buf;
+        let mut consumed = 0usize;
+        for &(entry, start) in whole {
+            let tail = std::mem::take(&mut rest);
+            let skip = start.checked_sub(consumed).filter(|s| s + cs <= tail.len());
+            let Some(skip) = skip else {
+                return Err(self.corrupt(0, "compressed clusters out of order".into()));
+            };
+            let (chunk, after) = tail[skip..].split_at_mut(cs);
+            jobs.push((entry, chunk));
+            rest = after;
+            consumed = start + cs;
+        }
+        let threads = self.threads.min(jobs.len() / 4).max(1);
+        let run = |part: &mut [(u64, &mut [u8])]| -> Result<()> {
+            let mut d = self.take_decompressor();
+            let r = part
+                .iter_mut()
+                .try_for_each(|(entry, out)| self.decompress(*entry, out, &mut d));
+            lock(&self.pool).push(d);
+            r
+        };
+        if threads == 1 {
+            return run(&mut jobs);
+        }
+        let per = jobs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut parts = jobs.chunks_mut(per);
+            let mine = parts.next();
+            let handles: Vec<_> = parts.map(|p| scope.spawn(|| run(p))).collect();
+            let mut result = mine.map_or(Ok(()), &run);
+            for h in handles {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(self.corrupt(0, "a decompression thread panicked".into()))
+                });
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            result
+        })
+    }
+
     fn read_compressed(&self, g: u64, entry: u64, out: &mut [u8]) -> Result<()> {
         let within = (g & (self.cluster_size - 1)) as usize;
         let mut d = self.take_decompressor();
@@ -797,6 +856,8 @@ impl ReadAt for Qcow2Image {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         check_range(|| self.name(), offset, buf.len(), self.header.size)?;
         let mut table = None;
+        // Whole compressed clusters are inflated after the walk, several at a time.
+        let mut whole: Vec<(u64, usize)> = Vec::new();
         let mut pos = 0usize;
         while pos < buf.len() {
             let g = offset + pos as u64;
@@ -809,9 +870,15 @@ impl ReadAt for Qcow2Image {
                 Extent::Data(host) => self.file.read_at(host, out)?,
                 Extent::Zero => out.fill(0),
                 Extent::Unallocated => self.read_backing(g, out)?,
+                Extent::Compressed(entry) if run as u64 == self.cluster_size => {
+                    whole.push((entry, pos))
+                }
                 Extent::Compressed(entry) => self.read_compressed(g, entry, out)?,
             }
             pos += run;
+        }
+        if !whole.is_empty() {
+            self.inflate_whole_clusters(buf, &whole)?;
         }
         Ok(())
     }

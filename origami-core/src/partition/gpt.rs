@@ -27,7 +27,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
 }
 
 /// Formats a GPT GUID (mixed-endian on disk) as lowercase text.
-pub(super) fn guid(b: &[u8]) -> String {
+pub(crate) fn guid(b: &[u8]) -> String {
     let mut g = [0u8; 16];
     if let Some(s) = b.get(..16) {
         g.copy_from_slice(s);

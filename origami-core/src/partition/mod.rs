@@ -22,6 +22,7 @@ mod types;
 use crate::error::Result;
 use crate::read::{ReadAt, Slice};
 
+pub(crate) use gpt::guid;
 pub use types::{gpt_type_name, mbr_type_name};
 
 /// Most logical partitions walked in an EBR chain (Linux stops far earlier in practice).

@@ -25,6 +25,9 @@ const MAX_CHAIN: usize = 32;
 /// How many anonymous struct/union levels a member lookup descends through.
 const MAX_ANON_DEPTH: usize = 8;
 
+/// How many members one lookup may visit (task_struct has a few hundred, nested).
+const MAX_LOOKUP_STEPS: usize = 100_000;
+
 /// The kinds of BTF type this parser distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -380,8 +383,9 @@ impl Btf {
         let mut last = None;
         for part in path.split('.') {
             let container = self.resolve(cur)?;
+            let mut budget = MAX_LOOKUP_STEPS;
             let (bits, type_id) = self
-                .find_member(container, part, 0)?
+                .find_member(container, part, 0, &mut budget)?
                 .ok_or_else(|| malformed(format!("{ty}.{path}"), format!("no member {part}")))?;
             offset += bits / 8;
             cur = type_id;
@@ -396,7 +400,13 @@ impl Btf {
     }
 
     /// One level of member lookup: (bit offset, type id) of `name` in struct/union `id`.
-    fn find_member(&self, id: u32, name: &str, depth: usize) -> Result<Option<(u64, u32)>> {
+    fn find_member(
+        &self,
+        id: u32,
+        name: &str,
+        depth: usize,
+        budget: &mut usize,
+    ) -> Result<Option<(u64, u32)>> {
         if depth > MAX_ANON_DEPTH {
             return Ok(None);
         }
@@ -408,6 +418,13 @@ impl Btf {
             ));
         }
         for m in &t.members {
+            // Anonymous members may nest the same type many times over: bound the work.
+            *budget = budget.checked_sub(1).ok_or_else(|| {
+                malformed(
+                    format!("type id {id}"),
+                    "member lookup exceeds its step bound",
+                )
+            })?;
             if m.name != 0 {
                 if self.str_at(m.name) == Some(name) {
                     let _ = m.bitfield_size;
@@ -418,7 +435,7 @@ impl Btf {
             // An anonymous member: C lets its members be named as if they were ours.
             let inner = self.resolve(m.type_id)?;
             if matches!(self.kind(inner), Kind::Struct | Kind::Union) {
-                if let Some((bits, tid)) = self.find_member(inner, name, depth + 1)? {
+                if let Some((bits, tid)) = self.find_member(inner, name, depth + 1, budget)? {
                     return Ok(Some((u64::from(m.bit_offset) + bits, tid)));
                 }
             }

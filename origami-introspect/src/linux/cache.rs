@@ -19,7 +19,7 @@ use super::layout::{needed_symbols, Layout};
 use super::LinuxOptions;
 
 /// The entry format this version writes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The largest cache file read.
 const MAX_ENTRY: u64 = 4 << 20;

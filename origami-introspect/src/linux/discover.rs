@@ -380,7 +380,7 @@ fn kallsyms_from_vmcoreinfo(
     phys: &dyn PhysicalMemory,
     vi: &VmcoreInfo,
     image_phys: u64,
-) -> Result<SymbolTable> {
+) -> Result<Vec<kallsyms::Symbol>> {
     let sym = |n: &str| {
         vi.symbol(n)
             .ok_or_else(|| nodata(format!("VMCOREINFO lacks SYMBOL({n})")))
@@ -419,7 +419,7 @@ fn kallsyms_from_vmcoreinfo(
         token_table: (table - lo) as usize,
         token_index: (index - lo) as usize,
     };
-    Ok(SymbolTable::from_symbols(kallsyms::decode(&w, &t)?))
+    kallsyms::decode(&w, &t)
 }
 
 /// Checks that the symbols describe this kernel: the key symbols exist and `linux_banner`
@@ -543,6 +543,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     };
     timings.push(("kernel.banner".to_string(), ms(t)));
     let mut last_err = nodata("no `Linux version` banner in memory");
+    let mut memo = KallsymsMemo::default();
     for round in 0..2 {
         let banners = if round == 0 {
             hinted.clone()
@@ -555,7 +556,15 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
         // A cached build first (cheap to check), then recovery from memory.
         for cache_only in [true, false] {
             for &bp in &banners {
-                match kernel_at(view, opts, map.as_ref(), bp, cache_only, &mut timings) {
+                match kernel_at(
+                    view,
+                    opts,
+                    map.as_ref(),
+                    bp,
+                    cache_only,
+                    &mut memo,
+                    &mut timings,
+                ) {
                     Ok(mut k) => {
                         k.timings.push(("kernel.total".to_string(), ms(t_all)));
                         return Ok(k);
@@ -575,6 +584,7 @@ fn kernel_at(
     map: Option<&SymbolTable>,
     bp: u64,
     cache_only: bool,
+    memo: &mut KallsymsMemo,
     timings: &mut Vec<(String, f64)>,
 ) -> Result<Kernel> {
     let phys = view.phys;
@@ -598,7 +608,7 @@ fn kernel_at(
             .map(|(p, s)| (p, s, Some(entry.layout), SymbolSource::Cache)),
         (Some(m), cached) => from_map(view, bp, m, vi_image_phys, vi_offset)
             .map(|(p, s)| (p, s, cached.map(|c| c.layout), SymbolSource::SystemMap)),
-        (None, None) => from_kallsyms(view, bp, vi_image_phys)
+        (None, None) => from_kallsyms(view, bp, vi_image_phys, memo)
             .map(|(p, s)| (p, s, None, SymbolSource::Kallsyms)),
     };
     let (place, symbols, layout, source) = found?;
@@ -696,39 +706,109 @@ fn from_kallsyms(
     view: &DumpView<'_>,
     bp: u64,
     vi_image_phys: Option<u64>,
+    memo: &mut KallsymsMemo,
 ) -> Result<(Placement, SymbolTable)> {
     let phys = view.phys;
     if let (Some(vi), Some(ip)) = (view.vmcoreinfo, vi_image_phys) {
-        if let Ok(syms) = kallsyms_from_vmcoreinfo(phys, vi, ip) {
-            if let Some(bv) = syms.get("linux_banner") {
-                let p = Placement {
-                    banner_phys: bp,
-                    banner_virt: bv,
-                };
-                if p.image_phys() == ip && check_symbols(&syms, &p).is_ok() {
-                    return Ok((p, syms));
+        let all = match memo.take(VMCOREINFO_TAG) {
+            Some(all) => Some(all),
+            None => kallsyms_from_vmcoreinfo(phys, vi, ip).ok(),
+        };
+        if let Some(all) = all {
+            // VMCOREINFO's tables are the kernel's own word: a banner they do not place is
+            // a decoy, not a reason to search.
+            return match accept(all, bp) {
+                Ok(r) if r.0.image_phys() == ip => Ok(r),
+                Ok(_) => Err(nodata("VMCOREINFO phys_base disagrees with kallsyms")),
+                Err(all) => {
+                    memo.put(VMCOREINFO_TAG, all);
+                    Err(nodata(format!(
+                        "VMCOREINFO's kallsyms place linux_banner elsewhere than {bp:#x}"
+                    )))
                 }
-            }
+            };
         }
     }
     let start = bp.saturating_sub(WINDOW_BEFORE);
-    let w = read_window(phys, start, WINDOW_BEFORE + WINDOW_AFTER)?;
-    let t = kallsyms::find_tables(&w)?;
-    let all = kallsyms::decode(&w, &t)?;
-    // Check the banner before building the table: a decoy banner is rejected cheaply.
-    let bv = all
+    let len = WINDOW_BEFORE + WINDOW_AFTER;
+    // The tables a previous (decoy) banner led to serve this one when they are in reach.
+    let all = match memo.take_within(start, start + len) {
+        Some(all) => all,
+        None => {
+            let w = read_window(phys, start, len)?;
+            let t = kallsyms::find_tables(&w)?;
+            let all = kallsyms::decode(&w, &t)?;
+            memo.tag = start + t.token_table as u64;
+            all
+        }
+    };
+    let tag = memo.tag;
+    accept(all, bp).map_err(|all| {
+        memo.put(tag, all);
+        nodata(format!(
+            "kallsyms near the banner at {bp:#x} place linux_banner elsewhere"
+        ))
+    })
+}
+
+/// The tag of symbols decoded from VMCOREINFO's table addresses.
+const VMCOREINFO_TAG: u64 = u64::MAX;
+
+/// Decoded kallsyms kept between banner candidates, tagged by the token table's physical
+/// address, so that a decoy banner does not cost a second decode.
+#[derive(Debug, Default)]
+struct KallsymsMemo {
+    tag: u64,
+    symbols: Option<Vec<kallsyms::Symbol>>,
+}
+
+impl KallsymsMemo {
+    fn take(&mut self, tag: u64) -> Option<Vec<kallsyms::Symbol>> {
+        if self.tag == tag {
+            self.symbols.take()
+        } else {
+            None
+        }
+    }
+    fn take_within(&mut self, lo: u64, hi: u64) -> Option<Vec<kallsyms::Symbol>> {
+        if self.tag != VMCOREINFO_TAG && (lo..hi).contains(&self.tag) {
+            self.symbols.take()
+        } else {
+            None
+        }
+    }
+    fn put(&mut self, tag: u64, symbols: Vec<kallsyms::Symbol>) {
+        self.tag = tag;
+        self.symbols = Some(symbols);
+    }
+}
+
+/// Accepts decoded symbols for the banner at `bp` when they place `linux_banner` there
+/// (checked before the table is built, so a decoy costs little); else hands them back.
+fn accept(
+    all: Vec<kallsyms::Symbol>,
+    bp: u64,
+) -> std::result::Result<(Placement, SymbolTable), Vec<kallsyms::Symbol>> {
+    let Some(bv) = all
         .iter()
         .find(|s| s.name == "linux_banner")
         .map(|s| s.address)
-        .ok_or_else(|| nodata("kallsyms has no linux_banner"))?;
+    else {
+        return Err(all);
+    };
     let p = Placement {
         banner_phys: bp,
         banner_virt: bv,
     };
-    check_placement(&p)?;
+    if check_placement(&p).is_err() {
+        return Err(all);
+    }
     let syms = SymbolTable::from_symbols(all);
-    check_symbols(&syms, &p)?;
-    Ok((p, syms))
+    match check_symbols(&syms, &p) {
+        Ok(()) => Ok((p, syms)),
+        // Rare (alignment matched by chance): the table is rebuilt by a later candidate.
+        Err(_) => Err(Vec::new()),
+    }
 }
 
 /// Symbols from a System.map, shifted by the KASLR offset found for the banner at `bp`.

@@ -77,7 +77,7 @@ pub const NEEDS: &[Need] = &[
     },
     Need {
         feature: "connection",
-        symbols: &["socket_file_ops"],
+        symbols: &["socket_file_ops", "tcp_hashinfo"],
         fields: &[
             "task_struct.files",
             "files_struct.fdt",
@@ -97,7 +97,7 @@ pub const NEEDS: &[Need] = &[
             "sock.sk_protocol",
             "sock.sk_type",
         ],
-        sizes: &[],
+        sizes: &["inet_ehash_bucket"],
     },
     Need {
         feature: "module",
@@ -124,6 +124,19 @@ pub const NEEDS: &[Need] = &[
 
 /// Optional extras a feature uses when the kernel has them (no error when absent).
 pub const OPTIONAL_FIELDS: &[&str] = &[
+    // TCP's established hash (sockets no process holds, e.g. TIME_WAIT).
+    "inet_hashinfo.ehash",
+    "inet_hashinfo.ehash_mask",
+    "inet_ehash_bucket.chain",
+    "sock_common.skc_nulls_node",
+    "sock_common.skc_family",
+    "sock_common.skc_state",
+    "sock_common.skc_num",
+    "sock_common.skc_dport",
+    "sock_common.skc_rcv_saddr",
+    "sock_common.skc_daddr",
+    "sock_common.skc_v6_rcv_saddr",
+    "sock_common.skc_v6_daddr",
     "module.init_layout.size",
     "module_memory.size",
     // Kernel threads' full names (6.1+), which /proc shows instead of the 15-byte comm.

@@ -5,8 +5,10 @@
 //! whose `f_op` is `socket_file_ops` is a socket, `file->private_data` its `struct socket`,
 //! and `socket->sk` the `struct sock` whose `__sk_common` holds family, state, ports and
 //! addresses. A socket shared by several processes is listed once, with the first owner
-//! (lowest pid). Limits: sockets no process holds (in TIME_WAIT, say) are not listed; the fd
-//! table is read up to [`MAX_FDS`] entries.
+//! (lowest pid). TCP sockets no process holds (TIME_WAIT, orphaned) are added from TCP's
+//! established hash, without a pid. Limits: the hash is the initial network namespace's
+//! global one; listening and UDP sockets are found only through open files; the fd table is
+//! read up to [`MAX_FDS`] entries.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -55,26 +57,43 @@ fn read_uint(km: &Kmem<'_>, at: u64, size: u64) -> Result<u64> {
 /// Reads one `struct sock` into a connection, or `None` when it is not TCP/UDP over IP.
 pub fn read_sock(k: &Kernel, km: &Kmem<'_>, sk: u64) -> Result<Option<Connection>> {
     let l = &k.layout;
-    let fld = |s: &str| l.field(s);
     let family = read_uint(km, sk + l.off("sock.__sk_common.skc_family")?, 2)? as u16;
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
-    let proto_f = fld("sock.sk_protocol")?;
+    let proto_f = l.field("sock.sk_protocol")?;
     let proto = read_uint(km, sk + proto_f.offset, proto_f.size.min(2))? as u16;
     let protocol = match proto {
         IPPROTO_TCP => "tcp",
         IPPROTO_UDP => "udp",
         _ => return Ok(None),
     };
-    let state = read_uint(km, sk + l.off("sock.__sk_common.skc_state")?, 1)? as u8;
-    let lport = read_uint(km, sk + l.off("sock.__sk_common.skc_num")?, 2)? as u16;
-    let rport = (read_uint(km, sk + l.off("sock.__sk_common.skc_dport")?, 2)? as u16).swap_bytes();
+    read_common(k, km, sk, "sock.__sk_common.", protocol)
+}
+
+/// Reads the `sock_common` at `sk` (fields named `{prefix}skc_*` in the layout) as a
+/// connection of `protocol`.
+fn read_common(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    sk: u64,
+    prefix: &str,
+    protocol: &str,
+) -> Result<Option<Connection>> {
+    let l = &k.layout;
+    let off = |f: &str| l.off(&format!("{prefix}{f}"));
+    let family = read_uint(km, sk + off("skc_family")?, 2)? as u16;
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let state = read_uint(km, sk + off("skc_state")?, 1)? as u8;
+    let lport = read_uint(km, sk + off("skc_num")?, 2)? as u16;
+    let rport = (read_uint(km, sk + off("skc_dport")?, 2)? as u16).swap_bytes();
     let (fam, local, remote) = if family == AF_INET {
         let mut a = [0u8; 4];
-        km.read(sk + l.off("sock.__sk_common.skc_rcv_saddr")?, &mut a)?;
+        km.read(sk + off("skc_rcv_saddr")?, &mut a)?;
         let mut b = [0u8; 4];
-        km.read(sk + l.off("sock.__sk_common.skc_daddr")?, &mut b)?;
+        km.read(sk + off("skc_daddr")?, &mut b)?;
         (
             "ipv4",
             Ipv4Addr::from(a).to_string(),
@@ -82,9 +101,9 @@ pub fn read_sock(k: &Kernel, km: &Kmem<'_>, sk: u64) -> Result<Option<Connection
         )
     } else {
         let mut a = [0u8; 16];
-        km.read(sk + l.off("sock.__sk_common.skc_v6_rcv_saddr")?, &mut a)?;
+        km.read(sk + off("skc_v6_rcv_saddr")?, &mut a)?;
         let mut b = [0u8; 16];
-        km.read(sk + l.off("sock.__sk_common.skc_v6_daddr")?, &mut b)?;
+        km.read(sk + off("skc_v6_daddr")?, &mut b)?;
         (
             "ipv6",
             Ipv6Addr::from(a).to_string(),
@@ -111,6 +130,65 @@ pub fn read_sock(k: &Kernel, km: &Kmem<'_>, sk: u64) -> Result<Option<Connection
         pid: None,
         ..Connection::default()
     }))
+}
+
+/// The most hash buckets read from TCP's established hash.
+pub const MAX_EHASH_BUCKETS: u64 = 1 << 22;
+
+/// The most sockets taken from TCP's established hash.
+pub const MAX_EHASH_SOCKETS: usize = 1 << 18;
+
+/// The sockets in TCP's established hash (`tcp_hashinfo.ehash`): established, closing,
+/// TIME_WAIT and request sockets of the initial network namespace, as (address,
+/// connection). `None` when the kernel lacks the table or its layout.
+pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connection)>>> {
+    let l = &k.layout;
+    let (Some(hi), Ok(ehash), Ok(mask), Ok(chain), Ok(node), Some(&bucket)) = (
+        k.symbols.get("tcp_hashinfo"),
+        l.off("inet_hashinfo.ehash"),
+        l.off("inet_hashinfo.ehash_mask"),
+        l.off("inet_ehash_bucket.chain"),
+        l.off("sock_common.skc_nulls_node"),
+        l.sizes.get("inet_ehash_bucket"),
+    ) else {
+        return Ok(None);
+    };
+    let table = km.u64(hi + ehash)?;
+    let buckets = u64::from(km.u32(hi + mask)?) + 1;
+    if buckets > MAX_EHASH_BUCKETS || bucket == 0 || bucket > 64 {
+        return Err(bad(
+            "tcp_hashinfo",
+            hi,
+            format!("{buckets} buckets of {bucket} bytes, over the bound"),
+        ));
+    }
+    let raw = km.bytes(table, (buckets * bucket) as usize)?;
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for b in 0..buckets as usize {
+        let at = b * bucket as usize + chain as usize;
+        let Some(p) = raw.get(at..at + 8) else { break };
+        let mut ptr = u64::from_le_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
+        // hlist_nulls: a pointer with its low bit set marks the end of the chain.
+        while ptr & 1 == 0 && ptr != 0 {
+            if !seen.insert(ptr) {
+                return Err(bad("tcp ehash chain", ptr, "chain loops"));
+            }
+            if out.len() >= MAX_EHASH_SOCKETS {
+                return Err(bad(
+                    "tcp ehash",
+                    table,
+                    format!("more than {MAX_EHASH_SOCKETS} sockets"),
+                ));
+            }
+            let sk = ptr - node;
+            if let Some(c) = read_common(k, km, sk, "sock_common.", "tcp")? {
+                out.push((sk, c));
+            }
+            ptr = km.u64(ptr)?;
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The sockets (`struct sock` addresses) among a process's open files.
@@ -187,6 +265,18 @@ pub fn connections(
                 Err(e) => errors.push(e),
             }
         }
+    }
+    // TCP sockets no process holds (TIME_WAIT, orphans) are only in the hash table.
+    match tcp_ehash(k, km) {
+        Ok(Some(hashed)) => {
+            for (sk, c) in hashed {
+                if seen.insert(sk) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => errors.push(e),
     }
     Ok((out, errors))
 }

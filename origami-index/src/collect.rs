@@ -1,0 +1,326 @@
+//! One pass over the matching documents: grouping by machine, ranking, facet counts.
+//!
+//! The collector reads only fast columns (system, kind, host, os, package, valid_from), so a
+//! query that matches a million items costs a column read per item, never a stored-document
+//! read; stored documents are loaded afterwards for the few hits that are shown. Ranking
+//! multiplies the engine's BM25 score by a kind weight (live state such as connections and
+//! processes above a mention in a file) and a recency weight (newer versions above older).
+
+use std::collections::HashMap;
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use origami_frame::Section;
+
+/// How much an item kind weighs in the ranking.
+pub(crate) fn kind_weight(kind: &str) -> f32 {
+    match Section::from_name(kind) {
+        Some(Section::Connection) => 3.0,
+        Some(Section::Process) => 2.5,
+        Some(Section::Package | Section::User | Section::Module | Section::Os) => 1.6,
+        Some(Section::File) => 1.2,
+        Some(Section::Config) | None => 1.0,
+    }
+}
+
+/// Up to 25% more for a version seen today than for one seen long ago.
+fn recency_weight(now_ns: u64, valid_from_ns: u64) -> f32 {
+    let age_days = now_ns.saturating_sub(valid_from_ns) as f64 / 86_400e9;
+    (1.0 + 0.25 / (1.0 + age_days)) as f32
+}
+
+/// The per-machine accumulator.
+#[derive(Debug, Clone)]
+pub(crate) struct MachineAcc<D> {
+    pub(crate) count: u64,
+    pub(crate) best: f32,
+    /// The best hits, unordered, at most `k`.
+    pub(crate) top: Vec<(f32, D)>,
+}
+
+impl<D> Default for MachineAcc<D> {
+    fn default() -> Self {
+        MachineAcc {
+            count: 0,
+            best: 0.0,
+            top: Vec::new(),
+        }
+    }
+}
+
+impl<D: Copy> MachineAcc<D> {
+    fn push(&mut self, score: f32, d: D, k: usize) {
+        self.count += 1;
+        if score > self.best || self.count == 1 {
+            self.best = score;
+        }
+        if k == 0 {
+            return;
+        }
+        if self.top.len() < k {
+            self.top.push((score, d));
+        } else if let Some((i, min)) = self
+            .top
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+            .map(|(i, x)| (i, x.0))
+        {
+            if score > min {
+                self.top[i] = (score, d);
+            }
+        }
+    }
+}
+
+/// The facet columns, in [`crate::Facets`] order.
+pub(crate) const FACET_FIELDS: [&str; 4] = ["kind", "host", "os", "pkg"];
+
+/// The collector.
+pub(crate) struct GroupCollector {
+    pub(crate) hits_per_machine: usize,
+    pub(crate) now_ns: u64,
+}
+
+/// What the collector found.
+#[derive(Default)]
+pub(crate) struct Grouped {
+    pub(crate) machines: HashMap<String, MachineAcc<DocAddress>>,
+    pub(crate) facets: [HashMap<String, u64>; 4],
+    pub(crate) total: u64,
+}
+
+pub(crate) struct SegmentFruit {
+    machines: Vec<(String, MachineAcc<DocAddress>)>,
+    facets: [Vec<(String, u64)>; 4],
+    total: u64,
+}
+
+pub(crate) struct GroupSegment {
+    segment: SegmentOrdinal,
+    k: usize,
+    now_ns: u64,
+    system: Option<StrColumn>,
+    kind_weights: Vec<f32>,
+    valid_from: Column<u64>,
+    facet_cols: [Option<StrColumn>; 4],
+    facet_counts: [Vec<u64>; 4],
+    machines: Vec<MachineAcc<DocId>>,
+    total: u64,
+    // Matches are buffered and their columns read in batches: a batched read decodes each
+    // column block once instead of once per document.
+    docs: Vec<DocId>,
+    scores: Vec<f32>,
+    vals: Vec<Option<u64>>,
+    weights: Vec<f32>,
+}
+
+const BATCH: usize = 128;
+
+impl GroupSegment {
+    fn flush(&mut self) {
+        let n = self.docs.len();
+        if n == 0 {
+            return;
+        }
+        self.vals.clear();
+        self.vals.resize(n, None);
+        self.weights.clear();
+        self.weights.resize(n, 1.0);
+        // Facets; the kind column also gives the kind weight.
+        for (i, (col, counts)) in self
+            .facet_cols
+            .iter()
+            .zip(self.facet_counts.iter_mut())
+            .enumerate()
+        {
+            let Some(col) = col else { continue };
+            // `first_vals` leaves the slots of documents without a value untouched.
+            self.vals.fill(None);
+            col.ords().first_vals(&self.docs, &mut self.vals);
+            for (j, v) in self.vals.iter().enumerate() {
+                if let Some(ord) = *v {
+                    if let Some(c) = counts.get_mut(ord as usize) {
+                        *c += 1;
+                    }
+                    if i == 0 {
+                        if let (Some(w), Some(x)) =
+                            (self.kind_weights.get(ord as usize), self.weights.get_mut(j))
+                        {
+                            *x = *w;
+                        }
+                    }
+                }
+            }
+        }
+        self.vals.fill(None);
+        self.valid_from.first_vals(&self.docs, &mut self.vals);
+        for (w, vf) in self.weights.iter_mut().zip(&self.vals) {
+            if let Some(vf) = vf {
+                *w *= recency_weight(self.now_ns, *vf);
+            }
+        }
+        if let Some(sys) = &self.system {
+            self.vals.fill(None);
+            sys.ords().first_vals(&self.docs, &mut self.vals);
+            for j in 0..n {
+                let (Some(Some(ord)), Some(doc), Some(score), Some(w)) = (
+                    self.vals.get(j),
+                    self.docs.get(j),
+                    self.scores.get(j),
+                    self.weights.get(j),
+                ) else {
+                    continue;
+                };
+                if let Some(m) = self.machines.get_mut(*ord as usize) {
+                    m.push(score.max(0.01) * w, *doc, self.k);
+                }
+            }
+        }
+        self.docs.clear();
+        self.scores.clear();
+    }
+}
+
+fn str_col(reader: &SegmentReader, name: &str) -> tantivy::Result<Option<StrColumn>> {
+    reader.fast_fields().str(name)
+}
+
+impl Collector for GroupCollector {
+    type Fruit = Grouped;
+    type Child = GroupSegment;
+
+    fn for_segment(
+        &self,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<GroupSegment> {
+        let system = str_col(reader, "system")?;
+        let kind = str_col(reader, "kind")?;
+        let mut kind_weights = Vec::new();
+        if let Some(k) = &kind {
+            let mut s = String::new();
+            for ord in 0..k.num_terms() as u64 {
+                s.clear();
+                k.ord_to_str(ord, &mut s)?;
+                kind_weights.push(kind_weight(&s));
+            }
+        }
+        let facet_cols = [
+            str_col(reader, FACET_FIELDS[0])?,
+            str_col(reader, FACET_FIELDS[1])?,
+            str_col(reader, FACET_FIELDS[2])?,
+            str_col(reader, FACET_FIELDS[3])?,
+        ];
+        let facet_counts = facet_cols
+            .each_ref()
+            .map(|c| vec![0u64; c.as_ref().map_or(0, |c| c.num_terms())]);
+        let machines = vec![MachineAcc::default(); system.as_ref().map_or(0, |c| c.num_terms())];
+        Ok(GroupSegment {
+            segment,
+            k: self.hits_per_machine,
+            now_ns: self.now_ns,
+            system,
+            kind_weights,
+            valid_from: reader.fast_fields().u64("valid_from")?,
+            facet_cols,
+            facet_counts,
+            machines,
+            total: 0,
+            docs: Vec::with_capacity(BATCH),
+            scores: Vec::with_capacity(BATCH),
+            vals: Vec::with_capacity(BATCH),
+            weights: Vec::with_capacity(BATCH),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+
+    fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<Grouped> {
+        let mut g = Grouped::default();
+        for f in fruits {
+            g.total += f.total;
+            for (name, acc) in f.machines {
+                let m = g.machines.entry(name).or_default();
+                if acc.best > m.best || m.count == 0 {
+                    m.best = acc.best;
+                }
+                m.count += acc.count;
+                m.top.extend(acc.top);
+                m.top.sort_by(|a, b| b.0.total_cmp(&a.0));
+                m.top.truncate(self.hits_per_machine);
+            }
+            for (i, counts) in f.facets.into_iter().enumerate() {
+                for (v, n) in counts {
+                    *g.facets[i].entry(v).or_default() += n;
+                }
+            }
+        }
+        Ok(g)
+    }
+}
+
+impl SegmentCollector for GroupSegment {
+    type Fruit = SegmentFruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.total += 1;
+        self.docs.push(doc);
+        self.scores.push(score);
+        if self.docs.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn harvest(mut self) -> SegmentFruit {
+        self.flush();
+        let mut name = String::new();
+        let mut machines = Vec::new();
+        if let Some(sys) = &self.system {
+            for (ord, acc) in self.machines.into_iter().enumerate() {
+                if acc.count == 0 {
+                    continue;
+                }
+                name.clear();
+                if sys.ord_to_str(ord as u64, &mut name).unwrap_or(false) {
+                    machines.push((
+                        name.clone(),
+                        MachineAcc {
+                            count: acc.count,
+                            best: acc.best,
+                            top: acc
+                                .top
+                                .into_iter()
+                                .map(|(s, d)| (s, DocAddress::new(self.segment, d)))
+                                .collect(),
+                        },
+                    ));
+                }
+            }
+        }
+        let facets = std::array::from_fn(|i| {
+            let mut out = Vec::new();
+            if let Some(col) = &self.facet_cols[i] {
+                for (ord, &n) in self.facet_counts[i].iter().enumerate() {
+                    if n == 0 {
+                        continue;
+                    }
+                    name.clear();
+                    if col.ord_to_str(ord as u64, &mut name).unwrap_or(false) {
+                        out.push((name.clone(), n));
+                    }
+                }
+            }
+            out
+        });
+        SegmentFruit {
+            machines,
+            facets,
+            total: self.total,
+        }
+    }
+}
