@@ -183,6 +183,7 @@ fn independent_check(frame: &Frame, name: &str) {
         .unwrap();
     let _ = std::fs::remove_file(&out_path);
     let line = String::from_utf8_lossy(&out.stdout);
+    eprintln!("frame-vs-truth ({name}): {}", line.trim());
     assert!(
         out.status.success(),
         "frame-vs-truth: {line} {}",

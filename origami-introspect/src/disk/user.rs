@@ -148,11 +148,13 @@ pub fn parse_group(data: &[u8], file: &str) -> (Vec<GroupEntry>, Vec<Error>) {
 }
 
 /// The users of the guest with their groups, and the problems met. A missing
-/// `/etc/group` only leaves the group lists empty.
+/// `/etc/passwd` gives no users, a missing `/etc/group` empty group lists.
 pub fn crawl(tree: &GuestTree, max_size: u64) -> (Vec<User>, Vec<Error>) {
     let mut errors = Vec::new();
     let passwd = match tree.read_file(b"/etc/passwd", max_size) {
         Ok(d) => d,
+        // No passwd (a data volume, an appliance): no users, nothing wrong.
+        Err(Error::NotFound { .. }) => return (Vec::new(), Vec::new()),
         Err(e) => return (Vec::new(), vec![e]),
     };
     let (entries, e) = parse_passwd(&passwd, "/etc/passwd");
