@@ -13,11 +13,12 @@
 //! use origami_core::{ReadAt, Slice};
 //!
 //! let disk: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
-//! let part = Slice::new(disk, 512, 1024, "p1").unwrap();
+//! let part = Slice::new(disk, 512, 1024, "p1")?;
 //! let mut sector = [0u8; 4];
-//! part.read_at(0, &mut sector).unwrap();
+//! part.read_at(0, &mut sector)?;
 //! assert_eq!(sector, [0, 1, 2, 3]);
 //! assert!(part.read_at(1022, &mut sector).is_err()); // past the end: an error, not zeros
+//! # Ok::<(), origami_core::Error>(())
 //! ```
 #![warn(missing_docs)]
 

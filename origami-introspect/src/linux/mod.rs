@@ -13,10 +13,11 @@
 //! use origami_introspect::frame::Frame;
 //! use origami_introspect::linux::{crawl_into, LinuxOptions};
 //!
-//! let dump = MemoryDump::open("memory.elf").unwrap();
+//! let dump = MemoryDump::open("memory.elf")?;
 //! let mut frame = Frame::new("vm-1");
 //! crawl_into(&dump, &LinuxOptions::default(), &mut frame);
 //! println!("{} processes", frame.process.len());
+//! # Ok::<(), origami_core::Error>(())
 //! ```
 
 pub mod btf;
