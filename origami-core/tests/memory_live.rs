@@ -9,31 +9,16 @@
 //! Skips outside CI when qemu-system-x86_64 is missing (`scripts/install-qemu-system.sh`
 //! installs it; `.ci/run` calls it).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use origami_core::memory::{DumpFormat, MemoryDump, PhysicalMemory, RamLayout};
 use origami_core::paging::{PagingMode, VirtualMemory};
+use origami_testsupport::qemu::{self, find_file, FixtureVm};
 
-const RAM: u64 = 256 << 20;
 /// Where `-kernel` places a non-relocated x86-64 kernel's `_text` link address.
 const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Kills and reaps QEMU (and removes its files) however the test ends.
-struct Vm {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn system_map_symbol(map: &Path, name: &str) -> u64 {
     let text = std::fs::read_to_string(map).unwrap();
@@ -44,18 +29,6 @@ fn system_map_symbol(map: &Path, name: &str) -> u64 {
             (sym == name).then(|| u64::from_str_radix(addr, 16).ok())?
         })
         .unwrap_or_else(|| panic!("{name} not in {}", map.display()))
-}
-
-fn find_file(dir: &Path, prefix: &str) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && !n.ends_with(".zst"))
-        })
-        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
 }
 
 /// Byte offset of `needle` in `hay`.
@@ -75,99 +48,40 @@ fn reads_the_banner_of_a_running_vm() {
         .unwrap()
         .trim_end()
         .to_owned();
-    let build = fx.json("memdump/build.json");
-    let cmdline = format!("{} nokaslr", build["kernel_cmdline"].as_str().unwrap());
     let kernel_dir = fx.path("memdump/kernel");
-    let vmlinuz = find_file(&kernel_dir, "vmlinuz-");
     let system_map = find_file(&kernel_dir, "System.map-");
     let banner_va = system_map_symbol(&system_map, "linux_banner");
     let root = system_map_symbol(&system_map, "init_top_pgt") - START_KERNEL_MAP;
 
-    let dir = std::env::temp_dir().join(format!("origami-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ram_file = dir.join("guest-ram");
-    // The fixture's command line (build.json) with RAM in a shared file.
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-name",
-            "origami-live-test",
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg",
-        ])
-        .args(["-cpu", "max,la57=off", "-smp", "2", "-m", "256M"])
-        .arg("-kernel")
-        .arg(&vmlinuz)
-        .arg("-initrd")
-        .arg(fx.path("memdump/initramfs.cpio.gz"))
-        .args(["-append", &cmdline])
-        .args(["-netdev", "hubport,id=n0,hubid=0"])
-        .args(["-device", "e1000,netdev=n0,mac=52:54:00:12:34:56"])
-        .args([
-            "-vga",
-            "none",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", dir.join("console.log").display()))
-        .arg("-object")
-        .arg(format!(
-            "memory-backend-file,id=ram,size=256M,mem-path={},share=on",
-            ram_file.display()
-        ))
-        .args(["-machine", "memory-backend=ram"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 starts");
-    let mut vm = Vm { child, dir };
-
-    // QEMU creates and sizes the file at start-up.
-    let started = Instant::now();
-    while std::fs::metadata(&ram_file).map(|m| m.len()).ok() != Some(RAM) {
-        if let Some(status) = vm.child.try_wait().unwrap() {
-            panic!("qemu exited early: {status}");
-        }
-        assert!(
-            started.elapsed() < BOOT_TIMEOUT,
-            "no RAM file after {BOOT_TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let live = MemoryDump::open_live(&ram_file, RamLayout::q35(RAM)).unwrap();
+    // The fixture's command line with RAM in a shared file; without KASLR, so that the
+    // page-table root can come from System.map (a live RAM file has no CPU notes).
+    let mut vm = FixtureVm::boot(fx, "origami-live-core", "nokaslr", BOOT_TIMEOUT);
+    let ram_file = vm.ram_file.clone();
+    let live = MemoryDump::open_live(&ram_file, RamLayout::q35(qemu::RAM)).unwrap();
     assert_eq!(live.format(), DumpFormat::Live);
     assert!(live.is_live());
-    assert_eq!(live.ranges()[0].len(), RAM);
+    assert_eq!(live.ranges()[0].len(), qemu::RAM);
     let kernel = VirtualMemory::new(&live, root, PagingMode::Level4);
 
     // Poll until the decompressed kernel is in place and its tables map the banner.
     let mut phys_banner = None;
     let mut virt_banner = None;
-    let mut ram = vec![0u8; RAM as usize];
-    while phys_banner.is_none() || virt_banner.is_none() {
-        if let Some(status) = vm.child.try_wait().unwrap() {
-            panic!("qemu exited while booting: {status}");
-        }
-        assert!(
-            started.elapsed() < BOOT_TIMEOUT,
-            "banner not seen in {BOOT_TIMEOUT:?} (physical: {phys_banner:?}, virtual: {virt_banner:?})"
-        );
-        live.read_phys(0, &mut ram).unwrap();
-        if let Some(at) = find(&ram, want.as_bytes()) {
-            phys_banner = Some(at as u64);
-        }
-        let mut b = vec![0u8; want.len()];
-        if kernel.read(banner_va, &mut b).is_ok() && b == want.as_bytes() {
-            virt_banner = Some(String::from_utf8(b).unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let mut ram = vec![0u8; qemu::RAM as usize];
+    vm.wait_until(
+        BOOT_TIMEOUT,
+        "banner in physical and virtual memory",
+        |_| {
+            live.read_phys(0, &mut ram).unwrap();
+            if let Some(at) = find(&ram, want.as_bytes()) {
+                phys_banner = Some(at as u64);
+            }
+            let mut b = vec![0u8; want.len()];
+            if kernel.read(banner_va, &mut b).is_ok() && b == want.as_bytes() {
+                virt_banner = Some(String::from_utf8(b).unwrap());
+            }
+            phys_banner.is_some() && virt_banner.is_some()
+        },
+    );
     // Without KASLR the banner sits at its link address minus __START_KERNEL_map.
     assert_eq!(
         kernel.translate(banner_va).unwrap(),

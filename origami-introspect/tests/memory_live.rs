@@ -9,42 +9,16 @@
 //! Skips outside CI when qemu-system-x86_64, tar or base64 is missing.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use origami_core::memory::{MemoryDump, RamLayout};
 use origami_introspect::frame::Frame;
 use origami_introspect::linux::{crawl_into, LinuxOptions};
+use origami_testsupport::qemu::{self, FixtureVm};
 
-const RAM: u64 = 256 << 20;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
-
-/// Kills and reaps QEMU and removes its files however the test ends.
-struct Vm {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn find_file(dir: &Path, prefix: &str) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && !n.ends_with(".zst"))
-        })
-        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
-}
 
 /// One process as the guest's /proc showed it.
 #[derive(Debug)]
@@ -141,73 +115,13 @@ fn crawls_a_running_vm() {
             return;
         }
     }
-    let build = fx.json("memdump/build.json");
-    let kernel_dir = fx.path("memdump/kernel");
-    let dir = std::env::temp_dir().join(format!("origami-live-introspect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ram_file = dir.join("guest-ram");
-    let console = dir.join("console.log");
-    let serial1 = dir.join("truth-serial.txt");
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-name",
-            "origami-live-introspect",
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg",
-        ])
-        .args(["-cpu", "max,la57=off", "-smp", "2", "-m", "256M"])
-        .arg("-kernel")
-        .arg(find_file(&kernel_dir, "vmlinuz-"))
-        .arg("-initrd")
-        .arg(fx.path("memdump/initramfs.cpio.gz"))
-        .args(["-append", build["kernel_cmdline"].as_str().unwrap()])
-        .args(["-netdev", "hubport,id=n0,hubid=0"])
-        .args(["-device", "e1000,netdev=n0,mac=52:54:00:12:34:56"])
-        .args([
-            "-vga",
-            "none",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", serial1.display()))
-        .arg("-object")
-        .arg(format!(
-            "memory-backend-file,id=ram,size=256M,mem-path={},share=on",
-            ram_file.display()
-        ))
-        .args(["-machine", "memory-backend=ram"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64 starts");
-    let mut vm = Vm {
-        child,
-        dir: dir.clone(),
-    };
-    let started = Instant::now();
-    loop {
-        if let Some(status) = vm.child.try_wait().unwrap() {
-            panic!("qemu exited early: {status}");
-        }
-        let log = std::fs::read_to_string(&console).unwrap_or_default();
-        if log.contains("@@FIXTURE-READY@@") {
-            break;
-        }
-        assert!(
-            started.elapsed() < BOOT_TIMEOUT,
-            "guest not ready after {BOOT_TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let mut vm = FixtureVm::boot(fx, "origami-live-introspect", "", BOOT_TIMEOUT);
+    vm.wait_for_console("@@FIXTURE-READY@@", BOOT_TIMEOUT);
+    let (dir, ram_file, serial1) = (
+        vm.dir().to_path_buf(),
+        vm.ram_file.clone(),
+        vm.serial1.clone(),
+    );
 
     // The guest's own /proc snapshot, from its second serial port.
     let text = std::fs::read_to_string(&serial1).unwrap().replace('\r', "");
@@ -227,7 +141,7 @@ fn crawls_a_running_vm() {
     assert!(st.success());
     let truth_dir = dir.join("truth");
 
-    let live = MemoryDump::open_live(&ram_file, RamLayout::q35(RAM)).unwrap();
+    let live = MemoryDump::open_live(&ram_file, RamLayout::q35(qemu::RAM)).unwrap();
     let opts = LinuxOptions::default().no_cache();
     let mut frame = Frame::new("live");
     crawl_into(&live, &opts, &mut frame);

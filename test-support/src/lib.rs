@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod qemu;
+
 /// The unpacked fixtures: every path of `unpack.sh`'s DEST.
 #[derive(Debug, Clone)]
 pub struct Fixtures {
