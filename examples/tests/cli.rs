@@ -326,3 +326,81 @@ fn bad_usage_and_bad_queries_get_exit_codes_scripts_can_use() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains('^'));
 }
+
+/// `origami crawl` of the fixture guest, disk and memory, judged by the shared independent
+/// checker (`../shared/tools/frame-vs-truth.py`), which must say 100% on every figure.
+#[test]
+fn crawl_prints_frames_the_independent_checker_accepts() {
+    let fx = origami_testsupport::require_fixtures!();
+    if !origami_testsupport::require_program("python3") {
+        return;
+    }
+    let dir = scratch("crawl");
+    let checker = fx.source().join("../tools/frame-vs-truth.py");
+    let disk_frame = dir.join("disk.json");
+    let out = origami(&[
+        "crawl",
+        "--disk",
+        fx.path("debian/disk-gpt-compressed.qcow2")
+            .to_str()
+            .unwrap(),
+        "--hash",
+        "--config",
+        "/home/*/.bash_history",
+        "--out",
+        disk_frame.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let judged = Command::new("python3")
+        .arg(&checker)
+        .arg("disk")
+        .arg(&disk_frame)
+        .arg(fx.path("debian/rootfs.facts.json"))
+        .arg(fx.path("debian/rootfs.manifest.json"))
+        .arg(IP)
+        .output()
+        .unwrap();
+    assert!(
+        judged.status.success(),
+        "disk: {}",
+        String::from_utf8_lossy(&judged.stdout)
+    );
+
+    for dump in ["memdump", "memdump-la57"] {
+        let frame = dir.join(format!("{dump}.json"));
+        let out = origami(&[
+            "crawl",
+            "--memory",
+            fx.path(&format!("{dump}/memory.elf")).to_str().unwrap(),
+            "--no-cache",
+            "--compact",
+            "--out",
+            frame.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let judged = Command::new("python3")
+            .arg(&checker)
+            .arg("memory")
+            .arg(&frame)
+            .arg(fx.path(&format!("{dump}/truth.json")))
+            .output()
+            .unwrap();
+        assert!(
+            judged.status.success(),
+            "{dump}: {}",
+            String::from_utf8_lossy(&judged.stdout)
+        );
+        // The frame names the guest by its own host name when --name is not given.
+        let v: Value = serde_json::from_slice(&std::fs::read(&frame).unwrap()).unwrap();
+        let truth = fx.json(&format!("{dump}/truth.json"));
+        assert_eq!(v["_frame"]["system"], truth["kernel"]["hostname"]);
+    }
+}
