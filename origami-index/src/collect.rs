@@ -40,6 +40,8 @@ pub(crate) struct MachineAcc<D> {
     pub(crate) best: f32,
     /// The best hits, unordered, at most `k`.
     pub(crate) top: Vec<(f32, D)>,
+    /// Some matching document, even when `k` is 0 (to name the machine).
+    pub(crate) any: Option<D>,
 }
 
 impl<D> Default for MachineAcc<D> {
@@ -48,6 +50,7 @@ impl<D> Default for MachineAcc<D> {
             count: 0,
             best: 0.0,
             top: Vec::new(),
+            any: None,
         }
     }
 }
@@ -55,6 +58,9 @@ impl<D> Default for MachineAcc<D> {
 impl<D: Copy> MachineAcc<D> {
     fn push(&mut self, score: f32, d: D, k: usize) {
         self.count += 1;
+        if self.any.is_none() {
+            self.any = Some(d);
+        }
         if score > self.best || self.count == 1 {
             self.best = score;
         }
@@ -301,6 +307,7 @@ impl Collector for GroupCollector<'_> {
                     m.best = acc.best;
                 }
                 m.count += acc.count;
+                m.any = m.any.or(acc.any);
                 m.top.extend(acc.top);
                 m.top.sort_by(|a, b| b.0.total_cmp(&a.0));
                 m.top.truncate(self.hits_per_machine);
@@ -348,6 +355,7 @@ impl SegmentCollector for GroupSegment {
                                 .into_iter()
                                 .map(|(s, d)| (s, DocAddress::new(self.segment, d)))
                                 .collect(),
+                            any: acc.any.map(|d| DocAddress::new(self.segment, d)),
                         },
                     ));
                 }

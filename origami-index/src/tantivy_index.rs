@@ -1200,6 +1200,11 @@ impl crate::Index for TantivyIndex {
                 os = o;
                 hits.push(hit);
             }
+            if hits.is_empty() {
+                if let Some(addr) = acc.any {
+                    (_, hostname, os) = self.load_hit(&searcher, addr, 0.0, &terms)?;
+                }
+            }
             out.push(MachineResult {
                 system,
                 hostname,
