@@ -206,22 +206,34 @@ fn main() {
     for q in &queries {
         let _ = index.search(q, &opts).expect("warm-up");
     }
-    let mut all = Vec::new();
+    let (mut all, mut all_cpu) = (Vec::new(), Vec::new());
     let mut per_query = Vec::new();
     for q in &queries {
-        let mut lat = Vec::new();
+        let (mut lat, mut lat_cpu) = (Vec::new(), Vec::new());
         let mut hits = 0;
         for _ in 0..rounds {
             let t = Instant::now();
+            let c = thread_cpu();
             let r = index.search(q, &opts).expect("search");
+            lat_cpu.push(thread_cpu().saturating_sub(c));
             lat.push(t.elapsed());
             hits = r.total_hits;
         }
         lat.sort();
-        per_query.push((q.clone(), hits, pct(&lat, 0.5), pct(&lat, 0.99)));
+        lat_cpu.sort();
+        per_query.push((
+            q.clone(),
+            hits,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lat_cpu, 0.5),
+            pct(&lat_cpu, 0.99),
+        ));
         all.extend(lat);
+        all_cpu.extend(lat_cpu);
     }
     all.sort();
+    all_cpu.sort();
 
     println!();
     println!("| measure | value |");
@@ -280,16 +292,27 @@ fn main() {
         st_next.docs_written
     );
     println!(
-        "| query mix p50 / p99 ({} queries x {rounds}) | {:.2} ms / {:.2} ms |",
+        "| query mix p50 / p99 ({} queries x {rounds}), wall | {:.2} ms / {:.2} ms |",
         queries.len(),
         ms(pct(&all, 0.5)),
         ms(pct(&all, 0.99))
     );
+    println!(
+        "| query mix p50 / p99, CPU time of the searching thread | {:.2} ms / {:.2} ms |",
+        ms(pct(&all_cpu, 0.5)),
+        ms(pct(&all_cpu, 0.99))
+    );
     println!();
-    println!("| query | items matched | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
-    for (q, hits, p50, p99) in per_query {
-        println!("| `{q}` | {hits} | {:.2} | {:.2} |", ms(p50), ms(p99));
+    println!("| query | items matched | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    for (q, hits, p50, p99, c50, c99) in per_query {
+        println!(
+            "| `{q}` | {hits} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            ms(p50),
+            ms(p99),
+            ms(c50),
+            ms(c99)
+        );
     }
     if std::env::var("ORIGAMI_BENCH_KEEP").is_err() && !reuse {
         drop(index);

@@ -7,9 +7,11 @@
 //! processes above a mention in a file) and a recency weight (newer versions above older).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
+use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use origami_frame::Section;
@@ -38,6 +40,8 @@ pub(crate) struct MachineAcc<D> {
     pub(crate) best: f32,
     /// The best hits, unordered, at most `k`.
     pub(crate) top: Vec<(f32, D)>,
+    /// Some matching document, even when `k` is 0 (to name the machine).
+    pub(crate) any: Option<D>,
 }
 
 impl<D> Default for MachineAcc<D> {
@@ -46,6 +50,7 @@ impl<D> Default for MachineAcc<D> {
             count: 0,
             best: 0.0,
             top: Vec::new(),
+            any: None,
         }
     }
 }
@@ -53,6 +58,9 @@ impl<D> Default for MachineAcc<D> {
 impl<D: Copy> MachineAcc<D> {
     fn push(&mut self, score: f32, d: D, k: usize) {
         self.count += 1;
+        if self.any.is_none() {
+            self.any = Some(d);
+        }
         if score > self.best || self.count == 1 {
             self.best = score;
         }
@@ -78,10 +86,74 @@ impl<D: Copy> MachineAcc<D> {
 /// The facet columns, in [`crate::Facets`] order.
 pub(crate) const FACET_FIELDS: [&str; 4] = ["kind", "host", "os", "pkg"];
 
+/// The columns the collector reads from one segment, opened once.
+///
+/// Opening a column is not free (a blockwise-linear column deserialises its block table, a
+/// dictionary column opens its dictionary), and on a large index it cost more than a
+/// selective query itself; segments are immutable, so the opened columns are cached by
+/// segment id for as long as the segment lives.
+#[derive(Clone)]
+pub(crate) struct SegmentColumns {
+    system: Option<StrColumn>,
+    kind_weights: Arc<[f32]>,
+    valid_from: Column<u64>,
+    facet_cols: [Option<StrColumn>; 4],
+}
+
+/// Opened columns by segment.
+#[derive(Default)]
+pub(crate) struct ColumnCache(Mutex<HashMap<SegmentId, SegmentColumns>>);
+
+impl ColumnCache {
+    fn get(&self, reader: &SegmentReader) -> tantivy::Result<SegmentColumns> {
+        let id = reader.segment_id();
+        if let Some(c) = self.0.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(c);
+        }
+        let cols = open_columns(reader)?;
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(id, cols.clone());
+        }
+        Ok(cols)
+    }
+
+    /// Forgets the segments that are not in `live` (merged away).
+    pub(crate) fn retain(&self, live: &[SegmentId]) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|id, _| live.contains(id));
+        }
+    }
+}
+
+fn open_columns(reader: &SegmentReader) -> tantivy::Result<SegmentColumns> {
+    let kind = str_col(reader, "kind")?;
+    let mut kind_weights = Vec::new();
+    if let Some(k) = &kind {
+        let mut s = String::new();
+        for ord in 0..k.num_terms() as u64 {
+            s.clear();
+            k.ord_to_str(ord, &mut s)?;
+            kind_weights.push(kind_weight(&s));
+        }
+    }
+    Ok(SegmentColumns {
+        system: str_col(reader, "system")?,
+        kind_weights: kind_weights.into(),
+        valid_from: reader.fast_fields().u64("valid_from")?,
+        facet_cols: [
+            kind,
+            str_col(reader, FACET_FIELDS[1])?,
+            str_col(reader, FACET_FIELDS[2])?,
+            str_col(reader, FACET_FIELDS[3])?,
+        ],
+    })
+}
+
 /// The collector.
-pub(crate) struct GroupCollector {
+pub(crate) struct GroupCollector<'c> {
     pub(crate) hits_per_machine: usize,
     pub(crate) now_ns: u64,
+    pub(crate) columns: &'c ColumnCache,
 }
 
 /// What the collector found.
@@ -103,7 +175,7 @@ pub(crate) struct GroupSegment {
     k: usize,
     now_ns: u64,
     system: Option<StrColumn>,
-    kind_weights: Vec<f32>,
+    kind_weights: Arc<[f32]>,
     valid_from: Column<u64>,
     facet_cols: [Option<StrColumn>; 4],
     facet_counts: [Vec<u64>; 4],
@@ -188,7 +260,7 @@ fn str_col(reader: &SegmentReader, name: &str) -> tantivy::Result<Option<StrColu
     reader.fast_fields().str(name)
 }
 
-impl Collector for GroupCollector {
+impl Collector for GroupCollector<'_> {
     type Fruit = Grouped;
     type Child = GroupSegment;
 
@@ -197,35 +269,20 @@ impl Collector for GroupCollector {
         segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<GroupSegment> {
-        let system = str_col(reader, "system")?;
-        let kind = str_col(reader, "kind")?;
-        let mut kind_weights = Vec::new();
-        if let Some(k) = &kind {
-            let mut s = String::new();
-            for ord in 0..k.num_terms() as u64 {
-                s.clear();
-                k.ord_to_str(ord, &mut s)?;
-                kind_weights.push(kind_weight(&s));
-            }
-        }
-        let facet_cols = [
-            str_col(reader, FACET_FIELDS[0])?,
-            str_col(reader, FACET_FIELDS[1])?,
-            str_col(reader, FACET_FIELDS[2])?,
-            str_col(reader, FACET_FIELDS[3])?,
-        ];
-        let facet_counts = facet_cols
+        let c = self.columns.get(reader)?;
+        let facet_counts = c
+            .facet_cols
             .each_ref()
             .map(|c| vec![0u64; c.as_ref().map_or(0, |c| c.num_terms())]);
-        let machines = vec![MachineAcc::default(); system.as_ref().map_or(0, |c| c.num_terms())];
+        let machines = vec![MachineAcc::default(); c.system.as_ref().map_or(0, |c| c.num_terms())];
         Ok(GroupSegment {
             segment,
             k: self.hits_per_machine,
             now_ns: self.now_ns,
-            system,
-            kind_weights,
-            valid_from: reader.fast_fields().u64("valid_from")?,
-            facet_cols,
+            system: c.system,
+            kind_weights: c.kind_weights,
+            valid_from: c.valid_from,
+            facet_cols: c.facet_cols,
             facet_counts,
             machines,
             total: 0,
@@ -250,6 +307,7 @@ impl Collector for GroupCollector {
                     m.best = acc.best;
                 }
                 m.count += acc.count;
+                m.any = m.any.or(acc.any);
                 m.top.extend(acc.top);
                 m.top.sort_by(|a, b| b.0.total_cmp(&a.0));
                 m.top.truncate(self.hits_per_machine);
@@ -297,6 +355,7 @@ impl SegmentCollector for GroupSegment {
                                 .into_iter()
                                 .map(|(s, d)| (s, DocAddress::new(self.segment, d)))
                                 .collect(),
+                            any: acc.any.map(|d| DocAddress::new(self.segment, d)),
                         },
                     ));
                 }

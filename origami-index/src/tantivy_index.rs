@@ -39,7 +39,7 @@ use tantivy::{
 };
 use time::OffsetDateTime;
 
-use crate::collect::GroupCollector;
+use crate::collect::{ColumnCache, GroupCollector};
 use crate::doc::{self, HashContent, HashKey, ItemDoc, Resolve, SnippetTerms, StoredResolver};
 use crate::query::{self, FieldName, Node, QueryError};
 use crate::tokenizer::{query_words, OrigamiTokenizer, TOKENIZER_NAME};
@@ -171,6 +171,7 @@ pub struct TantivyIndex {
     f: Fields,
     reader: IndexReader,
     state: Mutex<WriterState>,
+    columns: ColumnCache,
     path: Option<PathBuf>,
 }
 
@@ -239,6 +240,7 @@ impl TantivyIndex {
                 systems,
                 dirty: HashSet::new(),
             }),
+            columns: ColumnCache::default(),
             path,
         })
     }
@@ -274,6 +276,14 @@ impl TantivyIndex {
         st.writer.commit()?;
         self.reader.reload()?;
         st.dirty.clear();
+        let live: Vec<_> = self
+            .reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|s| s.segment_id())
+            .collect();
+        self.columns.retain(&live);
         Ok(())
     }
 
@@ -1162,6 +1172,7 @@ impl crate::Index for TantivyIndex {
             &GroupCollector {
                 hits_per_machine: options.hits_per_machine,
                 now_ns: to_ns(reference),
+                columns: &self.columns,
             },
         )?;
         let mut machines: Vec<(String, f32, crate::collect::MachineAcc<DocAddress>)> = grouped
@@ -1188,6 +1199,11 @@ impl crate::Index for TantivyIndex {
                 hostname = h;
                 os = o;
                 hits.push(hit);
+            }
+            if hits.is_empty() {
+                if let Some(addr) = acc.any {
+                    (_, hostname, os) = self.load_hit(&searcher, addr, 0.0, &terms)?;
+                }
             }
             out.push(MachineResult {
                 system,

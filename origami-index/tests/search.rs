@@ -716,6 +716,25 @@ fn commits_are_durable_and_state_is_recovered_on_open() {
     let index = TantivyIndex::open_or_create(&dir).unwrap();
     let r = index.search("type:os", &everything()).unwrap();
     assert_eq!(r.total_machines, 4);
+    // Machines are named even when no hit is asked for.
+    let r = index
+        .search(
+            "type:os",
+            &SearchOptions {
+                hits_per_machine: 0,
+                ..everything()
+            },
+        )
+        .unwrap();
+    let mut hosts: Vec<String> = r.machines.iter().map(|m| m.hostname.clone()).collect();
+    hosts.sort();
+    let mut want: Vec<String> = (0..4).map(|i| fleet.hostname(i)).collect();
+    want.sort();
+    assert_eq!(hosts, want);
+    assert!(r
+        .machines
+        .iter()
+        .all(|m| m.hits.is_empty() && m.matched == 1));
     assert_eq!(index.history(&fleet.system(0)).unwrap().len(), 1);
     // The recovered state knows every current item: an unchanged frame writes only its record.
     let mut f = fleet.frame(1, 0);
