@@ -285,3 +285,27 @@ fn debian_disk_variants_give_the_same_frame() {
         }
     }
 }
+
+#[test]
+fn two_walkers_list_exactly_what_one_walker_lists_in_the_same_order() {
+    let fx = origami_testsupport::require_fixtures!();
+    let frame = |threads: usize| {
+        let options = CrawlOptions::builder()
+            .hash_files(true)
+            .threads(threads)
+            .sections([origami_introspect::frame::Section::File])
+            .build()
+            .unwrap();
+        Crawler::new(options)
+            .crawl(&Target::disk(fx.path("debian/disk-gpt.qcow2")))
+            .unwrap()
+    };
+    let (one, two) = (frame(1), frame(2));
+    assert!(one.meta.errors.is_empty() && two.meta.errors.is_empty());
+    assert_eq!(one.file.len(), two.file.len());
+    assert_eq!(one.file, two.file);
+    // And the order is the walk's: each directory right before what it holds.
+    assert_eq!(two.file[0].path, "/");
+    let boot = two.file.iter().position(|f| f.path == "/boot/efi").unwrap();
+    assert!(two.file[boot + 1].path.starts_with("/boot/efi/"));
+}
