@@ -22,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod bytes;
 mod cache;
 mod error;
 pub mod image;

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use flate2::{Decompress, FlushDecompress};
 use zstd::stream::raw::{Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
 
+use crate::bytes::{be32, be64};
 use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
 
@@ -87,22 +88,6 @@ pub struct Qcow2Header {
     pub backing_file: Option<String>,
     /// The backing file's format, from the header extension, when present (`raw`, `qcow2`).
     pub backing_format: Option<String>,
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_be_bytes(a)
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        a.copy_from_slice(s);
-    }
-    u64::from_be_bytes(a)
 }
 
 impl Qcow2Header {

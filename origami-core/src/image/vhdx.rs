@@ -10,6 +10,7 @@
 //! GUID, left by an unclean shutdown) and unknown required regions or metadata items are
 //! refused with [`Error::Unsupported`].
 
+use crate::bytes::{le16, le32, le64};
 use crate::error::{Error, Result};
 use crate::partition::guid;
 use crate::read::{check_range, ReadAt};
@@ -58,30 +59,6 @@ fn crc32c(data: &[u8]) -> u32 {
         crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    let mut a = [0u8; 2];
-    if let Some(s) = b.get(at..at + 2) {
-        a.copy_from_slice(s);
-    }
-    u16::from_le_bytes(a)
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        a.copy_from_slice(s);
-    }
-    u64::from_le_bytes(a)
 }
 
 /// True when the checksum at `at` in `block` is the CRC-32C of `block` with that field zeroed.

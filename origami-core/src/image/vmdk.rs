@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use flate2::{Decompress, FlushDecompress};
 
+use crate::bytes::{le32, le64};
 use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
 
@@ -28,22 +29,6 @@ const MAX_GD_BYTES: u64 = 32 << 20;
 const MAX_GRAIN_SECTORS: u64 = 2048;
 const MAX_GTES: u32 = 1 << 16;
 const MAX_DESCRIPTOR: u64 = 1 << 20;
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        a.copy_from_slice(s);
-    }
-    u64::from_le_bytes(a)
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Cache entries are replaced whole: a poisoned lock still guards consistent data.

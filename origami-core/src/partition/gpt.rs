@@ -2,6 +2,7 @@
 //! CRC32 of itself and of the partition entry array it points to.
 
 use super::{types::gpt_type_name, Partition, PartitionTable, TableKind};
+use crate::bytes::{le32, le64};
 use crate::error::{Error, Result};
 use crate::read::ReadAt;
 
@@ -9,22 +10,6 @@ const SIGNATURE: &[u8; 8] = b"EFI PART";
 /// The largest entry array read: 128 bytes x 128 entries is the norm; a few MiB is generous.
 const MAX_ENTRIES_BYTES: u64 = 4 << 20;
 const SECTOR_SIZES: [u64; 2] = [512, 4096];
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        a.copy_from_slice(s);
-    }
-    u64::from_le_bytes(a)
-}
 
 /// Formats a GPT GUID (mixed-endian on disk) as lowercase text.
 pub(crate) fn guid(b: &[u8]) -> String {

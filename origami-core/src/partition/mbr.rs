@@ -2,6 +2,7 @@
 //! extended boot records (EBRs) inside an extended partition.
 
 use super::{types::mbr_type_name, Partition, PartitionTable, TableKind, MAX_LOGICAL};
+use crate::bytes::le32;
 use crate::error::{Error, Result};
 use crate::read::ReadAt;
 
@@ -30,14 +31,6 @@ impl Entry {
 pub(super) struct Mbr {
     disk_id: u32,
     entries: [Entry; 4],
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_le_bytes(a)
 }
 
 fn entries(sector: &[u8; 512]) -> [Entry; 4] {
