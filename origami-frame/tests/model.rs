@@ -4,104 +4,18 @@
 
 use std::collections::BTreeSet;
 
-use origami_frame::{
-    Connection, FileItem, FileType, Frame, FrameReader, FrameWriter, Item, JsonlError, Module,
-    Package, Process, User,
-};
+use origami_frame::{Frame, FrameReader, FrameWriter, Item, JsonlError, Package, User};
 use serde_json::{json, Value};
 
 /// A frame of the Debian fixture guest, built from its ground truth (facts + manifest).
 fn debian_frame(facts: &Value, manifest: &Value) -> Frame {
-    let mut f = Frame::new("vmi-fixture");
-    f.meta.hostname = facts["hostname"].as_str().map(String::from);
-    f.os.name = facts["os_release"]["NAME"].as_str().map(String::from);
-    f.os.version = facts["os_release"]["VERSION_ID"].as_str().map(String::from);
-    for p in facts["packages"].as_array().unwrap() {
-        f.package.push(Package {
-            name: p["name"].as_str().unwrap().into(),
-            version: p["version"].as_str().unwrap().into(),
-            arch: p["arch"].as_str().unwrap().into(),
-            manager: "dpkg".into(),
-            ..Default::default()
-        });
-    }
-    for u in facts["users"].as_array().unwrap() {
-        f.user.push(User {
-            name: u["name"].as_str().unwrap().into(),
-            uid: u["uid"].as_u64().unwrap() as u32,
-            gid: u["gid"].as_u64().unwrap() as u32,
-            home: u["home"].as_str().unwrap().into(),
-            shell: u["shell"].as_str().unwrap().into(),
-            ..Default::default()
-        });
-    }
-    for e in manifest["entries"].as_array().unwrap() {
-        let file_type: FileType = serde_json::from_value(e["type"].clone()).unwrap();
-        f.file.push(FileItem {
-            path: e["path"].as_str().unwrap().into(),
-            file_type,
-            mode: e["mode"].as_u64().unwrap() as u32,
-            uid: e["uid"].as_u64().unwrap() as u32,
-            gid: e["gid"].as_u64().unwrap() as u32,
-            size: e["size"].as_u64().unwrap_or(0),
-            mtime: e["mtime"].as_i64().unwrap(),
-            link_target: e["target"].as_str().map(String::from),
-            sha256: e["sha256"].as_str().map(String::from),
-            ..Default::default()
-        });
-    }
-    f
+    origami_testsupport::truth::debian_frame("vmi-fixture", facts, manifest)
 }
 
 /// A frame of a memory fixture, built from its truth.json.
 fn memory_frame(truth: &Value) -> Frame {
-    let mut f = Frame::new(truth["kernel"]["hostname"].as_str().unwrap());
-    f.os.kernel = truth["kernel"]["release"].as_str().map(String::from);
-    for p in truth["processes"].as_array().unwrap() {
-        f.process.push(Process {
-            pid: p["pid"].as_u64().unwrap() as u32,
-            ppid: p["ppid"].as_u64().unwrap() as u32,
-            name: p["comm"].as_str().unwrap().into(),
-            cmdline: p["cmdline"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string())
-                .collect(),
-            uid: p["uid"][0].as_u64().unwrap() as u32,
-            state: p["state"].as_str().map(String::from),
-            kernel_thread: p["kernel_thread"].as_bool().unwrap_or(false),
-            ..Default::default()
-        });
-    }
-    for fam in ["tcp", "tcp6", "udp", "udp6"] {
-        for s in truth["sockets"][fam].as_array().into_iter().flatten() {
-            f.connection.push(Connection {
-                protocol: fam.trim_end_matches('6').into(),
-                family: if fam.ends_with('6') { "ipv6" } else { "ipv4" }.into(),
-                local_address: s["local_ip"].as_str().unwrap().into(),
-                local_port: s["local_port"].as_u64().unwrap() as u16,
-                remote_address: s["remote_ip"].as_str().unwrap().into(),
-                remote_port: s["remote_port"].as_u64().unwrap() as u16,
-                state: s["state"].as_str().unwrap().into(),
-                pid: s["pids"]
-                    .as_array()
-                    .and_then(|p| p.first())
-                    .and_then(Value::as_u64)
-                    .map(|p| p as u32),
-                ..Default::default()
-            });
-        }
-    }
-    for m in truth["modules"].as_array().unwrap() {
-        f.module.push(Module {
-            name: m["name"].as_str().unwrap().into(),
-            size: m["size"].as_u64().unwrap(),
-            state: m["state"].as_str().unwrap_or("Live").into(),
-            ..Default::default()
-        });
-    }
-    f
+    let system = truth["kernel"]["hostname"].as_str().unwrap();
+    origami_testsupport::truth::memory_frame(system, truth)
 }
 
 #[test]

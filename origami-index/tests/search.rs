@@ -7,10 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use origami_index::frame::{
-    ConfigItem, Connection, FileItem, FileType, Frame, Item, Module, Package, Process, Section,
-    User,
-};
+use origami_index::frame::{ConfigItem, Connection, FileType, Frame, Item, Section};
 use origami_index::synth::Fleet;
 use origami_index::{Index, SearchOptions, SearchResults, TantivyIndex};
 use serde_json::Value;
@@ -18,117 +15,35 @@ use time::OffsetDateTime;
 
 const IP: &str = "10.20.30.40";
 
-/// The Debian guest's disk frame: packages and users from the facts, files from the
-/// manifest, and the text of every small regular file under /etc as a config item (read out
-/// of the image with `debugfs rdump`).
+/// The Debian guest's disk frame from its truth (origami_testsupport::truth), plus the
+/// text of every small regular file under /etc as a config item (read out of the image
+/// with `debugfs rdump`).
 fn debian_frame(facts: &Value, manifest: &Value, etc: Option<&Path>) -> Frame {
-    let mut f = Frame::new("vmi-fixture-disk");
+    let mut f = origami_testsupport::truth::debian_frame("vmi-fixture-disk", facts, manifest);
     f.meta.timestamp = OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
-    f.meta.hostname = facts["hostname"].as_str().map(String::from);
-    f.os.name = facts["os_release"]["NAME"].as_str().map(String::from);
-    f.os.id = facts["os_release"]["ID"].as_str().map(String::from);
-    f.os.version = facts["os_release"]["VERSION_ID"].as_str().map(String::from);
-    for p in facts["packages"].as_array().unwrap() {
-        f.package.push(Package {
-            name: p["name"].as_str().unwrap().into(),
-            version: p["version"].as_str().unwrap().into(),
-            arch: p["arch"].as_str().unwrap().into(),
-            manager: "dpkg".into(),
-            ..Default::default()
-        });
-    }
-    for u in facts["users"].as_array().unwrap() {
-        f.user.push(User {
-            name: u["name"].as_str().unwrap().into(),
-            uid: u["uid"].as_u64().unwrap() as u32,
-            gid: u["gid"].as_u64().unwrap() as u32,
-            home: u["home"].as_str().unwrap().into(),
-            shell: u["shell"].as_str().unwrap().into(),
-            ..Default::default()
-        });
-    }
-    for e in manifest["entries"].as_array().unwrap() {
-        let file_type: FileType = serde_json::from_value(e["type"].clone()).unwrap();
-        let path = e["path"].as_str().unwrap().to_string();
-        let size = e["size"].as_u64().unwrap_or(0);
-        if let (Some(root), FileType::File) = (etc, file_type) {
-            if path.starts_with("/etc/") && size <= 64 * 1024 {
-                if let Ok(content) = std::fs::read_to_string(root.join(&path[1..])) {
+    if let Some(root) = etc {
+        for file in &f.file {
+            if file.file_type == FileType::File
+                && file.path.starts_with("/etc/")
+                && file.size <= 64 * 1024
+            {
+                if let Ok(content) = std::fs::read_to_string(root.join(&file.path[1..])) {
                     f.config.push(ConfigItem {
-                        path: path.clone(),
+                        path: file.path.clone(),
                         content,
                         ..Default::default()
                     });
                 }
             }
         }
-        f.file.push(FileItem {
-            path,
-            file_type,
-            mode: e["mode"].as_u64().unwrap() as u32,
-            uid: e["uid"].as_u64().unwrap() as u32,
-            gid: e["gid"].as_u64().unwrap() as u32,
-            size,
-            mtime: e["mtime"].as_i64().unwrap(),
-            link_target: e["target"].as_str().map(String::from),
-            sha256: e["sha256"].as_str().map(String::from),
-            ..Default::default()
-        });
     }
     f
 }
 
 /// The memory dump's frame, from truth.json.
 fn memory_frame(truth: &Value) -> Frame {
-    let mut f = Frame::new("vmi-fixture-mem");
+    let mut f = origami_testsupport::truth::memory_frame("vmi-fixture-mem", truth);
     f.meta.timestamp = OffsetDateTime::from_unix_timestamp(1_795_000_100).unwrap();
-    f.meta.hostname = truth["kernel"]["hostname"].as_str().map(String::from);
-    f.os.kernel = truth["kernel"]["release"].as_str().map(String::from);
-    f.os.id = Some("debian".into());
-    for p in truth["processes"].as_array().unwrap() {
-        f.process.push(Process {
-            pid: p["pid"].as_u64().unwrap() as u32,
-            ppid: p["ppid"].as_u64().unwrap() as u32,
-            name: p["comm"].as_str().unwrap().into(),
-            cmdline: p["cmdline"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string())
-                .collect(),
-            uid: p["uid"][0].as_u64().unwrap() as u32,
-            state: p["state"].as_str().map(String::from),
-            kernel_thread: p["kernel_thread"].as_bool().unwrap_or(false),
-            ..Default::default()
-        });
-    }
-    for fam in ["tcp", "tcp6", "udp", "udp6"] {
-        for s in truth["sockets"][fam].as_array().into_iter().flatten() {
-            f.connection.push(Connection {
-                protocol: fam.trim_end_matches('6').into(),
-                family: if fam.ends_with('6') { "ipv6" } else { "ipv4" }.into(),
-                local_address: s["local_ip"].as_str().unwrap().into(),
-                local_port: s["local_port"].as_u64().unwrap() as u16,
-                remote_address: s["remote_ip"].as_str().unwrap().into(),
-                remote_port: s["remote_port"].as_u64().unwrap() as u16,
-                state: s["state"].as_str().unwrap().into(),
-                pid: s["pids"]
-                    .as_array()
-                    .and_then(|p| p.first())
-                    .and_then(Value::as_u64)
-                    .map(|p| p as u32),
-                ..Default::default()
-            });
-        }
-    }
-    for m in truth["modules"].as_array().unwrap() {
-        f.module.push(Module {
-            name: m["name"].as_str().unwrap().into(),
-            size: m["size"].as_u64().unwrap(),
-            state: m["state"].as_str().unwrap_or("Live").into(),
-            ..Default::default()
-        });
-    }
     f
 }
 

@@ -23,6 +23,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub mod qemu;
+pub mod truth;
 
 /// The unpacked fixtures: every path of `unpack.sh`'s DEST.
 #[derive(Debug, Clone)]
