@@ -287,34 +287,6 @@ impl TantivyIndex {
         Ok(())
     }
 
-    /// Builds the document of one item version.
-    #[allow(clippy::too_many_arguments)]
-    fn build_doc(
-        &self,
-        ctx: &Ctx<'_>,
-        section: Section,
-        d: &ItemDoc,
-        json: &str,
-        key_hash: u64,
-        content_hash: u64,
-        valid_from: u64,
-        valid_to: u64,
-        first: bool,
-    ) -> TantivyDocument {
-        build_doc(
-            self.f,
-            ctx,
-            section,
-            d,
-            json,
-            key_hash,
-            content_hash,
-            valid_from,
-            valid_to,
-            first,
-        )
-    }
-
     /// Reads a stored version back and writes it again closed at `valid_to`.
     fn close_version(
         &self,
@@ -392,7 +364,8 @@ impl TantivyIndex {
             host: s(f.host),
             os: s(f.os),
         };
-        Ok(self.build_doc(
+        Ok(build_doc(
+            self.f,
             &ctx,
             section,
             &d,
