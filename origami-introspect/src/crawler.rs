@@ -274,13 +274,11 @@ pub struct DiskOptions {
 
 /// A disk image as a [`ReadAt`]: raw or qcow2 (backing chains followed), told apart by
 /// their magic. A raw image is memory-mapped when asked.
-fn open_image(path: &Path, options: &mut DiskOptions) -> Result<Arc<dyn ReadAt>> {
+fn open_image(path: &Path, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
     let image = origami_core::Image::open(path)?;
     if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
-        options.ext4.no_cache = true;
         return Ok(Arc::new(origami_core::MmapSource::open(path)?));
     }
-    options.ext4.no_cache = false;
     Ok(Arc::new(image))
 }
 
@@ -348,8 +346,7 @@ pub fn open_guest(disks: &[PathBuf], options: DiskOptions) -> Result<(Assembly, 
     let mut volumes = Vec::new();
     let mut problems = Vec::new();
     for (i, path) in disks.iter().enumerate() {
-        let mut options = options;
-        let image = open_image(path, &mut options)?;
+        let image = open_image(path, &options)?;
         let (v, e) = disk_volumes(image, i, options.ext4);
         volumes.extend(v);
         problems.extend(e);

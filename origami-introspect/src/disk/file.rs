@@ -52,7 +52,12 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The sha256 of the regular file at canonical `path`, streamed.
 pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Result<String> {
-    let mut reader = tree.open_canonical(path)?;
+    sha256_at(tree, path, 0, buf)
+}
+
+/// As [`sha256_file`], for a file met by the walk whose inode number is `ino`.
+fn sha256_at(tree: &GuestTree, path: &[u8], ino: u64, buf: &mut [u8]) -> crate::Result<String> {
+    let mut reader = tree.open_at(path, ino)?;
     let mut hasher = Sha256::new();
     loop {
         let n = reader.read(buf).map_err(|e| Error::FileSystem {
@@ -69,11 +74,11 @@ pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Resu
     Ok(hex(&hasher.finalize()))
 }
 
-/// Hashes the files of `jobs` (item index, canonical path), on `threads` threads when an
+/// Hashes the files of `jobs` (item index, canonical path, inode number), on `threads` threads when an
 /// opener gives each its own tree; the calling thread works with `tree`.
 fn hash_all(
     tree: &GuestTree,
-    jobs: &[(usize, Vec<u8>)],
+    jobs: &[(usize, Vec<u8>, u64)],
     threads: usize,
     opener: Option<TreeOpener<'_>>,
 ) -> (Vec<(usize, crate::Result<String>)>, Vec<Error>) {
@@ -83,10 +88,10 @@ fn hash_all(
         let mut buf = vec![0u8; 256 << 10];
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((item, path)) = jobs.get(i) else {
+            let Some((item, path, ino)) = jobs.get(i) else {
                 break;
             };
-            out.push((*item, sha256_file(t, path, &mut buf)));
+            out.push((*item, sha256_at(t, path, *ino, &mut buf)));
         }
         out
     };
@@ -131,7 +136,7 @@ pub fn crawl_parallel(
     let mut items = Vec::new();
     let mut errors = Vec::new();
     let mut unreported = 0usize;
-    let mut jobs: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut jobs: Vec<(usize, Vec<u8>, u64)> = Vec::new();
     let walk_errors = tree.walk(b"/", &options.limits, &mut |entry| {
         let text = display_path(entry.path);
         if !options.exclude.is_empty() && options.exclude.is_match(&text) {
@@ -158,14 +163,14 @@ pub fn crawl_parallel(
         }
         let mut problem = None;
         match st.file_type {
-            FileType::Symlink => match tree.read_link_canonical(entry.path) {
+            FileType::Symlink => match tree.read_link_at(entry.path, st.ino) {
                 Ok(t) => item.link_target = Some(String::from_utf8_lossy(&t).into_owned()),
                 Err(e) => problem = Some(e),
             },
             FileType::File
                 if options.hash && options.max_hash_size.is_none_or(|m| st.size <= m) =>
             {
-                jobs.push((items.len(), entry.path.to_vec()));
+                jobs.push((items.len(), entry.path.to_vec(), st.ino));
             }
             _ => {}
         }

@@ -87,8 +87,9 @@ pub struct Stat {
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
-    /// An id unique within its file system for directories (the inode number on ext4),
-    /// used to stop a corrupt tree from looping; 0 when unknown.
+    /// An id unique within its file system (the inode number on ext4), used to read an
+    /// entry again without resolving its path and to stop a corrupt tree from looping;
+    /// 0 when unknown.
     pub ino: u64,
     /// FAT attribute letters (`+r`, `+h`, `+s`), empty elsewhere.
     pub fat_attrs: String,
@@ -120,6 +121,25 @@ pub trait FileSystem {
     fn read_link(&self, path: &[u8]) -> Result<Vec<u8>>;
     /// A reader of regular file `path`'s content.
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + '_>>;
+    /// As [`FileSystem::read_dir`], for a directory whose [`Stat::ino`] (as this file
+    /// system gave it, 0 when unknown) is `ino`: a file system that can read by inode
+    /// skips resolving `path` again. The default reads by path.
+    fn read_dir_ino(&self, path: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
+        let _ = ino;
+        self.read_dir(path, limit)
+    }
+    /// As [`FileSystem::read_link`], by inode when `ino` is not 0 (see
+    /// [`FileSystem::read_dir_ino`]).
+    fn read_link_ino(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
+        let _ = ino;
+        self.read_link(path)
+    }
+    /// As [`FileSystem::open`], by inode when `ino` is not 0 (see
+    /// [`FileSystem::read_dir_ino`]).
+    fn open_ino(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
+        let _ = ino;
+        self.open(path)
+    }
 }
 
 /// Opens the file system on `source`, recognised by its magic: ext2/3/4 (superblock magic

@@ -7,7 +7,7 @@
 //! bound) ends with [`Error::SymlinkLoop`]. Nothing here opens a host path: every read goes
 //! to a [`FileSystem`] of the guest.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 
 use origami_frame::FileType;
@@ -236,8 +236,16 @@ impl GuestTree {
 
     /// The target of the symlink at canonical `path` (as given by [`GuestTree::walk`]).
     pub fn read_link_canonical(&self, path: &[u8]) -> Result<Vec<u8>> {
+        self.read_link_at(path, 0)
+    }
+
+    /// As [`GuestTree::read_link_canonical`], for an entry met by [`GuestTree::walk`] whose
+    /// [`Stat::ino`] is `ino`: read by inode where the file system can.
+    pub fn read_link_at(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
         let (m, inner) = self.locate(path);
-        let target = m.fs.read_link(&inner).map_err(|e| rename(e, path))?;
+        let target =
+            m.fs.read_link_ino(&inner, ino)
+                .map_err(|e| rename(e, path))?;
         if target.len() > MAX_LINK_TARGET {
             return Err(Error::TooLarge {
                 file: display_path(path),
@@ -278,12 +286,16 @@ impl GuestTree {
                 path: display_path(path),
             });
         }
-        self.read_dir_canonical(&r.path, limit)
+        self.read_dir_canonical(&r.path, r.stat.ino, limit)
     }
 
-    fn read_dir_canonical(&self, dir: &[u8], limit: usize) -> Result<Vec<DirEntry>> {
+    /// The entries of the directory at canonical `dir`, whose [`Stat::ino`] is `ino` (0
+    /// when unknown), mounted file systems shown at their mount points, sorted by name.
+    fn read_dir_canonical(&self, dir: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
         let (m, inner) = self.locate(dir);
-        let mut entries = m.fs.read_dir(&inner, limit).map_err(|e| rename(e, dir))?;
+        let mut entries =
+            m.fs.read_dir_ino(&inner, ino, limit)
+                .map_err(|e| rename(e, dir))?;
         for other in &self.mounts {
             if other.point == b"/" {
                 continue;
@@ -317,8 +329,14 @@ impl GuestTree {
 
     /// A reader of the regular file at canonical `path` (as given by [`GuestTree::walk`]).
     pub fn open_canonical(&self, path: &[u8]) -> Result<Box<dyn Read + '_>> {
+        self.open_at(path, 0)
+    }
+
+    /// As [`GuestTree::open_canonical`], for an entry met by [`GuestTree::walk`] whose
+    /// [`Stat::ino`] is `ino`: opened by inode where the file system can.
+    pub fn open_at(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
         let (m, inner) = self.locate(path);
-        m.fs.open(&inner).map_err(|e| rename(e, path))
+        m.fs.open_ino(&inner, ino).map_err(|e| rename(e, path))
     }
 
     /// The whole content of regular file `path`, which must be at most `limit` bytes
@@ -349,7 +367,13 @@ impl GuestTree {
     /// Up to `limit` bytes of the regular file at canonical `path`, and whether there was
     /// more.
     pub fn read_prefix_canonical(&self, path: &[u8], limit: u64) -> Result<(Vec<u8>, bool)> {
-        let reader = self.open_canonical(path)?;
+        self.read_prefix_at(path, 0, limit)
+    }
+
+    /// As [`GuestTree::read_prefix_canonical`], for a file met by [`GuestTree::walk`] whose
+    /// [`Stat::ino`] is `ino`.
+    pub fn read_prefix_at(&self, path: &[u8], ino: u64, limit: u64) -> Result<(Vec<u8>, bool)> {
+        let reader = self.open_at(path, ino)?;
         let mut data = Vec::new();
         let read_err = |e: std::io::Error| Error::FileSystem {
             source_name: self.source_of(path),
@@ -389,9 +413,15 @@ impl GuestTree {
             WalkControl::Continue if start.stat.file_type == FileType::Dir => {}
             _ => return errors,
         }
-        let mut stack: Vec<(Vec<u8>, usize)> = vec![(start.path, 0)];
-        while let Some((dir, depth)) = stack.pop() {
-            let entries = match self.read_dir_canonical(&dir, limits.max_dir_entries) {
+        // Directories entered, by (mount point, inode): a corrupt or hostile file system
+        // whose directory links to an ancestor is entered once, not until the depth bound.
+        let mut entered: HashSet<(Vec<u8>, u64)> = HashSet::new();
+        if start.stat.ino != 0 {
+            entered.insert((self.locate(&start.path).0.point.clone(), start.stat.ino));
+        }
+        let mut stack: Vec<(Vec<u8>, usize, u64)> = vec![(start.path, 0, start.stat.ino)];
+        while let Some((dir, depth, ino)) = stack.pop() {
+            let entries = match self.read_dir_canonical(&dir, ino, limits.max_dir_entries) {
                 Ok(e) => e,
                 Err(e) => {
                     errors.push(e);
@@ -425,7 +455,18 @@ impl GuestTree {
                         });
                         continue;
                     }
-                    subdirs.push((path, depth + 1));
+                    let ino = entry.stat.ino;
+                    if ino != 0 && !entered.insert((self.locate(&path).0.point.clone(), ino)) {
+                        errors.push(Error::Malformed {
+                            file: display_path(&path),
+                            location: format!("inode {ino}"),
+                            what: "a directory met twice (a directory hard link or a loop); \
+                                   not entered again"
+                                .into(),
+                        });
+                        continue;
+                    }
+                    subdirs.push((path, depth + 1, ino));
                 }
             }
             // Reversed, so the stack pops them in name order.
