@@ -1,8 +1,9 @@
 //! Crawling the fixture Debian guest: all disk sections, with and without sha256.
 //!
-//! Compare with the floor, a native full-metadata scan of the same root file system
-//! (`e2fsck -fn rootfs.ext4`), and with `virt-inspector` where libguestfs runs; the
-//! figures are in the crate's report. Inputs: `debian/disk-gpt.qcow2` (the guest as a
+//! The floor, a native full-metadata scan of the same root file system, is timed in the
+//! same run as `crawl/rootfs.ext4/e2fsck-fn` (`e2fsck -fn rootfs.ext4`, a process per
+//! iteration, as one would run it; skipped when e2fsprogs is missing). `virt-inspector`
+//! (libguestfs boots an appliance VM) takes minutes and is timed by hand. Inputs: `debian/disk-gpt.qcow2` (the guest as a
 //! hypervisor stores it) and `debian/rootfs.ext4` (the bare root file system).
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -67,6 +68,22 @@ fn crawl(c: &mut Criterion) {
         g.bench_function(format!("{name}/all+mmap"), |b| {
             b.iter(|| mapped.crawl(&target).unwrap())
         });
+    }
+    match std::process::Command::new("e2fsck").arg("-V").output() {
+        Ok(_) => {
+            let rootfs = fx.path("debian/rootfs.ext4");
+            g.bench_function("rootfs.ext4/e2fsck-fn", |b| {
+                b.iter(|| {
+                    let out = std::process::Command::new("e2fsck")
+                        .arg("-fn")
+                        .arg(&rootfs)
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success(), "e2fsck -fn: {out:?}");
+                })
+            });
+        }
+        Err(e) => println!("e2fsck not run ({e}): install e2fsprogs for the floor"),
     }
     g.finish();
 }
