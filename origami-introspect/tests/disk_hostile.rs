@@ -234,3 +234,49 @@ fn oversized_databases_are_refused_with_errors_in_the_frame() {
         Some(10 << 20)
     );
 }
+
+/// A directory hard-linked under itself (`/a/b/up` -> `/a`, written with `debugfs`, as
+/// a hostile guest could): the walk enters it once, reports the loop by path and inode,
+/// and lists every real entry exactly once.
+#[test]
+fn a_directory_linked_under_itself_is_walked_once() {
+    let s = scratch("dirloop");
+    let root = s.0.join("root");
+    base_guest(&root);
+    std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+    std::fs::write(root.join("a/b/c/f"), "x").unwrap();
+    let Some(img) = make_image(&s.0, &root, "8M") else {
+        return;
+    };
+    if !origami_testsupport::require_program("debugfs") {
+        return;
+    }
+    let st = Command::new("debugfs")
+        .args(["-w", "-R", "ln /a /a/b/up"])
+        .arg(&img)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "debugfs failed");
+
+    let frame = Crawler::default().crawl(&Target::disk(&img)).unwrap();
+    let paths: Vec<&str> = frame.file.iter().map(|f| f.path.as_str()).collect();
+    // The link itself is listed (it is an entry of /a/b), but not entered.
+    for p in ["/a", "/a/b", "/a/b/c", "/a/b/c/f", "/a/b/up"] {
+        assert_eq!(paths.iter().filter(|x| **x == p).count(), 1, "{p} in {paths:?}");
+    }
+    assert!(!paths.iter().any(|p| p.starts_with("/a/b/up/")), "{paths:?}");
+    let loop_error = frame
+        .meta
+        .errors
+        .iter()
+        .find(|e| e.feature == "file" && e.message.contains("/a/b/up"))
+        .unwrap_or_else(|| panic!("no loop error in {:?}", frame.meta.errors));
+    assert!(
+        loop_error.message.contains("directory met twice") && loop_error.message.contains("inode"),
+        "{}",
+        loop_error.message
+    );
+    // The config walk of /etc and the other sections are unaffected.
+    assert_eq!(frame.os.id.as_deref(), Some("hostile"));
+}
