@@ -1,0 +1,27 @@
+//! A patched ext4 image (1 KiB blocks, journal, metadata_csum, htree, extents, inline and
+//! block symlinks, a sparse file; see templates/make-templates.sh) opened by origami's
+//! ext4 (the vendored ext4-view under origami's guards) and crawled: errors, never a
+//! crash, an unbounded allocation or a hang. Checksums are verified in one run out of two
+//! (otherwise every patched block would fail its checksum first).
+#![no_main]
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use origami_introspect::fs::{Ext4Fs, Ext4Options};
+
+mod fs_common;
+
+static TEMPLATE: &[u8] = include_bytes!("../templates/ext4.img");
+
+fuzz_target!(|data: &[u8]| {
+    fs_common::quiet_panics();
+    let verify = data.first().is_some_and(|b| b & 1 == 1);
+    let img = fs_common::patched(TEMPLATE, data.get(1..).unwrap_or_default());
+    let options = Ext4Options {
+        verify_checksums: verify,
+        ..Ext4Options::default()
+    };
+    if let Ok(fs) = Ext4Fs::open_with(Arc::new(img), options) {
+        fs_common::exercise(Box::new(fs));
+    }
+});
