@@ -1,8 +1,10 @@
 //! A patched ext4 image (1 KiB blocks, journal, metadata_csum, htree, extents, inline and
-//! block symlinks, a sparse file; see templates/make-templates.sh) opened by origami's
+//! block symlinks, a sparse file; or the same tree with inline_data; see
+//! templates/make-templates.sh) opened by origami's
 //! ext4 (the vendored ext4-view under origami's guards) and crawled: errors, never a
 //! crash, an unbounded allocation or a hang. Checksums are verified in one run out of two
-//! (otherwise every patched block would fail its checksum first).
+//! (otherwise every patched block would fail its checksum first); bit 1 of the first byte
+//! picks the inline_data template.
 #![no_main]
 use std::sync::Arc;
 
@@ -12,11 +14,14 @@ use origami_introspect::fs::{Ext4Fs, Ext4Options};
 mod fs_common;
 
 static TEMPLATE: &[u8] = include_bytes!("../templates/ext4.img");
+static INLINE: &[u8] = include_bytes!("../templates/ext4-inline.img");
 
 fuzz_target!(|data: &[u8]| {
     fs_common::quiet_panics();
-    let verify = data.first().is_some_and(|b| b & 1 == 1);
-    let img = fs_common::patched(TEMPLATE, data.get(1..).unwrap_or_default());
+    let flags = data.first().copied().unwrap_or(0);
+    let verify = flags & 1 == 1;
+    let template = if flags & 2 == 2 { INLINE } else { TEMPLATE };
+    let img = fs_common::patched(template, data.get(1..).unwrap_or_default());
     let options = Ext4Options {
         verify_checksums: verify,
         ..Ext4Options::default()

@@ -5,6 +5,7 @@
 #
 #   ext4.img  3 MiB, 1 KiB blocks, a 1 MiB journal, metadata_csum, extents, an htree
 #             directory, inline and block symlinks, a sparse file, a small guest /etc.
+#   ext4-inline.img  the same tree, 3 MiB, with inline_data.
 #   fat12.img 512 KiB FAT12 with long names, nested directories, a guest /etc.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +36,12 @@ E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -b 1024 -J size=1 -O metadata_csu
 # -D rebuilds directories, giving /big/dir an htree index (mkfs -d writes linear ones).
 E2FSPROGS_FAKE_TIME=1700000000 e2fsck -fyD "$work/ext4.img" >/dev/null 2>&1 || [ $? -le 1 ]
 cp "$work/ext4.img" "$here/ext4.img"
+
+# The same tree with inline_data (small files and directories inside their inodes).
+E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -b 1024 -I 256 -J size=1 -O metadata_csum,extent,inline_data \
+    -U 6f1b2c3d-0000-4000-8000-00000000f023 -E root_owner=0:0 \
+    -L fuzz-inline -d "$root" "$work/ext4-inline.img" 3M
+cp "$work/ext4-inline.img" "$here/ext4-inline.img"
 
 truncate -s 512K "$work/fat12.img"
 mkfs.fat -F 12 -n FUZZ -i 0f022fa7 "$work/fat12.img" >/dev/null

@@ -263,9 +263,16 @@ fn a_directory_linked_under_itself_is_walked_once() {
     let paths: Vec<&str> = frame.file.iter().map(|f| f.path.as_str()).collect();
     // The link itself is listed (it is an entry of /a/b), but not entered.
     for p in ["/a", "/a/b", "/a/b/c", "/a/b/c/f", "/a/b/up"] {
-        assert_eq!(paths.iter().filter(|x| **x == p).count(), 1, "{p} in {paths:?}");
+        assert_eq!(
+            paths.iter().filter(|x| **x == p).count(),
+            1,
+            "{p} in {paths:?}"
+        );
     }
-    assert!(!paths.iter().any(|p| p.starts_with("/a/b/up/")), "{paths:?}");
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/a/b/up/")),
+        "{paths:?}"
+    );
     let loop_error = frame
         .meta
         .errors
@@ -308,7 +315,10 @@ fn a_symlink_with_a_huge_size_is_an_error_not_an_allocation() {
 
     let frame = Crawler::default().crawl(&Target::disk(&img)).unwrap();
     let link = |p: &str| frame.file.iter().find(|f| f.path == p).unwrap();
-    assert_eq!(link("/etc/fine-link").link_target.as_deref(), Some(long.as_str()));
+    assert_eq!(
+        link("/etc/fine-link").link_target.as_deref(),
+        Some(long.as_str())
+    );
     assert_eq!(link("/etc/huge-link").size, 3_000_000_000);
     assert_eq!(link("/etc/huge-link").link_target, None);
     let err = frame
