@@ -5,6 +5,7 @@
 #
 #   ext4.img  3 MiB, 1 KiB blocks, a 1 MiB journal, metadata_csum, extents, an htree
 #             directory, inline and block symlinks, a sparse file, a small guest /etc.
+#   ext4-journal.img  ext4.img with a transaction left in its journal (needs_recovery).
 #   ext4-inline.img  the same tree, 3 MiB, with inline_data.
 #   fat12.img 512 KiB FAT12 with long names, nested directories, a guest /etc.
 set -eu
@@ -36,6 +37,19 @@ E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -b 1024 -J size=1 -O metadata_csu
 # -D rebuilds directories, giving /big/dir an htree index (mkfs -d writes linear ones).
 E2FSPROGS_FAKE_TIME=1700000000 e2fsck -fyD "$work/ext4.img" >/dev/null 2>&1 || [ $? -le 1 ]
 cp "$work/ext4.img" "$here/ext4.img"
+
+# The same image stopped with a transaction in its journal (debugfs's journal
+# commands): one transaction with new content for /etc/hosts' block and the root
+# directory's block.
+cp "$work/ext4.img" "$work/ext4-journal.img"
+hosts=$(debugfs -R "bmap /etc/hosts 0" "$work/ext4-journal.img" 2>/dev/null)
+rootdir=$(debugfs -R "bmap / 0" "$work/ext4-journal.img" 2>/dev/null)
+printf "127.0.0.1 localhost\n10.9.9.9 journ\n" > "$work/hosts.blk"
+truncate -s 1024 "$work/hosts.blk"
+dd if="$work/ext4-journal.img" of="$work/root.blk" bs=1024 skip="$rootdir" count=1 2>/dev/null
+printf 'jo -c\njw -b %s %s\njw -b %s %s\njc\n' "$hosts" "$work/hosts.blk" "$rootdir" "$work/root.blk" |
+    debugfs -w -f - "$work/ext4-journal.img" >/dev/null 2>&1
+cp "$work/ext4-journal.img" "$here/ext4-journal.img"
 
 # The same tree with inline_data (small files and directories inside their inodes).
 E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -b 1024 -I 256 -J size=1 -O metadata_csum,extent,inline_data \

@@ -339,3 +339,93 @@ fn a_symlink_with_a_huge_size_is_an_error_not_an_allocation() {
         .unwrap();
     assert!(hwm_kb < 1 << 20, "peak RSS {hwm_kb} kB");
 }
+
+/// A guest that stopped with a transaction still in its journal (written with debugfs's
+/// journal commands, as a crashed or running guest leaves it): the crawl shows the
+/// journaled content (ext4-view replays the journal in memory, the image is untouched),
+/// the same content `e2fsck -fy` + `debugfs cat` see on a copy.
+#[test]
+fn a_dirty_journal_is_replayed_in_memory() {
+    let s = scratch("journal");
+    let root = s.0.join("root");
+    base_guest(&root);
+    let before = "127.0.0.1 localhost\n10.1.1.1 db-old\n";
+    std::fs::write(root.join("etc/hosts"), before).unwrap();
+    let Some(img) = make_image(&s.0, &root, "8M") else {
+        return;
+    };
+    if !origami_testsupport::require_program("debugfs")
+        || !origami_testsupport::require_program("e2fsck")
+    {
+        return;
+    }
+    let debugfs = |args: &[&str], image: &Path| {
+        let out = Command::new("debugfs")
+            .args(args)
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "debugfs {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let block: u64 = debugfs(&["-R", "bmap /etc/hosts 0"], &img)
+        .trim()
+        .parse()
+        .unwrap();
+    // Same length, so the inode's size still covers it.
+    let after = "127.0.0.1 localhost\n10.9.9.9 db-new\n";
+    assert_eq!(before.len(), after.len());
+    // One block of new content (debugfs journals whole blocks; log2 of the block size
+    // minus 10 is at byte 24 of the superblock).
+    let raw = std::fs::read(&img).unwrap();
+    let block_size = 1024usize << u32::from_le_bytes(raw[1048..1052].try_into().unwrap());
+    let mut data = after.as_bytes().to_vec();
+    data.resize(block_size, 0);
+    let blk = s.0.join("block");
+    std::fs::write(&blk, &data).unwrap();
+    let script = format!("jo -c\njw -b {block} {}\njc\n", blk.display());
+    let mut child = Command::new("debugfs")
+        .args(["-w", "-f", "-"])
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    // Without replay the block still holds the old content.
+    assert_eq!(debugfs(&["-R", "cat /etc/hosts"], &img), before);
+
+    // Independent truth: e2fsck replays the journal on a copy.
+    let copy = s.0.join("replayed.ext4");
+    std::fs::copy(&img, &copy).unwrap();
+    let st = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(st.status.code().unwrap_or(8) <= 1, "e2fsck: {st:?}");
+    let truth = debugfs(&["-R", "cat /etc/hosts"], &copy);
+    assert_eq!(truth, after);
+
+    let image_before = std::fs::read(&img).unwrap();
+    let frame = Crawler::default().crawl(&Target::disk(&img)).unwrap();
+    let hosts = frame
+        .config
+        .iter()
+        .find(|c| c.path == "/etc/hosts")
+        .unwrap();
+    assert_eq!(hosts.content, truth);
+    assert_eq!(
+        std::fs::read(&img).unwrap(),
+        image_before,
+        "the image was written"
+    );
+}
