@@ -29,7 +29,6 @@ fuzz_target!(|data: &[u8]| {
     let img = fs_common::patched(template, data.get(1..).unwrap_or_default());
     let options = Ext4Options {
         verify_checksums: verify,
-        ..Ext4Options::default()
     };
     if let Ok(fs) = Ext4Fs::open_with(Arc::new(img), options) {
         fs_common::exercise(Box::new(fs));

@@ -187,7 +187,6 @@ fn ext4_with_checksums_verified() {
         src,
         Ext4Options {
             verify_checksums: true,
-            ..Ext4Options::default()
         },
     )
     .unwrap();
