@@ -47,6 +47,7 @@ use crate::{
     Error, Facets, FrameVersion, Hit, IndexStats, MachineResult, Result, SearchOptions,
     SearchResults,
 };
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 /// The `kind` of frame records (not an item section, so no query reaches it).
 const FRAME_KIND: &str = "_frame";
@@ -142,14 +143,44 @@ struct Current {
     valid_from: u64,
     /// The frame generation that last saw the item (to find removed items).
     seen: u32,
+    /// The item's section (`Section as u8`; [`NO_SECTION`] when unknown).
+    section: u8,
+}
+
+/// The `Current::section` of an item whose section is unknown (never skipped).
+const NO_SECTION: u8 = u8::MAX;
+
+/// One section of a system's latest frame, summed up: when the next frame's section has the
+/// same digest, every one of its items is unchanged and none is looked at again.
+#[derive(Debug, Clone, Copy)]
+struct SectionDigest {
+    /// xxh3-128 of the content bytes of the section's items, in frame order.
+    digest: u128,
+    /// Items in the section.
+    items: u64,
+    /// Of which repeated an earlier key.
+    duplicates: u64,
 }
 
 #[derive(Debug, Default)]
 struct SystemState {
     items: doc::PrehashedMap<Current>,
+    /// By `Section as usize`: the sections of the latest frame (unknown after a reopen).
+    sections: [Option<SectionDigest>; 8],
     last_ts: u64,
     frames: u64,
     generation: u32,
+}
+
+/// Buffers reused from frame to frame, so that hashing a frame allocates nothing.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The content bytes of one section's items, back to back.
+    content: Vec<u8>,
+    /// Where each item's bytes end in `content`.
+    ends: Vec<usize>,
+    /// One item's key bytes.
+    key: Vec<u8>,
 }
 
 struct WriterState {
@@ -157,6 +188,7 @@ struct WriterState {
     systems: HashMap<String, SystemState>,
     /// Systems with frames added since the last commit.
     dirty: HashSet<String>,
+    scratch: Scratch,
 }
 
 /// The frame context every item document of a frame carries.
@@ -239,6 +271,7 @@ impl TantivyIndex {
                 writer,
                 systems,
                 dirty: HashSet::new(),
+                scratch: Scratch::default(),
             }),
             columns: ColumnCache::default(),
             path,
@@ -760,16 +793,21 @@ fn recover(searcher: &Searcher) -> Result<HashMap<String, SystemState>> {
         let key_hash = ff.u64("key_hash")?;
         let content_hash = ff.u64("content_hash")?;
         let mut frame_kind_ord = None;
+        let mut sections = Vec::with_capacity(kind.num_terms());
         let mut s = String::new();
         for ord in 0..kind.num_terms() as u64 {
             s.clear();
-            if kind
+            let found = kind
                 .ord_to_str(ord, &mut s)
-                .map_err(tantivy::TantivyError::from)?
-                && s == FRAME_KIND
-            {
+                .map_err(tantivy::TantivyError::from)?;
+            if found && s == FRAME_KIND {
                 frame_kind_ord = Some(ord);
             }
+            sections.push(
+                Section::from_name(&s)
+                    .filter(|_| found)
+                    .map_or(NO_SECTION, |s| s as u8),
+            );
         }
         let mut names: Vec<Option<String>> = vec![None; sys.num_terms()];
         for doc in 0..seg.max_doc() {
@@ -794,7 +832,8 @@ fn recover(searcher: &Searcher) -> Result<HashMap<String, SystemState>> {
             };
             let state = systems.entry(name).or_default();
             let vf = valid_from.first(doc).unwrap_or(0);
-            if kind.ords().first(doc) == frame_kind_ord && frame_kind_ord.is_some() {
+            let kind_ord = kind.ords().first(doc);
+            if kind_ord == frame_kind_ord && frame_kind_ord.is_some() {
                 state.frames += 1;
                 state.last_ts = state.last_ts.max(vf);
             } else if valid_to.first(doc) == Some(OPEN) {
@@ -805,6 +844,9 @@ fn recover(searcher: &Searcher) -> Result<HashMap<String, SystemState>> {
                             content_hash: ch,
                             valid_from: vf,
                             seen: 0,
+                            section: kind_ord
+                                .and_then(|o| sections.get(o as usize).copied())
+                                .unwrap_or(NO_SECTION),
                         },
                     );
                 }
@@ -936,19 +978,74 @@ struct FrameWrite<'a> {
     closes: Vec<(u64, u64)>,
     docs: Vec<TantivyDocument>,
     json: Vec<u8>,
+    /// By `Section as usize`: sections found unchanged as a whole (their items were not
+    /// looked at, so they are not marked seen).
+    skipped: [bool; 8],
 }
 
 impl FrameWrite<'_> {
-    fn item<T: HashKey + HashContent + Serialize>(
+    /// Diffs one section against the system's current items: one pass lays out the content
+    /// bytes of all its items and hashes them at once; when that digest equals the one of the
+    /// system's previous frame, the whole section is unchanged and done with. Otherwise each
+    /// item is looked up by key hash and compared by content hash (xxh3 of its own bytes, the
+    /// same as [`HashContent::content_hash`], which the index stores).
+    fn section<T: HashKey + HashContent + Serialize>(
+        &mut self,
+        f: Fields,
+        state: &mut SystemState,
+        scratch: &mut Scratch,
+        items: &[T],
+        make: impl Fn(&T) -> ItemDoc,
+    ) {
+        let si = T::SECTION as usize;
+        let n = items.len() as u64;
+        scratch.content.clear();
+        scratch.ends.clear();
+        for x in items {
+            x.write_content(&mut scratch.content);
+            scratch.ends.push(scratch.content.len());
+        }
+        let digest = xxh3_128(&scratch.content);
+        if let Some(prev) = state.sections.get(si).copied().flatten() {
+            if prev.digest == digest && prev.items == n {
+                self.stats.items += n;
+                self.stats.duplicates += prev.duplicates;
+                self.stats.unchanged += n - prev.duplicates;
+                if let Some(s) = self.skipped.get_mut(si) {
+                    *s = true;
+                }
+                return;
+            }
+        }
+        let duplicates = self.stats.duplicates;
+        let mut start = 0;
+        for (x, &end) in items.iter().zip(&scratch.ends) {
+            let ch = xxh3_64(scratch.content.get(start..end).unwrap_or_default());
+            start = end;
+            let kh = x.key_hash_in(&mut scratch.key);
+            self.item(f, state, x, kh, ch, &make);
+        }
+        if let Some(slot) = state.sections.get_mut(si) {
+            *slot = Some(SectionDigest {
+                digest,
+                items: n,
+                duplicates: self.stats.duplicates - duplicates,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn item<T: HashKey + Serialize>(
         &mut self,
         f: Fields,
         state: &mut SystemState,
         item: &T,
+        kh: u64,
+        ch: u64,
         make: impl FnOnce(&T) -> ItemDoc,
     ) {
         self.stats.items += 1;
-        let kh = item.key_hash();
-        let ch = item.content_hash();
+        let section = T::SECTION as u8;
         match state.items.get_mut(&kh) {
             Some(cur) if cur.seen == self.gen => {
                 self.stats.duplicates += 1;
@@ -965,6 +1062,7 @@ impl FrameWrite<'_> {
                     content_hash: ch,
                     valid_from: self.ts,
                     seen: self.gen,
+                    section,
                 };
                 self.stats.changed += 1;
             }
@@ -975,6 +1073,7 @@ impl FrameWrite<'_> {
                         content_hash: ch,
                         valid_from: self.ts,
                         seen: self.gen,
+                        section,
                     },
                 );
                 self.stats.added += 1;
@@ -1041,34 +1140,33 @@ impl crate::Index for TantivyIndex {
             closes: Vec::new(),
             docs: Vec::new(),
             json: Vec::new(),
+            skipped: [false; 8],
         };
-        if !frame.os.is_empty() {
-            w.item(f, &mut state, &frame.os, doc::os_doc);
-        }
-        for x in &frame.file {
-            w.item(f, &mut state, x, |x| doc::file_doc(x, &resolver));
-        }
-        for x in &frame.config {
-            w.item(f, &mut state, x, doc::config_doc);
-        }
-        for x in &frame.package {
-            w.item(f, &mut state, x, doc::package_doc);
-        }
-        for x in &frame.user {
-            w.item(f, &mut state, x, doc::user_doc);
-        }
-        for x in &frame.process {
-            w.item(f, &mut state, x, |x| doc::process_doc(x, &resolver));
-        }
-        for x in &frame.connection {
-            w.item(f, &mut state, x, |x| doc::connection_doc(x, &resolver));
-        }
-        for x in &frame.module {
-            w.item(f, &mut state, x, doc::module_doc);
-        }
-        let gen = w.gen;
+        let mut scratch = std::mem::take(&mut st.scratch);
+        let sc = &mut scratch;
+        let os: &[Os] = if frame.os.is_empty() {
+            &[]
+        } else {
+            std::slice::from_ref(&frame.os)
+        };
+        w.section(f, &mut state, sc, os, doc::os_doc);
+        w.section(f, &mut state, sc, &frame.file, |x| {
+            doc::file_doc(x, &resolver)
+        });
+        w.section(f, &mut state, sc, &frame.config, doc::config_doc);
+        w.section(f, &mut state, sc, &frame.package, doc::package_doc);
+        w.section(f, &mut state, sc, &frame.user, doc::user_doc);
+        w.section(f, &mut state, sc, &frame.process, |x| {
+            doc::process_doc(x, &resolver)
+        });
+        w.section(f, &mut state, sc, &frame.connection, |x| {
+            doc::connection_doc(x, &resolver)
+        });
+        w.section(f, &mut state, sc, &frame.module, doc::module_doc);
+        st.scratch = scratch;
+        let (gen, skipped) = (w.gen, w.skipped);
         state.items.retain(|&kh, cur| {
-            if cur.seen == gen {
+            if cur.seen == gen || skipped.get(usize::from(cur.section)) == Some(&true) {
                 true
             } else {
                 w.closes.push((kh, cur.valid_from));
