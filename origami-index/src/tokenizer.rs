@@ -26,26 +26,40 @@ fn is_word_char(c: char) -> bool {
 }
 
 /// Byte ranges of the words of `text`.
-pub(crate) fn word_ranges(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut it = text.char_indices().peekable();
-    std::iter::from_fn(move || {
+pub(crate) fn word_ranges(text: &str) -> WordRanges<'_> {
+    WordRanges {
+        len: text.len(),
+        it: text.char_indices().peekable(),
+    }
+}
+
+/// The iterator of [`word_ranges`].
+pub(crate) struct WordRanges<'a> {
+    len: usize,
+    it: std::iter::Peekable<std::str::CharIndices<'a>>,
+}
+
+impl Iterator for WordRanges<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
         // Skip separators.
         let start = loop {
-            let (i, c) = it.next()?;
+            let (i, c) = self.it.next()?;
             if is_word_char(c) {
                 break i;
             }
         };
-        let mut end = text.len();
-        while let Some(&(i, c)) = it.peek() {
+        let mut end = self.len;
+        while let Some(&(i, c)) = self.it.peek() {
             if !is_word_char(c) {
                 end = i;
                 break;
             }
-            it.next();
+            self.it.next();
         }
         Some((start, end))
-    })
+    }
 }
 
 /// Lowercases `word` into `out` and trims what ends a sentence rather than a word.
@@ -70,9 +84,17 @@ pub(crate) fn normalize_word(word: &str, out: &mut String) {
     }
 }
 
+/// Buffers of [`word_parts`], reused from word to word so that tokenizing allocates nothing.
+#[derive(Clone, Default)]
+pub(crate) struct PartsScratch {
+    outer: Vec<(usize, usize)>,
+    pieces: Vec<(usize, usize)>,
+    sub: Vec<(usize, usize)>,
+}
+
 /// The token strings of one normalized word, as byte ranges of it, whole word first,
 /// without duplicates.
-pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
+pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>, scratch: &mut PartsScratch) {
     parts.clear();
     if w.is_empty() || w.len() > MAX_TOKEN_LEN {
         return;
@@ -86,10 +108,11 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
     // Level 2: pieces between `/` and `@`, then between `:` unless the piece is an IPv6
     // address (`fe80::1`, `::ffff:10.20.30.40`). Deciding per piece keeps a URL such as
     // `http://10.20.30.40:8080` from passing for IPv6 because it holds two colons.
-    let mut outer: Vec<(usize, usize)> = Vec::new();
-    split_ranges(w, 0, w.len(), |c| c == '/' || c == '@', &mut outer);
-    let mut pieces: Vec<(usize, usize)> = Vec::new();
-    for &(s, e) in &outer {
+    let PartsScratch { outer, pieces, sub } = scratch;
+    outer.clear();
+    pieces.clear();
+    split_ranges(w, 0, w.len(), |c| c == '/' || c == '@', outer);
+    for &(s, e) in outer.iter() {
         let piece = &w[s..e];
         if is_ipv6_like(piece) {
             pieces.push((s, e));
@@ -103,11 +126,10 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
             if outer.len() > 1 {
                 pieces.push((s, e));
             }
-            split_ranges(w, s, e, |c| c == ':', &mut pieces);
+            split_ranges(w, s, e, |c| c == ':', pieces);
         }
     }
-    let mut sub = Vec::new();
-    for &(s, e) in &pieces {
+    for &(s, e) in pieces.iter() {
         push(parts, s, e);
         for pred in [
             (|c: char| c == '.') as fn(char) -> bool,
@@ -115,8 +137,8 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
             |c: char| matches!(c, '.' | '-' | '_' | '+' | '~' | ':' | '%'),
         ] {
             sub.clear();
-            split_ranges(w, s, e, pred, &mut sub);
-            for &(a, b) in &sub {
+            split_ranges(w, s, e, pred, sub);
+            for &(a, b) in sub.iter() {
                 push(parts, a, b);
             }
         }
@@ -171,6 +193,10 @@ pub fn query_words(text: &str) -> Vec<String> {
 #[derive(Clone, Default)]
 pub struct OrigamiTokenizer {
     token: Token,
+    // Buffers lent to each token stream (a tokenizer is cloned per indexing thread).
+    word: String,
+    parts: Vec<(usize, usize)>,
+    scratch: PartsScratch,
 }
 
 impl Tokenizer for OrigamiTokenizer {
@@ -178,11 +204,13 @@ impl Tokenizer for OrigamiTokenizer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> OrigamiTokenStream<'a> {
         self.token.reset();
+        self.parts.clear();
         OrigamiTokenStream {
             text,
-            words: Box::new(word_ranges(text)),
-            word: String::new(),
-            parts: Vec::new(),
+            words: word_ranges(text),
+            word: &mut self.word,
+            parts: &mut self.parts,
+            scratch: &mut self.scratch,
             next_part: 0,
             position: None,
             word_span: (0, 0),
@@ -194,9 +222,10 @@ impl Tokenizer for OrigamiTokenizer {
 /// The token stream of [`OrigamiTokenizer`].
 pub struct OrigamiTokenStream<'a> {
     text: &'a str,
-    words: Box<dyn Iterator<Item = (usize, usize)> + 'a>,
-    word: String,
-    parts: Vec<(usize, usize)>,
+    words: WordRanges<'a>,
+    word: &'a mut String,
+    parts: &'a mut Vec<(usize, usize)>,
+    scratch: &'a mut PartsScratch,
     next_part: usize,
     position: Option<usize>,
     word_span: (usize, usize),
@@ -209,8 +238,8 @@ impl TokenStream for OrigamiTokenStream<'_> {
             let Some((s, e)) = self.words.next() else {
                 return false;
             };
-            normalize_word(&self.text[s..e], &mut self.word);
-            word_parts(&self.word, &mut self.parts);
+            normalize_word(&self.text[s..e], self.word);
+            word_parts(self.word, self.parts, self.scratch);
             self.next_part = 0;
             self.word_span = (s, e);
             if !self.parts.is_empty() {
