@@ -688,6 +688,23 @@ fn clip(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// The key of a stored item (its JSON).
+pub(crate) fn item_key(section: Section, item_json: &str) -> serde_json::Result<String> {
+    fn key<T: Item + serde::de::DeserializeOwned>(s: &str) -> serde_json::Result<String> {
+        serde_json::from_str::<T>(s).map(|x| x.key())
+    }
+    match section {
+        Section::Os => key::<Os>(item_json),
+        Section::File => key::<FileItem>(item_json),
+        Section::Config => key::<ConfigItem>(item_json),
+        Section::Package => key::<Package>(item_json),
+        Section::User => key::<User>(item_json),
+        Section::Process => key::<Process>(item_json),
+        Section::Connection => key::<Connection>(item_json),
+        Section::Module => key::<Module>(item_json),
+    }
+}
+
 /// A one-line summary of a stored item, or for a config file the first line that holds a
 /// query term (`L12: Listen 10.20.30.40:80`).
 pub(crate) fn snippet(section: Section, item_json: &str, terms: &SnippetTerms) -> String {

@@ -82,7 +82,6 @@ pub(crate) struct Fields {
     host: Field,
     os: Field,
     kind: Field,
-    key: Field,
     key_hash: Field,
     content_hash: Field,
     valid_from: Field,
@@ -106,15 +105,18 @@ fn schema() -> (Schema, Fields) {
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let f = Fields {
-        system: b.add_text_field("system", STRING | FAST | STORED),
+        // Stored only what a hit, a closed version or a frame record is rebuilt from: the system
+        // is known to whoever reads a version back, the key and its hash follow from the item.
+        system: b.add_text_field("system", STRING | FAST),
         host: b.add_text_field("host", STRING | FAST | STORED),
         os: b.add_text_field("os", STRING | FAST | STORED),
         kind: b.add_text_field("kind", STRING | FAST | STORED),
-        key: b.add_text_field("key", STORED),
-        key_hash: b.add_u64_field("key_hash", INDEXED | FAST | STORED),
+        key_hash: b.add_u64_field("key_hash", INDEXED | FAST),
         content_hash: b.add_u64_field("content_hash", FAST),
         valid_from: b.add_u64_field("valid_from", INDEXED | FAST | STORED),
         valid_to: b.add_u64_field("valid_to", INDEXED | FAST | STORED),
+        // Only versions that did not come with the system's first frame carry `first = 0` (what
+        // `changed:` looks for); the bulk of an index, first frames, carries nothing.
         first: b.add_u64_field("first", INDEXED | STORED),
         name: b.add_text_field("name", STRING | STORED),
         path: b.add_text_field("path", STRING),
@@ -232,8 +234,15 @@ impl TantivyIndex {
             source,
         })?;
         let mmap = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
-        let (schema, _) = schema();
-        let index = tantivy::Index::open_or_create(mmap, schema)?;
+        // An existing index is opened with its own schema: one written before fields lost
+        // flags they did not need (stored keys...) holds a superset of what is read, and
+        // [`fields_of`] checks that every field is there.
+        let index = if tantivy::Index::exists(&mmap).map_err(tantivy::TantivyError::from)? {
+            tantivy::Index::open(mmap)?
+        } else {
+            let (schema, _) = schema();
+            tantivy::Index::create(mmap, schema, tantivy::IndexSettings::default())?
+        };
         Self::from_index(index, config, Some(dir.to_path_buf()))
     }
 
@@ -356,13 +365,18 @@ impl TantivyIndex {
             return Ok(false);
         };
         let old: TantivyDocument = searcher.doc(addr)?;
-        let rebuilt = self.rebuild(&old, valid_to)?;
+        let rebuilt = self.rebuild(&old, system, valid_to)?;
         st.writer.delete_query(version())?;
         st.writer.add_document(rebuilt)?;
         Ok(true)
     }
 
-    fn rebuild(&self, old: &TantivyDocument, valid_to: u64) -> Result<TantivyDocument> {
+    fn rebuild(
+        &self,
+        old: &TantivyDocument,
+        system: &str,
+        valid_to: u64,
+    ) -> Result<TantivyDocument> {
         let f = self.f;
         let s = |field: Field| {
             old.get_first(field)
@@ -370,9 +384,8 @@ impl TantivyIndex {
                 .unwrap_or_default()
         };
         let u = |field: Field| old.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
-        let system = s(f.system);
         let corrupt = |message: String| Error::Corrupt {
-            system: system.clone(),
+            system: system.to_string(),
             message,
         };
         let kind = s(f.kind);
@@ -393,21 +406,26 @@ impl TantivyIndex {
         let d = item_doc_from_json(section, &json, &resolver)
             .map_err(|e| corrupt(format!("{kind} item: {e}")))?;
         let ctx = Ctx {
-            system: &system,
+            system,
             host: s(f.host),
             os: s(f.os),
         };
+        // `first` is 1 in indexes written before it became sparse, missing since.
+        let first = old
+            .get_first(f.first)
+            .and_then(|v| v.as_u64())
+            .is_none_or(|v| v == 1);
         Ok(build_doc(
             self.f,
             &ctx,
             section,
             &d,
             &json,
-            u(f.key_hash),
+            doc::key_hash(section, &d.key),
             u(f.content_hash),
             u(f.valid_from),
             valid_to,
-            u(f.first) == 1,
+            first,
         ))
     }
 
@@ -707,10 +725,15 @@ impl TantivyIndex {
                 .unwrap_or_default()
         };
         let kind = s(self.f.kind);
-        let section = Section::from_name(&kind).ok_or_else(|| Error::Corrupt {
-            system: s(self.f.system),
-            message: format!("unknown kind `{kind}`"),
-        })?;
+        let corrupt = |message: String| Error::Corrupt {
+            system: String::new(),
+            message,
+        };
+        let section =
+            Section::from_name(&kind).ok_or_else(|| corrupt(format!("unknown kind `{kind}`")))?;
+        let json = s(self.f.item);
+        let key =
+            doc::item_key(section, &json).map_err(|e| corrupt(format!("{kind} item: {e}")))?;
         let vf = d
             .get_first(self.f.valid_from)
             .and_then(|v| v.as_u64())
@@ -721,8 +744,8 @@ impl TantivyIndex {
             .unwrap_or(OPEN);
         let hit = Hit {
             kind: section,
-            key: s(self.f.key),
-            snippet: doc::snippet(section, &s(self.f.item), terms),
+            key,
+            snippet: doc::snippet(section, &json, terms),
             score,
             valid_from: from_ns(vf),
             valid_to: (vt != OPEN).then(|| from_ns(vt)),
@@ -762,7 +785,6 @@ fn fields_of(schema: &Schema) -> Result<Fields> {
         host: get("host")?,
         os: get("os")?,
         kind: get("kind")?,
-        key: get("key")?,
         key_hash: get("key_hash")?,
         content_hash: get("content_hash")?,
         valid_from: get("valid_from")?,
@@ -874,12 +896,13 @@ fn build_doc(
     doc.add_text(f.host, &ctx.host);
     doc.add_text(f.os, &ctx.os);
     doc.add_text(f.kind, section.name());
-    doc.add_text(f.key, &d.key);
     doc.add_u64(f.key_hash, key_hash);
     doc.add_u64(f.content_hash, content_hash);
     doc.add_u64(f.valid_from, valid_from);
     doc.add_u64(f.valid_to, valid_to);
-    doc.add_u64(f.first, u64::from(first));
+    if !first {
+        doc.add_u64(f.first, 0);
+    }
     for v in &d.names {
         doc.add_text(f.name, v);
     }
