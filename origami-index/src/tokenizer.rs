@@ -105,6 +105,13 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>, scratch: &mut
         }
     };
     push(parts, 0, w.len());
+    // Most words (names, states, numbers) hold no separator: they are their only part.
+    if !w
+        .bytes()
+        .any(|b| matches!(b, b'/' | b'@' | b':' | b'.' | b'-' | b'_' | b'+' | b'~' | b'%'))
+    {
+        return;
+    }
     // Level 2: pieces between `/` and `@`, then between `:` unless the piece is an IPv6
     // address (`fe80::1`, `::ffff:10.20.30.40`). Deciding per piece keeps a URL such as
     // `http://10.20.30.40:8080` from passing for IPv6 because it holds two colons.
