@@ -113,7 +113,8 @@ fn schema() -> (Schema, Fields) {
         kind: b.add_text_field("kind", STRING | FAST | STORED),
         key_hash: b.add_u64_field("key_hash", INDEXED | FAST),
         content_hash: b.add_u64_field("content_hash", FAST),
-        valid_from: b.add_u64_field("valid_from", INDEXED | FAST | STORED),
+        // Ranges over valid_from read its fast column; no query looks a value up.
+        valid_from: b.add_u64_field("valid_from", FAST | STORED),
         valid_to: b.add_u64_field("valid_to", INDEXED | FAST | STORED),
         // Only versions that did not come with the system's first frame carry `first = 0` (what
         // `changed:` looks for); the bulk of an index, first frames, carries nothing.
@@ -142,7 +143,6 @@ fn from_ns(ns: u64) -> OffsetDateTime {
 #[derive(Debug, Clone, Copy)]
 struct Current {
     content_hash: u64,
-    valid_from: u64,
     /// The frame generation that last saw the item (to find removed items).
     seen: u32,
     /// The item's section (`Section as u8`; [`NO_SECTION`] when unknown).
@@ -329,18 +329,18 @@ impl TantivyIndex {
         Ok(())
     }
 
-    /// Reads a stored version back and writes it again closed at `valid_to`.
+    /// Reads the current version of an item back and writes it again closed at `valid_to`.
+    /// Must come before the new version is added (the delete would remove it too).
     fn close_version(
         &self,
         st: &mut WriterState,
         searcher: &Searcher,
         system: &str,
         key_hash: u64,
-        valid_from: u64,
         valid_to: u64,
     ) -> Result<bool> {
-        // A version is (system, key, valid_from); no unique id is indexed, since a term per
-        // document would make the term dictionary as large as the index.
+        // The current version is (system, key, valid_to = open); no unique id is indexed,
+        // since a term per document would make the term dictionary as large as the index.
         let version = || -> Box<dyn Query> {
             let term = |t: Term| -> Box<dyn Query> {
                 Box::new(TermQuery::new(t, IndexRecordOption::Basic))
@@ -356,7 +356,7 @@ impl TantivyIndex {
                 ),
                 (
                     Occur::Must,
-                    term(Term::from_field_u64(self.f.valid_from, valid_from)),
+                    term(Term::from_field_u64(self.f.valid_to, OPEN)),
                 ),
             ]))
         };
@@ -864,7 +864,6 @@ fn recover(searcher: &Searcher) -> Result<HashMap<String, SystemState>> {
                         kh,
                         Current {
                             content_hash: ch,
-                            valid_from: vf,
                             seen: 0,
                             section: kind_ord
                                 .and_then(|o| sections.get(o as usize).copied())
@@ -998,7 +997,8 @@ struct FrameWrite<'a> {
     gen: u32,
     first: bool,
     stats: IndexStats,
-    closes: Vec<(u64, u64)>,
+    /// Key hashes of the current versions to close.
+    closes: Vec<u64>,
     docs: Vec<TantivyDocument>,
     json: Vec<u8>,
     /// By `Section as usize`: sections found unchanged as a whole (their items were not
@@ -1080,10 +1080,9 @@ impl FrameWrite<'_> {
                 return;
             }
             Some(cur) => {
-                self.closes.push((kh, cur.valid_from));
+                self.closes.push(kh);
                 *cur = Current {
                     content_hash: ch,
-                    valid_from: self.ts,
                     seen: self.gen,
                     section,
                 };
@@ -1094,7 +1093,6 @@ impl FrameWrite<'_> {
                     kh,
                     Current {
                         content_hash: ch,
-                        valid_from: self.ts,
                         seen: self.gen,
                         section,
                     },
@@ -1192,23 +1190,25 @@ impl crate::Index for TantivyIndex {
             if cur.seen == gen || skipped.get(usize::from(cur.section)) == Some(&true) {
                 true
             } else {
-                w.closes.push((kh, cur.valid_from));
+                w.closes.push(kh);
                 w.stats.removed += 1;
                 false
             }
         });
         let mut written = 0u64;
-        for d in w.docs.drain(..) {
-            st.writer.add_document(d)?;
-            written += 1;
-        }
+        // Closes first: a delete applies to the documents added before it, and the new
+        // versions share (system, key, valid_to = open) with the versions they replace.
         if !w.closes.is_empty() {
             let searcher = self.reader.searcher();
-            for &(kh, vf) in &w.closes {
-                if self.close_version(&mut st, &searcher, system, kh, vf, ts)? {
+            for &kh in &w.closes {
+                if self.close_version(&mut st, &searcher, system, kh, ts)? {
                     written += 1;
                 }
             }
+        }
+        for d in w.docs.drain(..) {
+            st.writer.add_document(d)?;
+            written += 1;
         }
         // The frame record: what `history` lists.
         let record = FrameVersion {

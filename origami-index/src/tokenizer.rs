@@ -106,10 +106,12 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>, scratch: &mut
     };
     push(parts, 0, w.len());
     // Most words (names, states, numbers) hold no separator: they are their only part.
-    if !w
-        .bytes()
-        .any(|b| matches!(b, b'/' | b'@' | b':' | b'.' | b'-' | b'_' | b'+' | b'~' | b'%'))
-    {
+    if !w.bytes().any(|b| {
+        matches!(
+            b,
+            b'/' | b'@' | b':' | b'.' | b'-' | b'_' | b'+' | b'~' | b'%'
+        )
+    }) {
         return;
     }
     // Level 2: pieces between `/` and `@`, then between `:` unless the piece is an IPv6
