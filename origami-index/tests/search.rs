@@ -776,3 +776,66 @@ fn unchanged_sections_are_skipped_yet_every_change_is_found() {
         assert_eq!((st.added, st.changed, st.removed), (0, 0, 0), "round {k}");
     }
 }
+
+#[test]
+fn an_index_written_with_the_former_schema_still_opens_and_works() {
+    use tantivy::schema::{
+        IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
+    };
+    // The schema before stored keys, stored key hashes and an indexed valid_from were dropped.
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(origami_index::tokenizer::TOKENIZER_NAME)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    for name in ["system", "host", "os", "kind"] {
+        b.add_text_field(name, STRING | FAST | STORED);
+    }
+    b.add_text_field("key", STORED);
+    b.add_u64_field("key_hash", INDEXED | FAST | STORED);
+    b.add_u64_field("content_hash", FAST);
+    b.add_u64_field("valid_from", INDEXED | FAST | STORED);
+    b.add_u64_field("valid_to", INDEXED | FAST | STORED);
+    b.add_u64_field("first", INDEXED | STORED);
+    b.add_text_field("name", STRING | STORED);
+    b.add_text_field("path", STRING);
+    b.add_text_field("port", STRING);
+    b.add_text_field("pkg", STRING | FAST);
+    b.add_text_field("user", STRING | STORED);
+    b.add_text_field("exact", STRING);
+    b.add_text_field("text", text);
+    b.add_text_field("item", STORED);
+    let dir = std::env::temp_dir().join(format!("origami-index-former-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    tantivy::Index::create_in_dir(&dir, b.build()).unwrap();
+
+    let fleet = Fleet::new(3, 600);
+    let (e0, e1) = (fleet.frame(1, 0), fleet.frame(1, 1));
+    let sys = e0.system().to_string();
+    {
+        let index = TantivyIndex::open_or_create(&dir).unwrap();
+        index.add_frame(&e0).unwrap();
+        index.commit().unwrap();
+    }
+    // Reopened: the state is recovered, a changed frame closes the right versions.
+    let index = TantivyIndex::open_or_create(&dir).unwrap();
+    let st = index.add_frame(&e1).unwrap();
+    index.commit().unwrap();
+    assert_eq!((st.added, st.changed, st.removed), diff_counts(&e1, &e0));
+    let got = index
+        .changes(&sys, e0.meta.timestamp, e1.meta.timestamp)
+        .unwrap();
+    let want = e1.diff(&e0);
+    assert_eq!(got.process.keys(), want.process.keys());
+    assert_eq!(got.connection.keys(), want.connection.keys());
+    let r = index
+        .search(&format!("system:{sys} type:process"), &everything())
+        .unwrap();
+    let keys: BTreeSet<String> = r.machines[0].hits.iter().map(|h| h.key.clone()).collect();
+    let want: BTreeSet<String> = e1.process.iter().map(|p| p.key()).collect();
+    assert_eq!(keys, want);
+    drop(index);
+    let _ = std::fs::remove_dir_all(&dir);
+}
