@@ -28,7 +28,7 @@ use tantivy::collector::DocSetCollector;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery,
-    RegexQuery, TermQuery,
+    RegexQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
@@ -357,19 +357,20 @@ impl TantivyIndex {
         Ok(())
     }
 
-    /// Reads the current version of an item back and writes it again closed at `valid_to`.
-    /// Must come before the new version is added (the delete would remove it too).
-    fn close_version(
+    /// Reads the current versions of items back and writes them again closed at `valid_to`;
+    /// returns how many were found. Must come before the new versions are added (the delete
+    /// would remove them too).
+    fn close_versions(
         &self,
         st: &mut WriterState,
-        searcher: &Searcher,
         system: &str,
-        key_hash: u64,
+        key_hashes: &[u64],
         valid_to: u64,
-    ) -> Result<bool> {
-        // The current version is (system, key, valid_to = open); no unique id is indexed,
-        // since a term per document would make the term dictionary as large as the index.
-        let version = || -> Box<dyn Query> {
+    ) -> Result<u64> {
+        // A current version is (system, key, valid_to = open); no unique id is indexed, since
+        // a term per document would make the term dictionary as large as the index. One
+        // query finds all of a frame's, whatever the number of segments.
+        let current = || -> Box<dyn Query> {
             let term = |t: Term| -> Box<dyn Query> {
                 Box::new(TermQuery::new(t, IndexRecordOption::Basic))
             };
@@ -380,23 +381,38 @@ impl TantivyIndex {
                 ),
                 (
                     Occur::Must,
-                    term(Term::from_field_u64(self.f.key_hash, key_hash)),
+                    term(Term::from_field_u64(self.f.valid_to, OPEN)),
                 ),
                 (
                     Occur::Must,
-                    term(Term::from_field_u64(self.f.valid_to, OPEN)),
+                    Box::new(TermSetQuery::new(
+                        key_hashes
+                            .iter()
+                            .map(|&kh| Term::from_field_u64(self.f.key_hash, kh)),
+                    )),
                 ),
             ]))
         };
-        let found = searcher.search(&version(), &DocSetCollector)?;
-        let Some(addr) = found.into_iter().next() else {
-            return Ok(false);
-        };
-        let old: TantivyDocument = searcher.doc(addr)?;
-        let rebuilt = self.rebuild(&old, system, valid_to)?;
-        st.writer.delete_query(version())?;
-        st.writer.add_document(rebuilt)?;
-        Ok(true)
+        let searcher = self.reader.searcher();
+        let mut found: Vec<DocAddress> = searcher
+            .search(&current(), &DocSetCollector)?
+            .into_iter()
+            .collect();
+        if found.is_empty() {
+            return Ok(0);
+        }
+        found.sort();
+        let mut rebuilt = Vec::with_capacity(found.len());
+        for addr in found {
+            let old: TantivyDocument = searcher.doc(addr)?;
+            rebuilt.push(self.rebuild(&old, system, valid_to)?);
+        }
+        st.writer.delete_query(current())?;
+        let n = rebuilt.len() as u64;
+        for d in rebuilt {
+            st.writer.add_document(d)?;
+        }
+        Ok(n)
     }
 
     fn rebuild(
@@ -1227,12 +1243,7 @@ impl crate::Index for TantivyIndex {
         // Closes first: a delete applies to the documents added before it, and the new
         // versions share (system, key, valid_to = open) with the versions they replace.
         if !w.closes.is_empty() {
-            let searcher = self.reader.searcher();
-            for &kh in &w.closes {
-                if self.close_version(&mut st, &searcher, system, kh, ts)? {
-                    written += 1;
-                }
-            }
+            written += self.close_versions(&mut st, system, &w.closes, ts)?;
         }
         for d in w.docs.drain(..) {
             st.writer.add_document(d)?;
