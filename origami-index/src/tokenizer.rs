@@ -100,7 +100,13 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>, scratch: &mut
         return;
     }
     let push = |parts: &mut Vec<(usize, usize)>, s: usize, e: usize| {
-        if s < e && !parts.iter().any(|&(a, b)| w[a..b] == w[s..e]) {
+        let Some(x) = w.as_bytes().get(s..e).filter(|x| !x.is_empty()) else {
+            return;
+        };
+        if !parts
+            .iter()
+            .any(|&(a, b)| b - a == x.len() && w.as_bytes()[a..b].iter().eq(x))
+        {
             parts.push((s, e));
         }
     };
@@ -140,6 +146,16 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>, scratch: &mut
     }
     for &(s, e) in pieces.iter() {
         push(parts, s, e);
+        // A piece without an inner separator (`etc`, `0a`) has no smaller parts.
+        if !w
+            .as_bytes()
+            .get(s..e)
+            .unwrap_or_default()
+            .iter()
+            .any(|b| matches!(b, b'.' | b'-' | b'_' | b'+' | b'~' | b':' | b'%'))
+        {
+            continue;
+        }
         for pred in [
             (|c: char| c == '.') as fn(char) -> bool,
             |c: char| matches!(c, '-' | '_' | '+' | '~'),
@@ -342,6 +358,82 @@ mod tests {
         );
         assert_eq!(query_words("10.20.30.40"), ["10.20.30.40"]);
         assert!(query_words("(),;").is_empty());
+    }
+
+    /// The parts of a word as first written (fresh buffers, every split pass on every
+    /// piece, string comparisons): the fast paths must give exactly the same.
+    fn reference_parts(w: &str) -> Vec<String> {
+        let mut parts: Vec<String> = Vec::new();
+        if w.is_empty() || w.len() > MAX_TOKEN_LEN {
+            return parts;
+        }
+        let push = |parts: &mut Vec<String>, p: &str| {
+            if !p.is_empty() && !parts.iter().any(|x| x == p) {
+                parts.push(p.to_string());
+            }
+        };
+        push(&mut parts, w);
+        let outer: Vec<&str> = w.split(['/', '@']).filter(|p| !p.is_empty()).collect();
+        let mut pieces: Vec<&str> = Vec::new();
+        for piece in &outer {
+            if is_ipv6_like(piece) {
+                pieces.push(piece);
+                if let Some(i) = piece.rfind(':') {
+                    if piece[i + 1..].contains('.') {
+                        pieces.push(&piece[i + 1..]);
+                    }
+                }
+            } else {
+                if outer.len() > 1 {
+                    pieces.push(piece);
+                }
+                pieces.extend(piece.split(':').filter(|p| !p.is_empty()));
+            }
+        }
+        for piece in pieces {
+            push(&mut parts, piece);
+            for seps in [
+                &['.'][..],
+                &['-', '_', '+', '~'],
+                &['.', '-', '_', '+', '~', ':', '%'],
+            ] {
+                for p in piece.split(seps) {
+                    push(&mut parts, p);
+                }
+            }
+        }
+        parts
+    }
+
+    #[test]
+    fn parts_equal_the_reference() {
+        let mut scratch = PartsScratch::default();
+        let mut parts = Vec::new();
+        for w in [
+            "/var/lib/web/data/0a/000123.dat",
+            "/usr/share/doc/libssl3/copyright",
+            "10.20.30.40:6666",
+            "10.20.30.40/24",
+            "http://10.20.30.40:8080",
+            "::ffff:10.20.30.40",
+            "fe80::5054:ff:fe12:3456",
+            "fe80::1%eth0",
+            "user@host.example.com:22",
+            "web-01.dc2.example.com",
+            "3.0.11-1+deb12u1",
+            "a:b:c",
+            "x:",
+            "::",
+            "a//b@@c",
+            "kworker/u8:3",
+            "nginx",
+            "ünïcödé-wörd.x",
+            "~+_-.",
+        ] {
+            word_parts(w, &mut parts, &mut scratch);
+            let got: Vec<String> = parts.iter().map(|&(a, b)| w[a..b].to_string()).collect();
+            assert_eq!(got, reference_parts(w), "{w}");
+        }
     }
 
     #[test]
