@@ -51,7 +51,7 @@ use crate::{
     Error, Facets, FrameVersion, Hit, IndexStats, MachineResult, Result, SearchOptions,
     SearchResults,
 };
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// The `kind` of frame records (not an item section, so no query reaches it).
 const FRAME_KIND: &str = "_frame";
@@ -207,10 +207,8 @@ struct SystemState {
 /// Buffers reused from frame to frame, so that hashing a frame allocates nothing.
 #[derive(Debug, Default)]
 struct Scratch {
-    /// The content bytes of one section's items, back to back.
+    /// The content bytes of a run of one section's items, back to back.
     content: Vec<u8>,
-    /// Where each item's bytes end in `content`.
-    ends: Vec<usize>,
     /// One item's key bytes.
     key: Vec<u8>,
 }
@@ -1056,8 +1054,8 @@ struct FrameWrite<'a> {
 
 impl FrameWrite<'_> {
     /// Diffs one section against the system's current items: one pass lays out the content
-    /// bytes of all its items and hashes them at once; when that digest equals the one of the
-    /// system's previous frame, the whole section is unchanged and done with. Otherwise each
+    /// bytes of all its items and hashes them (xxh3-128); when that digest equals the one of
+    /// the system's previous frame, the whole section is unchanged and done with. Otherwise each
     /// item is looked up by key hash and compared by content hash (xxh3 of its own bytes, the
     /// same as [`HashContent::content_hash`], which the index stores).
     fn section<T: HashKey + HashContent + Serialize>(
@@ -1070,15 +1068,23 @@ impl FrameWrite<'_> {
     ) {
         let si = T::SECTION as usize;
         let n = items.len() as u64;
-        scratch.content.clear();
-        scratch.ends.clear();
-        for x in items {
-            x.write_content(&mut scratch.content);
-            scratch.ends.push(scratch.content.len());
-        }
-        let digest = xxh3_128(&scratch.content);
-        if let Some(prev) = state.sections.get(si).copied().flatten() {
-            if prev.digest == digest && prev.items == n {
+        // The content bytes are hashed by chunks that stay in cache (a streaming digest does
+        // not depend on where the chunks end).
+        const CHUNK: usize = 64 << 10;
+        let buf = &mut scratch.content;
+        let prev = state.sections.get(si).copied().flatten();
+        if let Some(prev) = prev.filter(|p| p.items == n) {
+            let mut h = Xxh3::new();
+            buf.clear();
+            for x in items {
+                x.write_content(buf);
+                if buf.len() >= CHUNK {
+                    h.update(buf);
+                    buf.clear();
+                }
+            }
+            h.update(buf);
+            if h.digest128() == prev.digest {
                 self.stats.items += n;
                 self.stats.duplicates += prev.duplicates;
                 self.stats.unchanged += n - prev.duplicates;
@@ -1088,14 +1094,23 @@ impl FrameWrite<'_> {
                 return;
             }
         }
+        // Item by item, with the same digest computed on the way for the next frame.
         let duplicates = self.stats.duplicates;
-        let mut start = 0;
-        for (x, &end) in items.iter().zip(&scratch.ends) {
-            let ch = xxh3_64(scratch.content.get(start..end).unwrap_or_default());
-            start = end;
+        let mut h = Xxh3::new();
+        buf.clear();
+        for x in items {
+            let start = buf.len();
+            x.write_content(buf);
+            let ch = xxh3_64(buf.get(start..).unwrap_or_default());
             let kh = x.key_hash_in(&mut scratch.key);
             self.item(f, state, x, kh, ch, &make);
+            if buf.len() >= CHUNK {
+                h.update(buf);
+                buf.clear();
+            }
         }
+        h.update(buf);
+        let digest = h.digest128();
         if let Some(slot) = state.sections.get_mut(si) {
             *slot = Some(SectionDigest {
                 digest,
