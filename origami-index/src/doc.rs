@@ -75,7 +75,6 @@ impl Resolve for StoredResolver {
 /// What the index holds for one item version, besides time and frame context.
 #[derive(Debug, Default)]
 pub(crate) struct ItemDoc {
-    pub(crate) key: String,
     /// `name:` values (lowercased).
     pub(crate) names: Vec<String>,
     /// `path:` values (lowercased).
@@ -138,7 +137,6 @@ fn join_host_port(addr: &str, port: u16) -> String {
 /// The document of the `os` item.
 pub(crate) fn os_doc(os: &Os) -> ItemDoc {
     let mut d = ItemDoc {
-        key: os.key(),
         ..ItemDoc::default()
     };
     for v in [
@@ -169,7 +167,6 @@ pub(crate) fn os_doc(os: &Os) -> ItemDoc {
 /// The document of a `file` item.
 pub(crate) fn file_doc(f: &FileItem, r: &dyn Resolve) -> ItemDoc {
     let mut d = ItemDoc {
-        key: f.key(),
         names: vec![lc(basename(&f.path))],
         paths: vec![lc(&f.path)],
         ..ItemDoc::default()
@@ -199,7 +196,6 @@ pub(crate) fn file_doc(f: &FileItem, r: &dyn Resolve) -> ItemDoc {
 /// The document of a `config` item.
 pub(crate) fn config_doc(c: &ConfigItem) -> ItemDoc {
     let mut d = ItemDoc {
-        key: c.key(),
         names: vec![lc(basename(&c.path))],
         paths: vec![lc(&c.path)],
         ..ItemDoc::default()
@@ -216,7 +212,6 @@ pub(crate) fn config_doc(c: &ConfigItem) -> ItemDoc {
 pub(crate) fn package_doc(p: &Package) -> ItemDoc {
     let name = lc(&p.name);
     let mut d = ItemDoc {
-        key: p.key(),
         names: vec![name.clone()],
         exact: vec![
             name.clone(),
@@ -239,7 +234,6 @@ pub(crate) fn package_doc(p: &Package) -> ItemDoc {
 pub(crate) fn user_doc(u: &User) -> ItemDoc {
     let name = lc(&u.name);
     let mut d = ItemDoc {
-        key: u.key(),
         names: vec![name.clone()],
         users: vec![name.clone()],
         paths: vec![lc(&u.home), lc(&u.shell)],
@@ -262,7 +256,6 @@ pub(crate) fn user_doc(u: &User) -> ItemDoc {
 /// The document of a `process` item.
 pub(crate) fn process_doc(p: &Process, r: &dyn Resolve) -> ItemDoc {
     let mut d = ItemDoc {
-        key: p.key(),
         names: vec![lc(&p.name)],
         exact: vec![lc(&p.name)],
         ..ItemDoc::default()
@@ -293,7 +286,6 @@ pub(crate) fn connection_doc(c: &Connection, r: &dyn Resolve) -> ItemDoc {
     let local = join_host_port(&c.local_address, c.local_port);
     let remote = join_host_port(&c.remote_address, c.remote_port);
     let mut d = ItemDoc {
-        key: c.key(),
         exact: vec![
             lc(&c.local_address),
             lc(&c.remote_address),
@@ -325,7 +317,6 @@ pub(crate) fn connection_doc(c: &Connection, r: &dyn Resolve) -> ItemDoc {
 /// The document of a `module` item.
 pub(crate) fn module_doc(m: &Module) -> ItemDoc {
     let mut d = ItemDoc {
-        key: m.key(),
         names: vec![lc(&m.name)],
         exact: vec![lc(&m.name)],
         ..ItemDoc::default()

@@ -449,7 +449,7 @@ impl TantivyIndex {
                 })
                 .flatten(),
         };
-        let d = item_doc_from_json(section, &json, &resolver)
+        let (d, key_hash) = item_doc_from_json(section, &json, &resolver)
             .map_err(|e| corrupt(format!("{kind} item: {e}")))?;
         let ctx = Ctx {
             system,
@@ -467,7 +467,7 @@ impl TantivyIndex {
             section,
             &d,
             &json,
-            doc::key_hash(section, &d.key),
+            key_hash,
             u(f.content_hash),
             u(f.valid_from),
             valid_to,
@@ -973,21 +973,29 @@ fn build_doc(
     doc
 }
 
+/// The document of a stored item and its key hash.
 fn item_doc_from_json(
     section: Section,
     json: &str,
     r: &dyn Resolve,
-) -> std::result::Result<ItemDoc, serde_json::Error> {
-    Ok(match section {
-        Section::Os => doc::os_doc(&serde_json::from_str::<Os>(json)?),
-        Section::File => doc::file_doc(&serde_json::from_str::<FileItem>(json)?, r),
-        Section::Config => doc::config_doc(&serde_json::from_str::<ConfigItem>(json)?),
-        Section::Package => doc::package_doc(&serde_json::from_str::<Package>(json)?),
-        Section::User => doc::user_doc(&serde_json::from_str::<User>(json)?),
-        Section::Process => doc::process_doc(&serde_json::from_str::<Process>(json)?, r),
-        Section::Connection => doc::connection_doc(&serde_json::from_str::<Connection>(json)?, r),
-        Section::Module => doc::module_doc(&serde_json::from_str::<Module>(json)?),
-    })
+) -> std::result::Result<(ItemDoc, u64), serde_json::Error> {
+    fn parse<T: serde::de::DeserializeOwned + HashKey>(
+        json: &str,
+        make: impl FnOnce(&T) -> ItemDoc,
+    ) -> std::result::Result<(ItemDoc, u64), serde_json::Error> {
+        let x: T = serde_json::from_str(json)?;
+        Ok((make(&x), x.key_hash_in(&mut Vec::new())))
+    }
+    match section {
+        Section::Os => parse::<Os>(json, doc::os_doc),
+        Section::File => parse::<FileItem>(json, |x| doc::file_doc(x, r)),
+        Section::Config => parse::<ConfigItem>(json, doc::config_doc),
+        Section::Package => parse::<Package>(json, doc::package_doc),
+        Section::User => parse::<User>(json, doc::user_doc),
+        Section::Process => parse::<Process>(json, |x| doc::process_doc(x, r)),
+        Section::Connection => parse::<Connection>(json, |x| doc::connection_doc(x, r)),
+        Section::Module => parse::<Module>(json, doc::module_doc),
+    }
 }
 
 /// The host name a frame is shown under (lowercased): `_frame.hostname`, `os.hostname`, or
@@ -1537,74 +1545,48 @@ pub mod raw {
             };
             let ts = to_ns(frame.meta.timestamp);
             let mut out = Vec::with_capacity(frame.item_count());
-            let mut push = |section: Section, d: ItemDoc, json: String, ch: u64| {
-                let kh = doc::key_hash(section, &d.key);
-                out.push(build_doc(
-                    self.f, &ctx, section, &d, &json, kh, ch, ts, OPEN, true,
-                ));
+            fn section<T: HashKey + HashContent + Serialize>(
+                out: &mut Vec<TantivyDocument>,
+                (f, ctx, ts): (Fields, &Ctx<'_>, u64),
+                items: &[T],
+                make: impl Fn(&T) -> ItemDoc,
+            ) {
+                let mut key = Vec::new();
+                for x in items {
+                    let json = serde_json::to_string(x).unwrap_or_default();
+                    let (kh, ch) = (x.key_hash_in(&mut key), x.content_hash());
+                    let d = make(x);
+                    out.push(build_doc(
+                        f,
+                        ctx,
+                        T::SECTION,
+                        &d,
+                        &json,
+                        kh,
+                        ch,
+                        ts,
+                        OPEN,
+                        true,
+                    ));
+                }
+            }
+            let os: &[Os] = if frame.os.is_empty() {
+                &[]
+            } else {
+                std::slice::from_ref(&frame.os)
             };
-            let js = |x: &dyn erased::Ser| x.json();
-            if !frame.os.is_empty() {
-                push(
-                    Section::Os,
-                    doc::os_doc(&frame.os),
-                    js(&frame.os),
-                    frame.os.content_hash(),
-                );
-            }
-            for x in &frame.file {
-                push(
-                    Section::File,
-                    doc::file_doc(x, &resolver),
-                    js(x),
-                    x.content_hash(),
-                );
-            }
-            for x in &frame.config {
-                push(Section::Config, doc::config_doc(x), js(x), x.content_hash());
-            }
-            for x in &frame.package {
-                push(
-                    Section::Package,
-                    doc::package_doc(x),
-                    js(x),
-                    x.content_hash(),
-                );
-            }
-            for x in &frame.user {
-                push(Section::User, doc::user_doc(x), js(x), x.content_hash());
-            }
-            for x in &frame.process {
-                push(
-                    Section::Process,
-                    doc::process_doc(x, &resolver),
-                    js(x),
-                    x.content_hash(),
-                );
-            }
-            for x in &frame.connection {
-                push(
-                    Section::Connection,
-                    doc::connection_doc(x, &resolver),
-                    js(x),
-                    x.content_hash(),
-                );
-            }
-            for x in &frame.module {
-                push(Section::Module, doc::module_doc(x), js(x), x.content_hash());
-            }
+            let (o, c) = (&mut out, (self.f, &ctx, ts));
+            section(o, c, os, doc::os_doc);
+            section(o, c, &frame.file, |x| doc::file_doc(x, &resolver));
+            section(o, c, &frame.config, doc::config_doc);
+            section(o, c, &frame.package, doc::package_doc);
+            section(o, c, &frame.user, doc::user_doc);
+            section(o, c, &frame.process, |x| doc::process_doc(x, &resolver));
+            section(o, c, &frame.connection, |x| {
+                doc::connection_doc(x, &resolver)
+            });
+            section(o, c, &frame.module, doc::module_doc);
             out
-        }
-    }
-
-    mod erased {
-        pub trait Ser {
-            fn json(&self) -> String;
-        }
-        impl<T: serde::Serialize> Ser for T {
-            fn json(&self) -> String {
-                serde_json::to_string(self).unwrap_or_default()
-            }
         }
     }
 }
