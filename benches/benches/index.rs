@@ -65,15 +65,19 @@ fn cpu_time() -> Duration {
     Duration::from_millis(f.iter().sum::<u64>() * 10)
 }
 
-/// CPU time of the calling thread, in nanoseconds (Linux schedstat).
+/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`: exact, where schedstat only
+/// moved at scheduler ticks and read 0 for anything shorter than one).
 fn thread_cpu() -> Duration {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    Duration::from_nanos(
-        s.split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    )
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -115,6 +119,7 @@ fn main() {
         .index
         .writer_with_num_threads(config.writer_threads, config.writer_memory)
         .expect("writer");
+    w.set_merge_policy(config.merge_policy());
     let (mut raw_time, mut raw_items, mut raw_cpu) = (Duration::ZERO, 0u64, Duration::ZERO);
     for batch in batches(&fleet, raw_machines) {
         let t = Instant::now();

@@ -75,7 +75,6 @@ impl Resolve for StoredResolver {
 /// What the index holds for one item version, besides time and frame context.
 #[derive(Debug, Default)]
 pub(crate) struct ItemDoc {
-    pub(crate) key: String,
     /// `name:` values (lowercased).
     pub(crate) names: Vec<String>,
     /// `path:` values (lowercased).
@@ -138,7 +137,6 @@ fn join_host_port(addr: &str, port: u16) -> String {
 /// The document of the `os` item.
 pub(crate) fn os_doc(os: &Os) -> ItemDoc {
     let mut d = ItemDoc {
-        key: os.key(),
         ..ItemDoc::default()
     };
     for v in [
@@ -169,7 +167,6 @@ pub(crate) fn os_doc(os: &Os) -> ItemDoc {
 /// The document of a `file` item.
 pub(crate) fn file_doc(f: &FileItem, r: &dyn Resolve) -> ItemDoc {
     let mut d = ItemDoc {
-        key: f.key(),
         names: vec![lc(basename(&f.path))],
         paths: vec![lc(&f.path)],
         ..ItemDoc::default()
@@ -199,7 +196,6 @@ pub(crate) fn file_doc(f: &FileItem, r: &dyn Resolve) -> ItemDoc {
 /// The document of a `config` item.
 pub(crate) fn config_doc(c: &ConfigItem) -> ItemDoc {
     let mut d = ItemDoc {
-        key: c.key(),
         names: vec![lc(basename(&c.path))],
         paths: vec![lc(&c.path)],
         ..ItemDoc::default()
@@ -216,7 +212,6 @@ pub(crate) fn config_doc(c: &ConfigItem) -> ItemDoc {
 pub(crate) fn package_doc(p: &Package) -> ItemDoc {
     let name = lc(&p.name);
     let mut d = ItemDoc {
-        key: p.key(),
         names: vec![name.clone()],
         exact: vec![
             name.clone(),
@@ -239,7 +234,6 @@ pub(crate) fn package_doc(p: &Package) -> ItemDoc {
 pub(crate) fn user_doc(u: &User) -> ItemDoc {
     let name = lc(&u.name);
     let mut d = ItemDoc {
-        key: u.key(),
         names: vec![name.clone()],
         users: vec![name.clone()],
         paths: vec![lc(&u.home), lc(&u.shell)],
@@ -262,7 +256,6 @@ pub(crate) fn user_doc(u: &User) -> ItemDoc {
 /// The document of a `process` item.
 pub(crate) fn process_doc(p: &Process, r: &dyn Resolve) -> ItemDoc {
     let mut d = ItemDoc {
-        key: p.key(),
         names: vec![lc(&p.name)],
         exact: vec![lc(&p.name)],
         ..ItemDoc::default()
@@ -293,7 +286,6 @@ pub(crate) fn connection_doc(c: &Connection, r: &dyn Resolve) -> ItemDoc {
     let local = join_host_port(&c.local_address, c.local_port);
     let remote = join_host_port(&c.remote_address, c.remote_port);
     let mut d = ItemDoc {
-        key: c.key(),
         exact: vec![
             lc(&c.local_address),
             lc(&c.remote_address),
@@ -325,7 +317,6 @@ pub(crate) fn connection_doc(c: &Connection, r: &dyn Resolve) -> ItemDoc {
 /// The document of a `module` item.
 pub(crate) fn module_doc(m: &Module) -> ItemDoc {
     let mut d = ItemDoc {
-        key: m.key(),
         names: vec![lc(&m.name)],
         exact: vec![lc(&m.name)],
         ..ItemDoc::default()
@@ -335,17 +326,19 @@ pub(crate) fn module_doc(m: &Module) -> ItemDoc {
     d
 }
 
-/// A streaming content hash, fed field by field.
+/// The bytes an item's content hash covers, written field by field into a buffer.
 ///
 /// Fields are laid out in a buffer and hashed in one shot: one-shot xxh3 of a short input is
 /// several times faster than the streaming state, and this runs for every item of every frame.
-pub(crate) struct ContentHash(Vec<u8>);
+/// The buffer is the caller's, so a whole section is laid out in one reused buffer (see
+/// [`HashContent::write_content`]) and no item allocates.
+pub(crate) struct ContentHash<'b>(&'b mut Vec<u8>);
 
-impl ContentHash {
-    pub(crate) fn new(section: Section) -> Self {
-        let mut h = Vec::with_capacity(256);
-        h.extend_from_slice(section.name().as_bytes());
-        ContentHash(h)
+impl<'b> ContentHash<'b> {
+    /// Starts an item of `section` at the end of `buf`.
+    pub(crate) fn start(buf: &'b mut Vec<u8>, section: Section) -> Self {
+        buf.extend_from_slice(section.name().as_bytes());
+        ContentHash(buf)
     }
     fn s(&mut self, s: &str) -> &mut Self {
         self.0.extend_from_slice(&(s.len() as u64).to_le_bytes());
@@ -371,19 +364,24 @@ impl ContentHash {
             self.u(1).s(&text)
         }
     }
-    fn finish(&self) -> u64 {
-        xxh3_64(&self.0)
-    }
 }
 
 /// The hash of an item's content, to tell a changed item from an unchanged one.
 pub(crate) trait HashContent {
-    fn content_hash(&self) -> u64;
+    /// Appends the bytes the content hash covers (every field, the key's included, so equal
+    /// bytes mean an equal item) to `buf`.
+    fn write_content(&self, buf: &mut Vec<u8>);
+    /// xxh3 of [`HashContent::write_content`]'s bytes.
+    fn content_hash(&self) -> u64 {
+        let mut buf = Vec::with_capacity(256);
+        self.write_content(&mut buf);
+        xxh3_64(&buf)
+    }
 }
 
 impl HashContent for Os {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::Os);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Os);
         h.o(&self.name)
             .o(&self.version)
             .o(&self.id)
@@ -394,13 +392,12 @@ impl HashContent for Os {
             .o(&self.hostname)
             .o(&self.boot_time)
             .extra(&self.extra);
-        h.finish()
     }
 }
 
 impl HashContent for FileItem {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::File);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::File);
         h.s(&self.path)
             .s(self.file_type.name())
             .u(u64::from(self.mode))
@@ -411,24 +408,22 @@ impl HashContent for FileItem {
             .o(&self.link_target)
             .o(&self.sha256)
             .extra(&self.extra);
-        h.finish()
     }
 }
 
 impl HashContent for ConfigItem {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::Config);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Config);
         h.s(&self.path)
             .s(&self.content)
             .u(u64::from(self.truncated))
             .extra(&self.extra);
-        h.finish()
     }
 }
 
 impl HashContent for Package {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::Package);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Package);
         h.s(&self.name)
             .s(&self.version)
             .s(&self.arch)
@@ -437,13 +432,12 @@ impl HashContent for Package {
             .s(&self.manager)
             .o(&self.status)
             .extra(&self.extra);
-        h.finish()
     }
 }
 
 impl HashContent for User {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::User);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::User);
         h.s(&self.name)
             .u(u64::from(self.uid))
             .u(u64::from(self.gid))
@@ -455,13 +449,12 @@ impl HashContent for User {
             h.s(g);
         }
         h.extra(&self.extra);
-        h.finish()
     }
 }
 
 impl HashContent for Process {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::Process);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Process);
         h.u(u64::from(self.pid))
             .u(u64::from(self.ppid))
             .s(&self.name)
@@ -475,13 +468,12 @@ impl HashContent for Process {
             .u(self.rss.map_or(u64::MAX, |v| v))
             .u(u64::from(self.kernel_thread))
             .extra(&self.extra);
-        h.finish()
     }
 }
 
 impl HashContent for Connection {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::Connection);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Connection);
         h.s(&self.protocol)
             .s(&self.family)
             .s(&self.local_address)
@@ -491,75 +483,80 @@ impl HashContent for Connection {
             .s(&self.state)
             .u(self.pid.map_or(u64::MAX, u64::from))
             .extra(&self.extra);
-        h.finish()
     }
 }
 
 impl HashContent for Module {
-    fn content_hash(&self) -> u64 {
-        let mut h = ContentHash::new(Section::Module);
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Module);
         h.s(&self.name)
             .u(self.size)
             .s(&self.state)
             .extra(&self.extra);
-        h.finish()
     }
 }
 
 /// The hash of an item's key within its section.
 pub(crate) fn key_hash(section: Section, key: &str) -> u64 {
-    let mut h = KeyHasher::new(section);
-    h.0.extend_from_slice(key.as_bytes());
-    xxh3_64(&h.0)
+    let mut buf = Vec::with_capacity(key.len() + 16);
+    KeyHasher::start(&mut buf, section)
+        .0
+        .extend_from_slice(key.as_bytes());
+    xxh3_64(&buf)
 }
 
 /// Streams an item's key into the hash without building the key string: the same bytes as
 /// [`Item::key`], so `key_hash(section, &item.key()) == item.key_hash()`.
-pub(crate) struct KeyHasher(Vec<u8>);
+pub(crate) struct KeyHasher<'b>(&'b mut Vec<u8>);
 
-impl KeyHasher {
-    fn new(section: Section) -> Self {
-        let mut h = Vec::with_capacity(128);
-        h.extend_from_slice(section.name().as_bytes());
-        h.push(0);
-        KeyHasher(h)
+impl<'b> KeyHasher<'b> {
+    fn start(buf: &'b mut Vec<u8>, section: Section) -> Self {
+        buf.extend_from_slice(section.name().as_bytes());
+        buf.push(0);
+        KeyHasher(buf)
     }
 }
 
-impl std::fmt::Write for KeyHasher {
+impl std::fmt::Write for KeyHasher<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
 }
 
-/// The key hash of an item, computed without allocating.
+/// The key hash of an item, computed without building its key.
 pub(crate) trait HashKey: Item {
-    fn write_key(&self, h: &mut KeyHasher);
+    fn write_key(&self, h: &mut KeyHasher<'_>);
+    /// The key hash, with `buf` as scratch space (cleared first), so no call allocates.
+    fn key_hash_in(&self, buf: &mut Vec<u8>) -> u64 {
+        buf.clear();
+        self.write_key(&mut KeyHasher::start(buf, Self::SECTION));
+        xxh3_64(buf)
+    }
+    /// The key hash.
+    #[cfg(test)]
     fn key_hash(&self) -> u64 {
-        let mut h = KeyHasher::new(Self::SECTION);
-        self.write_key(&mut h);
-        xxh3_64(&h.0)
+        self.key_hash_in(&mut Vec::new())
     }
 }
 
 impl HashKey for Os {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         h.0.extend_from_slice(b"os");
     }
 }
 impl HashKey for FileItem {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         h.0.extend_from_slice(self.path.as_bytes());
     }
 }
 impl HashKey for ConfigItem {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         h.0.extend_from_slice(self.path.as_bytes());
     }
 }
 impl HashKey for Package {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         h.0.extend_from_slice(self.name.as_bytes());
         if !self.arch.is_empty() {
             h.0.extend_from_slice(b":");
@@ -568,20 +565,20 @@ impl HashKey for Package {
     }
 }
 impl HashKey for User {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         h.0.extend_from_slice(self.name.as_bytes());
     }
 }
 impl HashKey for Process {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         use std::fmt::Write;
         let _ = write!(h, "{}", self.pid);
     }
 }
 impl HashKey for Connection {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         use std::fmt::Write;
-        let hp = |h: &mut KeyHasher, addr: &str, port: u16| {
+        let hp = |h: &mut KeyHasher<'_>, addr: &str, port: u16| {
             if addr.contains(':') {
                 let _ = write!(h, "[{addr}]:{port}");
             } else {
@@ -596,7 +593,7 @@ impl HashKey for Connection {
     }
 }
 impl HashKey for Module {
-    fn write_key(&self, h: &mut KeyHasher) {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
         h.0.extend_from_slice(self.name.as_bytes());
     }
 }
@@ -680,6 +677,23 @@ fn clip(s: &str) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// The key of a stored item (its JSON).
+pub(crate) fn item_key(section: Section, item_json: &str) -> serde_json::Result<String> {
+    fn key<T: Item + serde::de::DeserializeOwned>(s: &str) -> serde_json::Result<String> {
+        serde_json::from_str::<T>(s).map(|x| x.key())
+    }
+    match section {
+        Section::Os => key::<Os>(item_json),
+        Section::File => key::<FileItem>(item_json),
+        Section::Config => key::<ConfigItem>(item_json),
+        Section::Package => key::<Package>(item_json),
+        Section::User => key::<User>(item_json),
+        Section::Process => key::<Process>(item_json),
+        Section::Connection => key::<Connection>(item_json),
+        Section::Module => key::<Module>(item_json),
+    }
 }
 
 /// A one-line summary of a stored item, or for a config file the first line that holds a

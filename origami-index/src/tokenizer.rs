@@ -26,26 +26,40 @@ fn is_word_char(c: char) -> bool {
 }
 
 /// Byte ranges of the words of `text`.
-pub(crate) fn word_ranges(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut it = text.char_indices().peekable();
-    std::iter::from_fn(move || {
+pub(crate) fn word_ranges(text: &str) -> WordRanges<'_> {
+    WordRanges {
+        len: text.len(),
+        it: text.char_indices().peekable(),
+    }
+}
+
+/// The iterator of [`word_ranges`].
+pub(crate) struct WordRanges<'a> {
+    len: usize,
+    it: std::iter::Peekable<std::str::CharIndices<'a>>,
+}
+
+impl Iterator for WordRanges<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
         // Skip separators.
         let start = loop {
-            let (i, c) = it.next()?;
+            let (i, c) = self.it.next()?;
             if is_word_char(c) {
                 break i;
             }
         };
-        let mut end = text.len();
-        while let Some(&(i, c)) = it.peek() {
+        let mut end = self.len;
+        while let Some(&(i, c)) = self.it.peek() {
             if !is_word_char(c) {
                 end = i;
                 break;
             }
-            it.next();
+            self.it.next();
         }
         Some((start, end))
-    })
+    }
 }
 
 /// Lowercases `word` into `out` and trims what ends a sentence rather than a word.
@@ -70,26 +84,50 @@ pub(crate) fn normalize_word(word: &str, out: &mut String) {
     }
 }
 
+/// Buffers of [`word_parts`], reused from word to word so that tokenizing allocates nothing.
+#[derive(Clone, Default)]
+pub(crate) struct PartsScratch {
+    outer: Vec<(usize, usize)>,
+    pieces: Vec<(usize, usize)>,
+    sub: Vec<(usize, usize)>,
+}
+
 /// The token strings of one normalized word, as byte ranges of it, whole word first,
 /// without duplicates.
-pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
+pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>, scratch: &mut PartsScratch) {
     parts.clear();
     if w.is_empty() || w.len() > MAX_TOKEN_LEN {
         return;
     }
     let push = |parts: &mut Vec<(usize, usize)>, s: usize, e: usize| {
-        if s < e && !parts.iter().any(|&(a, b)| w[a..b] == w[s..e]) {
+        let Some(x) = w.as_bytes().get(s..e).filter(|x| !x.is_empty()) else {
+            return;
+        };
+        if !parts
+            .iter()
+            .any(|&(a, b)| b - a == x.len() && w.as_bytes()[a..b].iter().eq(x))
+        {
             parts.push((s, e));
         }
     };
     push(parts, 0, w.len());
+    // Most words (names, states, numbers) hold no separator: they are their only part.
+    if !w.bytes().any(|b| {
+        matches!(
+            b,
+            b'/' | b'@' | b':' | b'.' | b'-' | b'_' | b'+' | b'~' | b'%'
+        )
+    }) {
+        return;
+    }
     // Level 2: pieces between `/` and `@`, then between `:` unless the piece is an IPv6
     // address (`fe80::1`, `::ffff:10.20.30.40`). Deciding per piece keeps a URL such as
     // `http://10.20.30.40:8080` from passing for IPv6 because it holds two colons.
-    let mut outer: Vec<(usize, usize)> = Vec::new();
-    split_ranges(w, 0, w.len(), |c| c == '/' || c == '@', &mut outer);
-    let mut pieces: Vec<(usize, usize)> = Vec::new();
-    for &(s, e) in &outer {
+    let PartsScratch { outer, pieces, sub } = scratch;
+    outer.clear();
+    pieces.clear();
+    split_ranges(w, 0, w.len(), |c| c == '/' || c == '@', outer);
+    for &(s, e) in outer.iter() {
         let piece = &w[s..e];
         if is_ipv6_like(piece) {
             pieces.push((s, e));
@@ -103,20 +141,29 @@ pub(crate) fn word_parts(w: &str, parts: &mut Vec<(usize, usize)>) {
             if outer.len() > 1 {
                 pieces.push((s, e));
             }
-            split_ranges(w, s, e, |c| c == ':', &mut pieces);
+            split_ranges(w, s, e, |c| c == ':', pieces);
         }
     }
-    let mut sub = Vec::new();
-    for &(s, e) in &pieces {
+    for &(s, e) in pieces.iter() {
         push(parts, s, e);
+        // A piece without an inner separator (`etc`, `0a`) has no smaller parts.
+        if !w
+            .as_bytes()
+            .get(s..e)
+            .unwrap_or_default()
+            .iter()
+            .any(|b| matches!(b, b'.' | b'-' | b'_' | b'+' | b'~' | b':' | b'%'))
+        {
+            continue;
+        }
         for pred in [
             (|c: char| c == '.') as fn(char) -> bool,
             |c: char| matches!(c, '-' | '_' | '+' | '~'),
             |c: char| matches!(c, '.' | '-' | '_' | '+' | '~' | ':' | '%'),
         ] {
             sub.clear();
-            split_ranges(w, s, e, pred, &mut sub);
-            for &(a, b) in &sub {
+            split_ranges(w, s, e, pred, sub);
+            for &(a, b) in sub.iter() {
                 push(parts, a, b);
             }
         }
@@ -171,6 +218,10 @@ pub fn query_words(text: &str) -> Vec<String> {
 #[derive(Clone, Default)]
 pub struct OrigamiTokenizer {
     token: Token,
+    // Buffers lent to each token stream (a tokenizer is cloned per indexing thread).
+    word: String,
+    parts: Vec<(usize, usize)>,
+    scratch: PartsScratch,
 }
 
 impl Tokenizer for OrigamiTokenizer {
@@ -178,11 +229,13 @@ impl Tokenizer for OrigamiTokenizer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> OrigamiTokenStream<'a> {
         self.token.reset();
+        self.parts.clear();
         OrigamiTokenStream {
             text,
-            words: Box::new(word_ranges(text)),
-            word: String::new(),
-            parts: Vec::new(),
+            words: word_ranges(text),
+            word: &mut self.word,
+            parts: &mut self.parts,
+            scratch: &mut self.scratch,
             next_part: 0,
             position: None,
             word_span: (0, 0),
@@ -194,9 +247,10 @@ impl Tokenizer for OrigamiTokenizer {
 /// The token stream of [`OrigamiTokenizer`].
 pub struct OrigamiTokenStream<'a> {
     text: &'a str,
-    words: Box<dyn Iterator<Item = (usize, usize)> + 'a>,
-    word: String,
-    parts: Vec<(usize, usize)>,
+    words: WordRanges<'a>,
+    word: &'a mut String,
+    parts: &'a mut Vec<(usize, usize)>,
+    scratch: &'a mut PartsScratch,
     next_part: usize,
     position: Option<usize>,
     word_span: (usize, usize),
@@ -209,8 +263,8 @@ impl TokenStream for OrigamiTokenStream<'_> {
             let Some((s, e)) = self.words.next() else {
                 return false;
             };
-            normalize_word(&self.text[s..e], &mut self.word);
-            word_parts(&self.word, &mut self.parts);
+            normalize_word(&self.text[s..e], self.word);
+            word_parts(self.word, self.parts, self.scratch);
             self.next_part = 0;
             self.word_span = (s, e);
             if !self.parts.is_empty() {
@@ -304,6 +358,82 @@ mod tests {
         );
         assert_eq!(query_words("10.20.30.40"), ["10.20.30.40"]);
         assert!(query_words("(),;").is_empty());
+    }
+
+    /// The parts of a word as first written (fresh buffers, every split pass on every
+    /// piece, string comparisons): the fast paths must give exactly the same.
+    fn reference_parts(w: &str) -> Vec<String> {
+        let mut parts: Vec<String> = Vec::new();
+        if w.is_empty() || w.len() > MAX_TOKEN_LEN {
+            return parts;
+        }
+        let push = |parts: &mut Vec<String>, p: &str| {
+            if !p.is_empty() && !parts.iter().any(|x| x == p) {
+                parts.push(p.to_string());
+            }
+        };
+        push(&mut parts, w);
+        let outer: Vec<&str> = w.split(['/', '@']).filter(|p| !p.is_empty()).collect();
+        let mut pieces: Vec<&str> = Vec::new();
+        for piece in &outer {
+            if is_ipv6_like(piece) {
+                pieces.push(piece);
+                if let Some(i) = piece.rfind(':') {
+                    if piece[i + 1..].contains('.') {
+                        pieces.push(&piece[i + 1..]);
+                    }
+                }
+            } else {
+                if outer.len() > 1 {
+                    pieces.push(piece);
+                }
+                pieces.extend(piece.split(':').filter(|p| !p.is_empty()));
+            }
+        }
+        for piece in pieces {
+            push(&mut parts, piece);
+            for seps in [
+                &['.'][..],
+                &['-', '_', '+', '~'],
+                &['.', '-', '_', '+', '~', ':', '%'],
+            ] {
+                for p in piece.split(seps) {
+                    push(&mut parts, p);
+                }
+            }
+        }
+        parts
+    }
+
+    #[test]
+    fn parts_equal_the_reference() {
+        let mut scratch = PartsScratch::default();
+        let mut parts = Vec::new();
+        for w in [
+            "/var/lib/web/data/0a/000123.dat",
+            "/usr/share/doc/libssl3/copyright",
+            "10.20.30.40:6666",
+            "10.20.30.40/24",
+            "http://10.20.30.40:8080",
+            "::ffff:10.20.30.40",
+            "fe80::5054:ff:fe12:3456",
+            "fe80::1%eth0",
+            "user@host.example.com:22",
+            "web-01.dc2.example.com",
+            "3.0.11-1+deb12u1",
+            "a:b:c",
+            "x:",
+            "::",
+            "a//b@@c",
+            "kworker/u8:3",
+            "nginx",
+            "ünïcödé-wörd.x",
+            "~+_-.",
+        ] {
+            word_parts(w, &mut parts, &mut scratch);
+            let got: Vec<String> = parts.iter().map(|&(a, b)| w[a..b].to_string()).collect();
+            assert_eq!(got, reference_parts(w), "{w}");
+        }
     }
 
     #[test]

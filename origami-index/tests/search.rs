@@ -675,3 +675,167 @@ fn commits_are_durable_and_state_is_recovered_on_open() {
     drop(index);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The added / changed / removed counts of origami-frame's own diff of two frames.
+fn diff_counts(new: &Frame, old: &Frame) -> (u64, u64, u64) {
+    let d = new.diff(old);
+    let sum = |g: fn(origami_index::frame::DiffCounts) -> usize| {
+        Section::ALL.iter().map(|s| g(d.counts(*s))).sum::<usize>() as u64
+    };
+    (sum(|c| c.added), sum(|c| c.changed), sum(|c| c.removed))
+}
+
+#[test]
+fn unchanged_sections_are_skipped_yet_every_change_is_found() {
+    let fleet = Fleet::new(6, 1500);
+    let index = TantivyIndex::in_ram().unwrap();
+    let later = |f: &Frame, minutes: i64| {
+        let mut f = f.clone();
+        f.meta.timestamp += time::Duration::minutes(minutes);
+        f
+    };
+    let e0 = fleet.frame(2, 0);
+    let sys = e0.system().to_string();
+    // The same frame again, then one file edited (the other sections unchanged), then one
+    // file of a section that was unchanged as a whole removed, one package added, then the
+    // next epoch, then the first frame's content again: every step against Frame::diff.
+    let mut edited = later(&e0, 20);
+    edited.file[7].size += 1;
+    let mut removed = later(&edited, 20);
+    let gone = removed.file.remove(100);
+    removed.package.push(origami_index::frame::Package {
+        name: "zz-new".into(),
+        version: "1".into(),
+        ..Default::default()
+    });
+    let e1 = later(&fleet.frame(2, 1), 60);
+    let back = later(&e0, 300);
+    let steps = [
+        e0.clone(),
+        later(&e0, 10),
+        edited,
+        removed.clone(),
+        later(&removed, 5),
+        e1,
+        back,
+    ];
+    let mut prev: Option<&Frame> = None;
+    for (k, f) in steps.iter().enumerate() {
+        let st = index.add_frame(f).unwrap();
+        index.commit().unwrap();
+        let (added, changed, gone_n) = match prev {
+            Some(p) => diff_counts(f, p),
+            None => (f.item_count() as u64, 0, 0),
+        };
+        assert_eq!(
+            (st.added, st.changed, st.removed),
+            (added, changed, gone_n),
+            "step {k}"
+        );
+        assert_eq!(
+            st.unchanged + added + changed,
+            f.item_count() as u64,
+            "step {k}"
+        );
+        assert_eq!(st.duplicates, 0);
+        // The index's current state is the frame: every section's item count.
+        let r = index
+            .search(&format!("system:{sys}"), &everything())
+            .unwrap();
+        assert_eq!(r.total_hits, f.item_count() as u64, "step {k}");
+        let r = index
+            .search(&format!("system:{sys} key:{}", gone.path), &everything())
+            .unwrap();
+        let present = !(k == 3 || k == 4);
+        assert_eq!(r.total_hits, u64::from(present), "step {k}: {}", gone.path);
+        prev = Some(f);
+    }
+    // changes() across the steps is origami-frame's diff too.
+    let got = index
+        .changes(&sys, steps[1].meta.timestamp, steps[4].meta.timestamp)
+        .unwrap();
+    let want = steps[4].diff(&steps[1]);
+    assert_eq!(got.file.keys(), want.file.keys());
+    assert_eq!(got.package.keys(), want.package.keys());
+
+    // A section with a repeated key: the first item is kept, the repeat counted, also when
+    // the section is unchanged as a whole.
+    let mut dup = later(&steps[6], 10);
+    let first = dup.package[0].clone();
+    let mut repeat = first.clone();
+    repeat.version.push_str("-other");
+    dup.package.push(repeat);
+    for (k, f) in [dup.clone(), later(&dup, 10)].iter().enumerate() {
+        let st = index.add_frame(f).unwrap();
+        assert_eq!(st.duplicates, 1, "round {k}");
+        assert_eq!(
+            st.unchanged as usize,
+            f.item_count() - 1,
+            "round {k}: nothing changed"
+        );
+        assert_eq!((st.added, st.changed, st.removed), (0, 0, 0), "round {k}");
+    }
+}
+
+#[test]
+fn an_index_written_with_the_former_schema_still_opens_and_works() {
+    use tantivy::schema::{
+        IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
+    };
+    // The schema before stored keys, stored key hashes and an indexed valid_from were dropped.
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(origami_index::tokenizer::TOKENIZER_NAME)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    for name in ["system", "host", "os", "kind"] {
+        b.add_text_field(name, STRING | FAST | STORED);
+    }
+    b.add_text_field("key", STORED);
+    b.add_u64_field("key_hash", INDEXED | FAST | STORED);
+    b.add_u64_field("content_hash", FAST);
+    b.add_u64_field("valid_from", INDEXED | FAST | STORED);
+    b.add_u64_field("valid_to", INDEXED | FAST | STORED);
+    b.add_u64_field("first", INDEXED | STORED);
+    b.add_text_field("name", STRING | STORED);
+    b.add_text_field("path", STRING);
+    b.add_text_field("port", STRING);
+    b.add_text_field("pkg", STRING | FAST);
+    b.add_text_field("user", STRING | STORED);
+    b.add_text_field("exact", STRING);
+    b.add_text_field("text", text);
+    b.add_text_field("item", STORED);
+    let dir = std::env::temp_dir().join(format!("origami-index-former-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    tantivy::Index::create_in_dir(&dir, b.build()).unwrap();
+
+    let fleet = Fleet::new(3, 600);
+    let (e0, e1) = (fleet.frame(1, 0), fleet.frame(1, 1));
+    let sys = e0.system().to_string();
+    {
+        let index = TantivyIndex::open_or_create(&dir).unwrap();
+        index.add_frame(&e0).unwrap();
+        index.commit().unwrap();
+    }
+    // Reopened: the state is recovered, a changed frame closes the right versions.
+    let index = TantivyIndex::open_or_create(&dir).unwrap();
+    let st = index.add_frame(&e1).unwrap();
+    index.commit().unwrap();
+    assert_eq!((st.added, st.changed, st.removed), diff_counts(&e1, &e0));
+    let got = index
+        .changes(&sys, e0.meta.timestamp, e1.meta.timestamp)
+        .unwrap();
+    let want = e1.diff(&e0);
+    assert_eq!(got.process.keys(), want.process.keys());
+    assert_eq!(got.connection.keys(), want.connection.keys());
+    let r = index
+        .search(&format!("system:{sys} type:process"), &everything())
+        .unwrap();
+    let keys: BTreeSet<String> = r.machines[0].hits.iter().map(|h| h.key.clone()).collect();
+    let want: BTreeSet<String> = e1.process.iter().map(|p| p.key()).collect();
+    assert_eq!(keys, want);
+    drop(index);
+    let _ = std::fs::remove_dir_all(&dir);
+}
