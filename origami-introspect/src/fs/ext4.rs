@@ -133,6 +133,11 @@ fn file_type(t: ext4_view::FileType) -> FileType {
     }
 }
 
+/// The ext4 inode number to read by, when the caller knows one (`Stat::ino` is 0 when not).
+fn by_inode(ino: u64) -> Option<u32> {
+    u32::try_from(ino).ok().filter(|&i| i != 0)
+}
+
 fn stat_of(m: &ext4_view::Metadata, ino: u64) -> Stat {
     Stat {
         file_type: file_type(m.file_type()),
@@ -223,9 +228,9 @@ impl FileSystem for Ext4Fs {
         let mut out = Vec::new();
         let mut over = false;
         self.guard(path, || {
-            let dir = match u32::try_from(ino) {
-                Ok(ino) if ino != 0 => self.fs.read_dir_by_inode(ino, path)?,
-                _ => self.fs.read_dir(path)?,
+            let dir = match by_inode(ino) {
+                Some(ino) => self.fs.read_dir_by_inode(ino, path)?,
+                None => self.fs.read_dir(path)?,
             };
             for entry in dir {
                 let entry = entry?;
@@ -256,20 +261,17 @@ impl FileSystem for Ext4Fs {
     }
 
     fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
-        self.guard(path, || {
-            let t = self.fs.read_link(path)?;
-            Ok(t.as_ref().to_vec())
-        })
+        self.read_link_ino(path, 0)
     }
 
     fn read_link_ino(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
-        match u32::try_from(ino) {
-            Ok(ino) if ino != 0 => self.guard(path, || {
-                let t = self.fs.read_link_by_inode(ino)?;
-                Ok(t.as_ref().to_vec())
-            }),
-            _ => self.read_link(path),
-        }
+        self.guard(path, || {
+            let t = match by_inode(ino) {
+                Some(ino) => self.fs.read_link_by_inode(ino)?,
+                None => self.fs.read_link(path)?,
+            };
+            Ok(t.as_ref().to_vec())
+        })
     }
 
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + '_>> {
@@ -277,9 +279,9 @@ impl FileSystem for Ext4Fs {
     }
 
     fn open_ino(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
-        let file = self.guard(path, || match u32::try_from(ino) {
-            Ok(ino) if ino != 0 => self.fs.open_by_inode(ino),
-            _ => self.fs.open(path),
+        let file = self.guard(path, || match by_inode(ino) {
+            Some(ino) => self.fs.open_by_inode(ino),
+            None => self.fs.open(path),
         })?;
         Ok(Box::new(GuardedRead {
             inner: file,

@@ -134,20 +134,25 @@ impl GuestTree {
         &self.mounts
     }
 
-    /// The mount holding canonical `path`, and the path inside that file system.
-    fn locate<'t>(&'t self, path: &[u8]) -> (&'t Mount, Vec<u8>) {
-        let mut best: Option<&Mount> = None;
-        for m in &self.mounts {
+    /// The index in `mounts` of the mount holding canonical `path` (its longest mount point).
+    fn mount_index(&self, path: &[u8]) -> usize {
+        let mut best: Option<(usize, &Mount)> = None;
+        for (i, m) in self.mounts.iter().enumerate() {
             let inside = m.point == b"/"
                 || path == m.point.as_slice()
                 || (path.starts_with(&m.point) && path.get(m.point.len()) == Some(&b'/'));
-            if inside && best.is_none_or(|b| m.point.len() > b.point.len()) {
-                best = Some(m);
+            if inside && best.is_none_or(|(_, b)| m.point.len() > b.point.len()) {
+                best = Some((i, m));
             }
         }
         // `mounts` always holds `/` (it is built with one), so `best` is set; fall back to
         // the first mount rather than panic should that ever change.
-        let m = best.unwrap_or(&self.mounts[0]);
+        best.map_or(0, |(i, _)| i)
+    }
+
+    /// The mount holding canonical `path`, and the path inside that file system.
+    fn locate<'t>(&'t self, path: &[u8]) -> (&'t Mount, Vec<u8>) {
+        let m = &self.mounts[self.mount_index(path)];
         let rest = if m.point == b"/" {
             path.to_vec()
         } else {
@@ -413,11 +418,11 @@ impl GuestTree {
             WalkControl::Continue if start.stat.file_type == FileType::Dir => {}
             _ => return errors,
         }
-        // Directories entered, by (mount point, inode): a corrupt or hostile file system
-        // whose directory links to an ancestor is entered once, not until the depth bound.
-        let mut entered: HashSet<(Vec<u8>, u64)> = HashSet::new();
+        // Directories entered, by (mount, inode): a corrupt or hostile file system whose
+        // directory links to an ancestor is entered once, not until the depth bound.
+        let mut entered: HashSet<(usize, u64)> = HashSet::new();
         if start.stat.ino != 0 {
-            entered.insert((self.locate(&start.path).0.point.clone(), start.stat.ino));
+            entered.insert((self.mount_index(&start.path), start.stat.ino));
         }
         let mut stack: Vec<(Vec<u8>, usize, u64)> = vec![(start.path, 0, start.stat.ino)];
         while let Some((dir, depth, ino)) = stack.pop() {
@@ -456,7 +461,7 @@ impl GuestTree {
                         continue;
                     }
                     let ino = entry.stat.ino;
-                    if ino != 0 && !entered.insert((self.locate(&path).0.point.clone(), ino)) {
+                    if ino != 0 && !entered.insert((self.mount_index(&path), ino)) {
                         errors.push(Error::Malformed {
                             file: display_path(&path),
                             location: format!("inode {ino}"),
