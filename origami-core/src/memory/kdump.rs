@@ -17,6 +17,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 use super::elf::MAX_NOTES_BYTES;
 use super::notes::{cpu_states, parse_notes, vmcoreinfo_note, CpuState};
+use super::segments::read_pieces;
 use super::store::Store;
 use super::vmcoreinfo::VmcoreInfo;
 use super::PhysRange;
@@ -302,34 +303,20 @@ impl KdumpPages {
         addr: u64,
         buf: &mut [u8],
     ) -> Result<()> {
-        let len = buf.len();
-        let hole = |at: u64| Error::PhysicalHole {
-            source_name: name(),
-            addr: at,
-            start: addr,
-            len,
-        };
-        if addr.checked_add(buf.len() as u64).is_none() {
-            return Err(hole(u64::MAX));
-        }
-        let total = buf.len();
-        let mut done = 0usize;
-        while done < total {
-            let cur = addr + done as u64;
+        read_pieces(name, addr, buf, |cur, dst| {
             let pfn = cur / self.page_size;
             let Some(idx) = self.index(pfn) else {
-                return Err(hole(cur));
+                return Ok(0);
             };
             let page = self.page(store, name, pfn, idx)?;
             let in_page = (cur % self.page_size) as usize;
-            let n = (page.len().saturating_sub(in_page)).min(total - done);
-            match (buf.get_mut(done..done + n), page.get(in_page..in_page + n)) {
-                (Some(dst), Some(src)) if n > 0 => dst.copy_from_slice(src),
-                _ => return Err(hole(cur)),
+            let n = (page.len().saturating_sub(in_page)).min(dst.len());
+            match (dst.get_mut(..n), page.get(in_page..in_page + n)) {
+                (Some(dst), Some(src)) => dst.copy_from_slice(src),
+                _ => return Ok(0),
             }
-            done += n;
-        }
-        Ok(())
+            Ok(n)
+        })
     }
 
     /// Runs of dumped pages, as address ranges.

@@ -120,37 +120,48 @@ impl SegmentMap {
         addr: u64,
         buf: &mut [u8],
     ) -> Result<()> {
-        let len = buf.len();
-        let hole = |at: u64| Error::PhysicalHole {
-            source_name: name(),
-            addr: at,
-            start: addr,
-            len,
-        };
-        if addr.checked_add(buf.len() as u64).is_none() {
-            return Err(hole(u64::MAX));
-        }
-        let total = buf.len();
-        let mut done = 0usize;
-        // Each pass consumes at least one byte of one segment, so the loop runs at most once
-        // per segment touched.
-        while done < total {
-            let cur = addr + done as u64;
+        // Each piece is the rest of one segment, so the loop runs once per segment touched.
+        read_pieces(name, addr, buf, |cur, dst| {
             let Some(seg) = self.find(cur) else {
-                return Err(hole(cur));
+                return Ok(0);
             };
-            let avail = seg.end() - cur;
-            let n = usize::try_from(avail)
+            let n = usize::try_from(seg.end() - cur)
                 .unwrap_or(usize::MAX)
-                .min(total - done);
-            let Some(dst) = buf.get_mut(done..done + n) else {
-                return Err(hole(cur));
-            };
-            store.read(name, seg.offset + (cur - seg.start), dst)?;
-            done += n;
-        }
-        Ok(())
+                .min(dst.len());
+            store.read(name, seg.offset + (cur - seg.start), &mut dst[..n])?;
+            Ok(n)
+        })
     }
+}
+
+/// Fills `buf` with guest-physical `addr..addr + buf.len()` piece by piece: `piece(cur,
+/// dst)` fills the start of `dst` (the bytes from `cur` on) and says how many it filled,
+/// 0 when `cur` is in a hole, which ends the read with [`Error::PhysicalHole`] naming it.
+pub(crate) fn read_pieces(
+    name: &dyn Fn() -> String,
+    addr: u64,
+    buf: &mut [u8],
+    mut piece: impl FnMut(u64, &mut [u8]) -> Result<usize>,
+) -> Result<()> {
+    let len = buf.len();
+    let hole = |at: u64| Error::PhysicalHole {
+        source_name: name(),
+        addr: at,
+        start: addr,
+        len,
+    };
+    if addr.checked_add(len as u64).is_none() {
+        return Err(hole(u64::MAX));
+    }
+    let mut done = 0usize;
+    while done < len {
+        let cur = addr + done as u64;
+        match piece(cur, &mut buf[done..])? {
+            0 => return Err(hole(cur)),
+            n => done += n.min(len - done),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
