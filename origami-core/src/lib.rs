@@ -31,6 +31,7 @@ mod mmap;
 pub mod paging;
 pub mod partition;
 mod read;
+mod shared;
 
 pub use error::{Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};
