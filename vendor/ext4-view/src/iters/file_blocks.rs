@@ -22,8 +22,6 @@ use extents_blocks::ExtentsBlocks;
 enum FileBlocksInner {
     ExtentsBlocks(ExtentsBlocks),
     BlockMap(BlockMap),
-    /// Origami patch: an `inline_data` inode has no blocks.
-    Inline,
 }
 
 /// Iterator over blocks in a file.
@@ -34,9 +32,7 @@ pub(crate) struct FileBlocks(FileBlocksInner);
 
 impl FileBlocks {
     pub(crate) fn new(fs: Ext4, inode: &Inode) -> Result<Self, Ext4Error> {
-        if inode.is_inline() {
-            Ok(Self(FileBlocksInner::Inline))
-        } else if inode.flags.contains(InodeFlags::EXTENTS) {
+        if inode.flags.contains(InodeFlags::EXTENTS) {
             Ok(Self(FileBlocksInner::ExtentsBlocks(ExtentsBlocks::new(
                 fs, inode,
             )?)))
@@ -54,7 +50,6 @@ impl Iterator for FileBlocks {
         match self {
             Self(FileBlocksInner::ExtentsBlocks(iter)) => iter.next(),
             Self(FileBlocksInner::BlockMap(iter)) => iter.next(),
-            Self(FileBlocksInner::Inline) => None,
         }
     }
 }

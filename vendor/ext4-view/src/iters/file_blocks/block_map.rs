@@ -169,12 +169,7 @@ impl BlockMap {
                 return Ok(None);
             }
         } else {
-            // Origami patch: upstream had `todo!()` here. It cannot be
-            // reached (`level_0.get` above ends the iteration past index
-            // 14), but a library must not keep a panic for it: the block
-            // map simply has no more entries.
-            self.is_done = true;
-            return Ok(None);
+            todo!();
         };
 
         Ok(Some(FsBlockIndex::from(ret)))
@@ -196,12 +191,7 @@ struct IndirectBlockIter {
 impl IndirectBlockIter {
     fn new(fs: Ext4, block_index: u32) -> Result<Self, Ext4Error> {
         let mut block = vec![0u8; fs.0.superblock.block_size.to_usize()];
-        // Origami patch: an indirect pointer of 0 is a hole spanning every
-        // block it would map (ext2/3 sparse files); its entries are all 0
-        // (holes too). Upstream read block 0 and failed.
-        if block_index != 0 {
-            fs.read_from_block(FsBlockIndex::from(block_index), 0, &mut block)?;
-        }
+        fs.read_from_block(FsBlockIndex::from(block_index), 0, &mut block)?;
 
         Ok(Self {
             block,
