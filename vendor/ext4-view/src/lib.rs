@@ -345,9 +345,9 @@ impl Ext4 {
         let mut block_cache = self.0.block_cache.borrow_mut();
         let cached_block = block_cache.get_or_insert_blocks(
             block_index,
-            |buf: &mut [u8]| {
+            |first_block: FsBlockIndex, buf: &mut [u8]| {
                 // Get the absolute byte to start reading from.
-                let start_byte = block_index
+                let start_byte = first_block
                     .checked_mul(block_size.to_u64())
                     .ok_or_else(err)?;
                 self.0
