@@ -341,6 +341,15 @@ impl DirEntry {
         Ok(self.file_type)
     }
 
+    /// Number of the inode this entry points to (origami patch), for
+    /// [`Ext4::metadata_by_inode`] and friends.
+    ///
+    /// [`Ext4::metadata_by_inode`]: crate::Ext4::metadata_by_inode
+    #[must_use]
+    pub fn inode_number(&self) -> u32 {
+        self.inode.get()
+    }
+
     /// Get [`Metadata`] for the entry.
     ///
     /// If the entry is a symlink, metadata for the symlink itself will

@@ -550,6 +550,65 @@ impl Ext4 {
         inner(self, path.try_into().map_err(|_| Ext4Error::MalformedPath)?)
     }
 
+    /// Origami patch: the inode numbered `inode`, or an error when the
+    /// number is zero or outside the inode tables.
+    fn inode_by_number(&self, inode: u32) -> Result<Inode, Ext4Error> {
+        let index = InodeIndex::new(inode).ok_or(Ext4Error::NotFound)?;
+        Inode::read(self, index)
+    }
+
+    /// Get the metadata of inode number `inode` (as returned by
+    /// [`DirEntry::inode_number`]), without resolving any path.
+    ///
+    /// Origami patch: walking a tree by path resolves every directory
+    /// from the root again; by inode, each is read once.
+    pub fn metadata_by_inode(&self, inode: u32) -> Result<Metadata, Ext4Error> {
+        Ok(self.inode_by_number(inode)?.metadata)
+    }
+
+    /// Get an iterator over the entries of the directory whose inode
+    /// number is `inode`. `path` is only given to the entries (for
+    /// [`DirEntry::path`]); it is not resolved.
+    ///
+    /// Origami patch, see [`Ext4::metadata_by_inode`].
+    pub fn read_dir_by_inode<'p, P>(
+        &self,
+        inode: u32,
+        path: P,
+    ) -> Result<ReadDir, Ext4Error>
+    where
+        P: TryInto<Path<'p>>,
+    {
+        let path = path.try_into().map_err(|_| Ext4Error::MalformedPath)?;
+        let inode = self.inode_by_number(inode)?;
+        if !inode.metadata.is_dir() {
+            return Err(Ext4Error::NotADirectory);
+        }
+        ReadDir::new(self.clone(), &inode, path.into())
+    }
+
+    /// Get the target of the symbolic link whose inode number is
+    /// `inode`.
+    ///
+    /// Origami patch, see [`Ext4::metadata_by_inode`].
+    pub fn read_link_by_inode(&self, inode: u32) -> Result<PathBuf, Ext4Error> {
+        self.inode_by_number(inode)?.symlink_target(self)
+    }
+
+    /// Open the regular file whose inode number is `inode`.
+    ///
+    /// Origami patch, see [`Ext4::metadata_by_inode`].
+    pub fn open_by_inode(&self, inode: u32) -> Result<File, Ext4Error> {
+        let inode = self.inode_by_number(inode)?;
+        if inode.metadata.is_dir() {
+            return Err(Ext4Error::IsADirectory);
+        }
+        if !inode.metadata.file_type.is_regular_file() {
+            return Err(Ext4Error::IsASpecialFile);
+        }
+        File::open_inode(self, inode)
+    }
+
     /// Check if `path` exists.
     ///
     /// Returns `Ok(true)` if `path` exists, or `Ok(false)` if it does
