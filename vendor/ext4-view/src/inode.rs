@@ -301,6 +301,9 @@ impl Inode {
         Ok(inode)
     }
 
+    /// Longest symlink target read (Linux's `PATH_MAX`; origami patch).
+    const MAX_SYMLINK_LEN: u64 = 4096;
+
     pub(crate) fn symlink_target(
         &self,
         ext4: &Ext4,
@@ -309,8 +312,13 @@ impl Inode {
             return Err(Ext4Error::NotASymlink);
         }
 
-        // An empty symlink target is not allowed.
-        if self.metadata.size_in_bytes == 0 {
+        // An empty symlink target is not allowed. Origami patch: nor one
+        // longer than Linux's PATH_MAX (4096): the target was read whole
+        // into a vector of the inode's size, so a hostile size of 4 GiB
+        // made a 4 GiB allocation (found by origami's fs_ext4 fuzz target).
+        if self.metadata.size_in_bytes == 0
+            || self.metadata.size_in_bytes > Self::MAX_SYMLINK_LEN
+        {
             return Err(CorruptKind::SymlinkTarget(self.index).into());
         }
 
