@@ -311,6 +311,11 @@ pub(crate) enum CorruptKind {
     /// The target of a symlink is not a valid path.
     SymlinkTarget(InodeIndex),
 
+    /// Origami patch: an `inline_data` inode whose in-inode content
+    /// (`i_block` and the `system.data` attribute) is corrupt or shorter
+    /// than its size.
+    InodeInlineData(InodeIndex),
+
     /// The number of blocks in a file exceeds 2^32.
     TooManyBlocksInFile,
 
@@ -504,6 +509,9 @@ impl Display for CorruptKind {
             }
             Self::SymlinkTarget(inode) => {
                 write!(f, "inode {inode} has an invalid symlink path")
+            }
+            Self::InodeInlineData(inode) => {
+                write!(f, "inode {inode} has corrupt inline data")
             }
             Self::TooManyBlocksInFile => write!(f, "too many blocks in file"),
             Self::ExtentMagic(inode) => {

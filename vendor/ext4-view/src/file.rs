@@ -8,7 +8,7 @@
 
 use crate::Ext4;
 use crate::block_index::FsBlockIndex;
-use crate::error::Ext4Error;
+use crate::error::{CorruptKind, Ext4Error};
 use crate::inode::Inode;
 use crate::iters::file_blocks::FileBlocks;
 use crate::metadata::Metadata;
@@ -118,6 +118,18 @@ impl File {
             if buf.len() > bytes_remaining {
                 buf = &mut buf[..bytes_remaining];
             }
+        }
+
+        // Origami patch: `inline_data` content is in the inode.
+        if self.inode.is_inline() {
+            let content = self.inode.inline_content()?;
+            let start = usize::try_from(self.position)
+                .map_err(|_| CorruptKind::InodeInlineData(self.inode.index))?;
+            let src = content.get(start..).unwrap_or_default();
+            let n = src.len().min(buf.len());
+            buf[..n].copy_from_slice(&src[..n]);
+            self.position = self.position.saturating_add(n as u64);
+            return Ok(n);
         }
 
         let block_size = self.fs.0.superblock.block_size;

@@ -217,8 +217,9 @@ fn check_incompat_features(
         | IncompatibleFeatures::MULTIPLE_MOUNT_PROTECTION
         | IncompatibleFeatures::LARGE_EXTENDED_ATTRIBUTES_IN_INODES
         | IncompatibleFeatures::DATA_IN_DIR_ENTRY
-        | IncompatibleFeatures::LARGE_DIRECTORIES
-        | IncompatibleFeatures::DATA_IN_INODE;
+        | IncompatibleFeatures::LARGE_DIRECTORIES;
+    // Origami patch: DATA_IN_INODE (inline_data) is read (see
+    // `Inode::inline_content`).
 
     let present_required = actual & required_features;
     if present_required != required_features {

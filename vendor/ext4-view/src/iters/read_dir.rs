@@ -62,6 +62,10 @@ pub struct ReadDir {
 
     /// Inode of the directory. Just used for error reporting.
     inode: InodeIndex,
+
+    /// Origami patch: the directory is `inline_data`; `block` holds all
+    /// its entries (synthetic `.` and `..`, then both in-inode regions).
+    inline_dir: bool,
 }
 
 impl ReadDir {
@@ -76,13 +80,21 @@ impl ReadDir {
             return Err(Ext4Error::Encrypted);
         }
 
+        let inline_dir = inode.is_inline();
+        let block = if inline_dir {
+            inline_dir_entries(inode)?
+        } else {
+            vec![0; fs.0.superblock.block_size.to_usize()]
+        };
+
         Ok(Self {
             fs: fs.clone(),
             path: Rc::new(path),
             file_blocks: FileBlocks::new(fs.clone(), inode)?,
             block_index: None,
             is_first_block: true,
-            block: vec![0; fs.0.superblock.block_size.to_usize()],
+            block,
+            inline_dir,
             offset_within_block: 0,
             is_done: false,
             has_htree,
@@ -92,6 +104,29 @@ impl ReadDir {
     }
 
     fn next_impl(&mut self) -> Result<Option<DirEntry>, Ext4Error> {
+        // Origami patch: an inline directory is one buffer of entries.
+        if self.inline_dir {
+            let Some(rest) = self.block.get(self.offset_within_block..)
+            else {
+                self.is_done = true;
+                return Ok(None);
+            };
+            if rest.is_empty() {
+                self.is_done = true;
+                return Ok(None);
+            }
+            let (entry, entry_size) = DirEntry::from_bytes(
+                self.fs.clone(),
+                rest,
+                self.inode,
+                self.path.clone(),
+            )?;
+            self.offset_within_block = self
+                .offset_within_block
+                .checked_add(entry_size.get())
+                .ok_or(CorruptKind::DirEntry(self.inode))?;
+            return Ok(entry);
+        }
         // Get the block index, or get the next one if not set.
         let block_index = if let Some(block_index) = self.block_index {
             block_index
@@ -147,6 +182,32 @@ impl ReadDir {
 
         Ok(entry)
     }
+}
+
+/// Origami patch: the entries of an `inline_data` directory as one
+/// buffer: synthetic `.` and `..` entries (the inode stores only the
+/// parent's number, in its first 4 bytes), then the entries of `i_block`
+/// after those 4 bytes, then those of the `system.data` attribute (each
+/// region's last entry spans to its end, so they parse back to back).
+fn inline_dir_entries(inode: &Inode) -> Result<Vec<u8>, Ext4Error> {
+    let content = inode.inline_content()?;
+    let Some((parent, entries)) = content.split_at_checked(4) else {
+        return Err(CorruptKind::InodeInlineData(inode.index).into());
+    };
+    let mut block = Vec::with_capacity(24 + entries.len());
+    for (ino, name) in [(inode.index.get().to_le_bytes(), &b"."[..]), (
+        [parent[0], parent[1], parent[2], parent[3]],
+        &b".."[..],
+    )] {
+        block.extend_from_slice(&ino);
+        block.extend_from_slice(&12u16.to_le_bytes());
+        // Name length, then file type 2 (directory).
+        block.extend_from_slice(&[name.len() as u8, 2]);
+        block.extend_from_slice(name);
+        block.resize(block.len() + 4 - name.len(), 0);
+    }
+    block.extend_from_slice(entries);
+    Ok(block)
 }
 
 impl Debug for ReadDir {
