@@ -169,7 +169,12 @@ impl BlockMap {
                 return Ok(None);
             }
         } else {
-            todo!();
+            // Origami patch: upstream had `todo!()` here. It cannot be
+            // reached (`level_0.get` above ends the iteration past index
+            // 14), but a library must not keep a panic for it: the block
+            // map simply has no more entries.
+            self.is_done = true;
+            return Ok(None);
         };
 
         Ok(Some(FsBlockIndex::from(ret)))
