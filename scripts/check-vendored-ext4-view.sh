@@ -78,7 +78,7 @@ while read -r p; do
         exit 1
     fi
     if ! out=$(patch -d "$tmp/a" -p1 --batch --forward --fuzz=0 --no-backup-if-mismatch \
-        -i "$PWD/$patches/$p" 2>&1); then
+        --remove-empty-files -i "$PWD/$patches/$p" 2>&1); then
         echo "$p does not apply:" >&2
         echo "$out" >&2
         exit 1
@@ -106,7 +106,8 @@ if [ -n "$new_patch" ]; then
         echo
         echo "(say what this changes and why)"
         echo "---"
-        cat "$tmp/diff"
+        # Without diff's timestamps, so that the patch does not change with checkouts.
+        sed -E 's/^((---|\+\+\+) [^\t]+)\t.*$/\1/' "$tmp/diff"
     } >"$patches/$next"
     echo "$next" >>"$patches/series"
     echo "wrote $patches/$next and appended it to $patches/series"

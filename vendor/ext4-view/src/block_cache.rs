@@ -13,6 +13,7 @@ use crate::error::Ext4Error;
 use crate::util::usize_from_u32;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::num::NonZeroU64;
 
 /// Number of ways of the set-associative cache.
 const WAYS: usize = 4;
@@ -23,6 +24,10 @@ const GROUP_BYTES: u32 = 32 * 1024;
 /// Total bytes the cache may hold (origami: 8 MiB, the original held 256 KiB).
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
+/// Multiplier of the Fibonacci hashing that spreads groups over the sets
+/// (2^64 divided by the golden ratio).
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// Block cache (origami patch: replaces the 64-entry LRU `VecDeque`).
 ///
 /// The original cache held 64 blocks in a deque searched linearly and
@@ -32,26 +37,22 @@ const CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// a set) over aligned groups of blocks: a miss reads one whole group
 /// straight into its slot, a hit is a hash and at most four compares,
 /// and nothing is copied inside the cache. Memory is bounded by
-/// `CACHE_BYTES` (and by the file system's size for small ones),
+/// `CACHE_BYTES` (and by the file system's size for small ones; blocks
+/// larger than 2 MiB, which Linux never makes, get one set of four),
 /// whatever the file system says.
 pub(crate) struct BlockCache {
-    /// Slot data, `num_slots * group_bytes` bytes. Allocated on first miss.
-    data: Vec<u8>,
+    /// The sets, a power of two of them.
+    sets: Vec<CacheSet>,
 
-    /// Tag of each slot: group index + 1, or 0 when empty.
-    tags: Vec<u64>,
-
-    /// Last-use stamp of each slot, for LRU within a set.
-    stamps: Vec<u64>,
-
-    /// Clock for `stamps`.
-    clock: u64,
-
-    /// Number of sets (a power of two); `num_sets * WAYS` slots.
-    num_sets: usize,
+    /// Right shift taking a group's hash to its set: the top bits of the
+    /// product are the best mixed (64 - log2 of the number of sets).
+    set_shift: u32,
 
     /// Blocks per group (at least 1).
-    blocks_per_group: u32,
+    blocks_per_group: NonZeroU64,
+
+    /// Bytes per group: `blocks_per_group * block_size`.
+    group_bytes: usize,
 
     /// File system block size.
     block_size: BlockSize,
@@ -61,6 +62,22 @@ pub(crate) struct BlockCache {
     /// This is used to ensure that when reading multiple blocks we
     /// don't go past the end of the filesystem.
     num_fs_blocks: u64,
+}
+
+/// One set: `WAYS` slots of a group each.
+struct CacheSet {
+    /// Slot data, `WAYS * group_bytes` bytes. Allocated on the set's
+    /// first miss.
+    data: Vec<u8>,
+
+    /// Tag of each way: group index + 1, or 0 when empty.
+    tags: [u64; WAYS],
+
+    /// Last-use stamp of each way, for LRU within the set.
+    stamps: [u64; WAYS],
+
+    /// Clock for `stamps`.
+    clock: u64,
 }
 
 impl BlockCache {
@@ -76,33 +93,40 @@ impl BlockCache {
                 num_blocks: blocks_per_group,
                 block_size,
             })?;
+        // At least 1 (`max` above).
+        let blocks_per_group = NonZeroU64::new(u64::from(blocks_per_group))
+            .unwrap_or(NonZeroU64::MIN);
         // No more slots than the file system has groups, nor than fit in
         // CACHE_BYTES; a power of two number of sets.
-        let fs_groups = num_fs_blocks.div_ceil(u64::from(blocks_per_group));
-        let max_sets = (CACHE_BYTES / group_bytes / WAYS).max(1);
-        let want_sets =
-            usize::try_from(fs_groups.div_ceil(WAYS as u64)).unwrap_or(max_sets);
-        let mut num_sets = 1;
-        while num_sets < want_sets.min(max_sets) {
-            num_sets *= 2;
-        }
-        if num_sets > max_sets {
-            num_sets /= 2;
-        }
+        let fs_groups =
+            usize::try_from(num_fs_blocks.div_ceil(blocks_per_group.get()))
+                .unwrap_or(usize::MAX);
+        let max_sets = CACHE_BYTES
+            .checked_div(group_bytes.saturating_mul(WAYS))
+            .unwrap_or(0)
+            .max(1);
+        let want_sets = fs_groups.div_ceil(WAYS).min(max_sets);
+        // The largest power of two at most `want_sets` (at least 1), so
+        // that the cache never holds more than `max_sets` sets.
+        let log_sets = want_sets.checked_ilog2().unwrap_or(0);
+        let num_sets = 1usize.checked_shl(log_sets).unwrap_or(1);
+        let set_shift = u64::BITS.saturating_sub(log_sets);
         Ok(Self {
-            data: Vec::new(),
-            tags: Vec::new(),
-            stamps: Vec::new(),
-            clock: 0,
-            num_sets,
+            sets: (0..num_sets).map(|_| CacheSet::empty()).collect(),
+            set_shift,
             blocks_per_group,
+            group_bytes,
             block_size,
             num_fs_blocks,
         })
     }
 
-    fn group_bytes(&self) -> usize {
-        usize_from_u32(self.blocks_per_group) * self.block_size.to_usize()
+    /// The set holding group `group`.
+    fn set_index(&self, group: u64) -> usize {
+        // `checked_shr` is `None` only for a shift of 64: one set.
+        let hash = group.wrapping_mul(FIBONACCI).checked_shr(self.set_shift);
+        // Below the number of sets, so it fits.
+        usize::try_from(hash.unwrap_or(0)).unwrap_or(0)
     }
 
     /// Get the cached data of block `block_index`, reading its whole
@@ -121,59 +145,82 @@ impl BlockCache {
         F: FnOnce(FsBlockIndex, &mut [u8]) -> Result<(), Ext4Error>,
     {
         assert!(block_index < self.num_fs_blocks);
-        if self.tags.is_empty() {
-            let slots = self.num_sets * WAYS;
-            self.tags = vec![0; slots];
-            self.stamps = vec![0; slots];
-            self.data = vec![0; slots * self.group_bytes()];
-        }
-        let bpg = u64::from(self.blocks_per_group);
-        let group = block_index / bpg;
-        let tag = group + 1;
-        // Fibonacci hashing spreads neighbouring groups over the sets.
-        let set = (group.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize
-            & (self.num_sets - 1);
-        let first = set * WAYS;
-        self.clock += 1;
+        let group = block_index / self.blocks_per_group;
+        let within_group = block_index % self.blocks_per_group;
+        let set = self.set_index(group);
+        let (group_bytes, block_size) =
+            (self.group_bytes, self.block_size.to_usize());
+        let group_start = group.saturating_mul(self.blocks_per_group.get());
+        let group_blocks = self.num_fs_blocks.saturating_sub(group_start);
+        let set = &mut self.sets[set];
+        let slot = set.lookup_or_fill(group, group_bytes, |buf| {
+            // The last group stops at the end of the file system.
+            let len = usize::try_from(group_blocks)
+                .map_or(buf.len(), |blocks| {
+                    blocks.saturating_mul(block_size).min(buf.len())
+                });
+            f(group_start, &mut buf[..len])
+        })?;
+        // OK to index: `within_group` is below `blocks_per_group`, so the
+        // block lies inside the slot.
+        let start = usize::try_from(within_group)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(block_size);
+        Ok(&slot[start..][..block_size])
+    }
+}
 
-        let mut slot = None;
-        for way in first..first + WAYS {
-            if self.tags[way] == tag {
-                slot = Some(way);
-                break;
-            }
+impl CacheSet {
+    fn empty() -> Self {
+        Self {
+            data: Vec::new(),
+            tags: [0; WAYS],
+            stamps: [0; WAYS],
+            clock: 0,
         }
-        let slot = match slot {
-            Some(s) => s,
+    }
+
+    /// The slot (`group_bytes` bytes) holding `group`: a hit, or on a miss
+    /// the least recently used way, filled by `fill`. After a failed fill
+    /// the way is empty.
+    fn lookup_or_fill(
+        &mut self,
+        group: u64,
+        group_bytes: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), Ext4Error>,
+    ) -> Result<&[u8], Ext4Error> {
+        // Tags are group + 1, so that 0 marks an empty way. (A group of
+        // u64::MAX wraps to 0: never a hit, still correct.)
+        let tag = group.wrapping_add(1);
+        self.clock = self.clock.wrapping_add(1);
+        let way = match self.tags.iter().position(|&t| t == tag) {
+            Some(way) => way,
             None => {
-                // Least recently used way of the set.
-                let mut victim = first;
-                for way in first..first + WAYS {
+                if self.data.is_empty() {
+                    self.data = vec![0; WAYS.saturating_mul(group_bytes)];
+                }
+                // Least recently used way.
+                let mut victim = 0;
+                for way in 1..WAYS {
                     if self.stamps[way] < self.stamps[victim] {
                         victim = way;
                     }
                 }
-                let group_start = group * bpg;
-                let end_block =
-                    group_start.saturating_add(bpg).min(self.num_fs_blocks);
-                // At most `blocks_per_group` blocks, so this fits.
-                let num_blocks = (end_block - group_start) as usize;
-                let num_bytes = num_blocks * self.block_size.to_usize();
-                let gb = self.group_bytes();
-                let buf = &mut self.data[victim * gb..victim * gb + num_bytes];
-                // Mark the slot empty until the read succeeds.
+                // Empty until the read succeeds.
                 self.tags[victim] = 0;
-                f(group_start, buf)?;
+                fill(slot_mut(&mut self.data, victim, group_bytes))?;
                 self.tags[victim] = tag;
                 victim
             }
         };
-        self.stamps[slot] = self.clock;
-        let gb = self.group_bytes();
-        let bs = self.block_size.to_usize();
-        let within = (block_index - group * bpg) as usize * bs;
-        let start = slot * gb + within;
-        Ok(&self.data[start..start + bs])
+        self.stamps[way] = self.clock;
+        Ok(slot_mut(&mut self.data, way, group_bytes))
     }
 }
 
+/// Slot `way` of a set's data.
+fn slot_mut(data: &mut [u8], way: usize, group_bytes: usize) -> &mut [u8] {
+    // `data` holds WAYS slots and `way` < WAYS.
+    let start = way.saturating_mul(group_bytes);
+    &mut data[start..start.saturating_add(group_bytes)]
+}
