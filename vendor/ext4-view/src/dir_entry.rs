@@ -474,6 +474,7 @@ mod tests {
         assert_eq!(get_hash(name), get_hash(b"abc"));
     }
 
+    #[cfg(ext4_view_upstream_test_data)]
     #[cfg(feature = "std")]
     #[test]
     fn test_dir_entry_from_bytes() {

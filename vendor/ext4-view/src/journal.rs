@@ -65,7 +65,7 @@ impl Journal {
     }
 }
 
-#[cfg(all(test, feature = "std"))]
+#[cfg(all(test, feature = "std", ext4_view_upstream_test_data))]
 mod tests {
     use crate::test_util::load_compressed_filesystem;
     use alloc::rc::Rc;

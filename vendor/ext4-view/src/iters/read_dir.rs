@@ -223,7 +223,7 @@ impl Debug for ReadDir {
 impl_result_iter!(ReadDir, DirEntry);
 
 #[cfg(feature = "std")]
-#[cfg(test)]
+#[cfg(all(test, ext4_view_upstream_test_data))]
 mod tests {
     use super::*;
     use crate::test_util::load_test_disk1;
