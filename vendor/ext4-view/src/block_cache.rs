@@ -224,3 +224,218 @@ fn slot_mut(data: &mut [u8], way: usize, group_bytes: usize) -> &mut [u8] {
     let start = way.saturating_mul(group_bytes);
     &mut data[start..start.saturating_add(group_bytes)]
 }
+
+/// Origami tests of the set-associative cache, against plain bytes: block
+/// `b` of the simulated file system holds `truth(b, i)` at byte `i`,
+/// computed independently of the cache.
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// Byte `i` of block `block` of the simulated file system.
+    fn truth(block: u64, i: usize) -> u8 {
+        let x = block
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(i as u64)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        (x >> 56) as u8
+    }
+
+    fn truth_block(block: u64, block_size: usize) -> Vec<u8> {
+        (0..block_size).map(|i| truth(block, i)).collect()
+    }
+
+    fn block_size(bytes: u32) -> BlockSize {
+        BlockSize::from_superblock_value(bytes.trailing_zeros() - 10).unwrap()
+    }
+
+    /// Every read the cache asked for: (first block, length in bytes).
+    type Log = Vec<(u64, usize)>;
+
+    /// Block `block` through the cache, filling misses from the
+    /// simulated file system and logging them.
+    fn get(cache: &mut BlockCache, block: u64, log: &mut Log) -> Vec<u8> {
+        let bs = cache.block_size.to_usize();
+        cache
+            .get_or_insert_blocks(block, |first, buf: &mut [u8]| {
+                log.push((first, buf.len()));
+                for (n, chunk) in buf.chunks_mut(bs).enumerate() {
+                    for (i, b) in chunk.iter_mut().enumerate() {
+                        *b = truth(first + n as u64, i);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Bytes the cache holds in slots (each set's on its first miss).
+    fn allocated(cache: &BlockCache) -> usize {
+        cache.sets.iter().map(|set| set.data.len()).sum()
+    }
+
+    /// The set of group `group`, as the cache computes it.
+    fn set_of(cache: &BlockCache, group: u64) -> usize {
+        cache.set_index(group)
+    }
+
+    #[test]
+    fn a_miss_reads_the_aligned_group_then_its_blocks_hit() {
+        // 1 KiB blocks: 32 blocks per 32 KiB group.
+        let mut cache = BlockCache::new(block_size(1024), 10_000).unwrap();
+        let mut log = Log::new();
+        assert_eq!(get(&mut cache, 70, &mut log), truth_block(70, 1024));
+        assert_eq!(log, [(64, 32 * 1024)]);
+        for b in 64..96 {
+            assert_eq!(get(&mut cache, b, &mut log), truth_block(b, 1024));
+        }
+        assert_eq!(log.len(), 1, "blocks of a cached group are hits");
+        assert_eq!(get(&mut cache, 96, &mut log), truth_block(96, 1024));
+        assert_eq!(log[1], (96, 32 * 1024));
+    }
+
+    #[test]
+    fn groups_are_aligned_for_every_block_size() {
+        for bytes in [1024u32, 2048, 4096, 8192, 65536] {
+            let bs = block_size(bytes);
+            let bpg = u64::from((GROUP_BYTES / bytes).max(1));
+            let mut cache = BlockCache::new(bs, 1 << 20).unwrap();
+            let mut log = Log::new();
+            for block in [1u64, bpg, 3 * bpg + 1, 1000, (1 << 20) - 1] {
+                assert_eq!(
+                    get(&mut cache, block, &mut log),
+                    truth_block(block, bs.to_usize())
+                );
+                let &(first, len) = log.last().unwrap();
+                assert_eq!(first % bpg, 0, "block size {bytes}");
+                assert!(first <= block && block < first + bpg);
+                assert_eq!(len, (bpg * u64::from(bytes)) as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_group_stops_at_the_end_of_the_file_system() {
+        let mut cache = BlockCache::new(block_size(1024), 100).unwrap();
+        let mut log = Log::new();
+        assert_eq!(get(&mut cache, 99, &mut log), truth_block(99, 1024));
+        assert_eq!(log, [(96, 4 * 1024)]);
+        assert_eq!(get(&mut cache, 97, &mut log), truth_block(97, 1024));
+        assert_eq!(log.len(), 1);
+    }
+
+    #[test]
+    fn lru_eviction_within_a_set() {
+        let bs = block_size(4096);
+        let mut cache = BlockCache::new(bs, 1 << 30).unwrap();
+        assert!(cache.sets.len() > 1);
+        // Five groups of the same set (group g starts at block 8 * g).
+        let set = set_of(&cache, 3);
+        let groups: Vec<u64> = (3..)
+            .filter(|&g| set_of(&cache, g) == set)
+            .take(5)
+            .collect();
+        let block = |g: u64| g * 8 + 5;
+        let mut log = Log::new();
+        let mut touch = |cache: &mut BlockCache, g: u64| {
+            let before = log.len();
+            assert_eq!(
+                get(cache, block(g), &mut log),
+                truth_block(block(g), 4096)
+            );
+            log.len() > before
+        };
+        for &g in &groups[..4] {
+            assert!(touch(&mut cache, g), "first access is a miss");
+        }
+        // All four ways hold their group; the first becomes most recent.
+        for &g in &groups[..4] {
+            assert!(!touch(&mut cache, g), "a cached group is a hit");
+        }
+        assert!(!touch(&mut cache, groups[0]));
+        // A fifth group of the set evicts the least recently used: the
+        // second.
+        assert!(touch(&mut cache, groups[4]));
+        assert!(!touch(&mut cache, groups[0]));
+        assert!(!touch(&mut cache, groups[2]));
+        assert!(!touch(&mut cache, groups[3]));
+        assert!(!touch(&mut cache, groups[4]));
+        assert!(touch(&mut cache, groups[1]), "the evicted group is re-read");
+        // Groups of other sets never evict these.
+        let others: Vec<u64> =
+            (0..2000).filter(|&g| set_of(&cache, g) != set).collect();
+        for &g in &others {
+            touch(&mut cache, g);
+        }
+        // Group 1 replaced the least recently used of the set, group 0;
+        // the other three stayed.
+        assert!(!touch(&mut cache, groups[1]));
+        assert!(!touch(&mut cache, groups[2]));
+        assert!(!touch(&mut cache, groups[3]));
+        assert!(!touch(&mut cache, groups[4]));
+        assert!(touch(&mut cache, groups[0]));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_8_mib() {
+        // A file system claiming 2^40 blocks of 4 KiB: at most 8 MiB of
+        // slots, whatever the walk touches.
+        let mut cache = BlockCache::new(block_size(4096), 1 << 40).unwrap();
+        let mut log = Log::new();
+        for i in 0..5000u64 {
+            let block = i.wrapping_mul(0x2545_F491_4F6C_DD1D) % (1 << 40);
+            assert_eq!(
+                get(&mut cache, block, &mut log),
+                truth_block(block, 4096)
+            );
+        }
+        assert_eq!(allocated(&cache), CACHE_BYTES);
+        assert_eq!(cache.sets.len() * WAYS * cache.group_bytes, CACHE_BYTES);
+        // Blocks of 64 KiB: one block per group, still 8 MiB.
+        let mut cache = BlockCache::new(block_size(65536), 1 << 40).unwrap();
+        for i in 0..500u64 {
+            get(&mut cache, i * 977, &mut log);
+        }
+        assert_eq!(allocated(&cache), CACHE_BYTES);
+    }
+
+    #[test]
+    fn a_small_file_system_gets_fewer_slots() {
+        // 100 KiB of 1 KiB blocks: 4 groups, one set of 4 ways.
+        let mut cache = BlockCache::new(block_size(1024), 100).unwrap();
+        assert_eq!(cache.sets.len(), 1);
+        let mut log = Log::new();
+        for b in 1..100 {
+            assert_eq!(get(&mut cache, b, &mut log), truth_block(b, 1024));
+        }
+        assert_eq!(allocated(&cache), WAYS * 32 * 1024);
+        // The whole file system fits: each group was read once.
+        assert_eq!(log.len(), 4);
+        for b in 1..100 {
+            get(&mut cache, b, &mut log);
+        }
+        assert_eq!(log.len(), 4);
+        // Nothing is allocated before the first miss.
+        let cache = BlockCache::new(block_size(4096), 1 << 30).unwrap();
+        assert_eq!(allocated(&cache), 0);
+    }
+
+    #[test]
+    fn a_failed_read_caches_nothing() {
+        let mut cache = BlockCache::new(block_size(1024), 1000).unwrap();
+        let err = cache
+            .get_or_insert_blocks(40, |_, buf: &mut [u8]| {
+                buf.fill(0xee);
+                Err(Ext4Error::NotFound)
+            })
+            .unwrap_err();
+        assert!(matches!(err, Ext4Error::NotFound));
+        // The group is read again, and its real content returned.
+        let mut log = Log::new();
+        assert_eq!(get(&mut cache, 40, &mut log), truth_block(40, 1024));
+        assert_eq!(log, [(32, 32 * 1024)]);
+    }
+}
