@@ -7,7 +7,9 @@
 //! changes that make a full walk 3-4x faster: an 8 MiB set-associative block cache (the
 //! original held 64 blocks, searched linearly, and copied each block twice) and by-inode
 //! access (`read_dir_by_inode`, `open_by_inode`, ...): the walk reads each directory by the
-//! inode number of its entry instead of resolving its path from `/` again.
+//! inode number of its entry instead of resolving its path from `/` again. Its handle is
+//! `Send + Sync` (`Arc` and mutexes instead of `Rc` and `RefCell`; the block cache locks one
+//! set at a time), so an [`Ext4Fs`] is opened once and shared by the threads that read it.
 
 use std::io::Read;
 use std::sync::Arc;

@@ -109,7 +109,10 @@ pub struct DirEntry {
 /// Paths are absolute within the file system (`/etc/hosts`), raw bytes, and the caller
 /// guarantees that no directory component is a symlink: implementations never follow
 /// symlinks, so a guest link can only be followed by [`GuestTree`], inside the guest.
-pub trait FileSystem {
+///
+/// A file system is `Send + Sync`: one opened guest is shared by the threads that read it
+/// (the file crawler's hashing threads), rather than opened again per thread.
+pub trait FileSystem: Send + Sync {
     /// How the file system names itself.
     fn info(&self) -> FsInfo;
     /// The metadata of `path` itself (a symlink is not followed).

@@ -10,6 +10,7 @@ use crate::block_index::FsBlockIndex;
 use crate::block_size::BlockSize;
 use crate::error::CorruptKind;
 use crate::error::Ext4Error;
+use crate::sync::Lock;
 use crate::util::usize_from_u32;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -41,8 +42,10 @@ const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 /// larger than 2 MiB, which Linux never makes, get one set of four),
 /// whatever the file system says.
 pub(crate) struct BlockCache {
-    /// The sets, a power of two of them.
-    sets: Vec<CacheSet>,
+    /// The sets, a power of two of them, each behind its own lock
+    /// (origami patch: `Ext4` is shared between threads; threads reading
+    /// groups of different sets do not wait for each other).
+    sets: Vec<Lock<CacheSet>>,
 
     /// Right shift taking a group's hash to its set: the top bits of the
     /// product are the best mixed (64 - log2 of the number of sets).
@@ -112,7 +115,9 @@ impl BlockCache {
         let num_sets = 1usize.checked_shl(log_sets).unwrap_or(1);
         let set_shift = u64::BITS.saturating_sub(log_sets);
         Ok(Self {
-            sets: (0..num_sets).map(|_| CacheSet::empty()).collect(),
+            sets: (0..num_sets)
+                .map(|_| Lock::new(CacheSet::empty()))
+                .collect(),
             set_shift,
             blocks_per_group,
             group_bytes,
@@ -129,18 +134,23 @@ impl BlockCache {
         usize::try_from(hash.unwrap_or(0)).unwrap_or(0)
     }
 
-    /// Get the cached data of block `block_index`, reading its whole
-    /// group with `f(first_block, buf)` on a miss. `f` is called at most
-    /// once.
+    /// Copy bytes `offset..offset + dst.len()` of block `block_index`
+    /// into `dst`, reading the block's whole group with
+    /// `f(first_block, buf)` on a miss. `f` is called at most once, with
+    /// the lock of the block's set held (so two threads missing the same
+    /// group read it once).
     ///
     /// # Preconditions
     ///
-    /// `block_index` must be less than `num_fs_blocks`.
-    pub(crate) fn get_or_insert_blocks<F>(
-        &mut self,
+    /// `block_index` must be less than `num_fs_blocks`, and
+    /// `offset + dst.len()` at most the block size.
+    pub(crate) fn read<F>(
+        &self,
         block_index: FsBlockIndex,
+        offset: usize,
+        dst: &mut [u8],
         f: F,
-    ) -> Result<&[u8], Ext4Error>
+    ) -> Result<(), Ext4Error>
     where
         F: FnOnce(FsBlockIndex, &mut [u8]) -> Result<(), Ext4Error>,
     {
@@ -152,7 +162,7 @@ impl BlockCache {
             (self.group_bytes, self.block_size.to_usize());
         let group_start = group.saturating_mul(self.blocks_per_group.get());
         let group_blocks = self.num_fs_blocks.saturating_sub(group_start);
-        let set = &mut self.sets[set];
+        let mut set = self.sets[set].lock();
         let slot = set.lookup_or_fill(group, group_bytes, |buf| {
             // The last group stops at the end of the file system.
             let len = usize::try_from(group_blocks)
@@ -162,11 +172,14 @@ impl BlockCache {
             f(group_start, &mut buf[..len])
         })?;
         // OK to index: `within_group` is below `blocks_per_group`, so the
-        // block lies inside the slot.
+        // block lies inside the slot, and the caller keeps the read inside
+        // the block.
         let start = usize::try_from(within_group)
             .unwrap_or(usize::MAX)
-            .saturating_mul(block_size);
-        Ok(&slot[start..][..block_size])
+            .saturating_mul(block_size)
+            .saturating_add(offset);
+        dst.copy_from_slice(&slot[start..][..dst.len()]);
+        Ok(())
     }
 }
 
@@ -256,10 +269,11 @@ mod tests {
 
     /// Block `block` through the cache, filling misses from the
     /// simulated file system and logging them.
-    fn get(cache: &mut BlockCache, block: u64, log: &mut Log) -> Vec<u8> {
+    fn get(cache: &BlockCache, block: u64, log: &mut Log) -> Vec<u8> {
         let bs = cache.block_size.to_usize();
+        let mut out = vec![0; bs];
         cache
-            .get_or_insert_blocks(block, |first, buf: &mut [u8]| {
+            .read(block, 0, &mut out, |first, buf: &mut [u8]| {
                 log.push((first, buf.len()));
                 for (n, chunk) in buf.chunks_mut(bs).enumerate() {
                     for (i, b) in chunk.iter_mut().enumerate() {
@@ -268,13 +282,13 @@ mod tests {
                 }
                 Ok(())
             })
-            .unwrap()
-            .to_vec()
+            .unwrap();
+        out
     }
 
     /// Bytes the cache holds in slots (each set's on its first miss).
     fn allocated(cache: &BlockCache) -> usize {
-        cache.sets.iter().map(|set| set.data.len()).sum()
+        cache.sets.iter().map(|set| set.lock().data.len()).sum()
     }
 
     /// The set of group `group`, as the cache computes it.
@@ -285,15 +299,15 @@ mod tests {
     #[test]
     fn a_miss_reads_the_aligned_group_then_its_blocks_hit() {
         // 1 KiB blocks: 32 blocks per 32 KiB group.
-        let mut cache = BlockCache::new(block_size(1024), 10_000).unwrap();
+        let cache = BlockCache::new(block_size(1024), 10_000).unwrap();
         let mut log = Log::new();
-        assert_eq!(get(&mut cache, 70, &mut log), truth_block(70, 1024));
+        assert_eq!(get(&cache, 70, &mut log), truth_block(70, 1024));
         assert_eq!(log, [(64, 32 * 1024)]);
         for b in 64..96 {
-            assert_eq!(get(&mut cache, b, &mut log), truth_block(b, 1024));
+            assert_eq!(get(&cache, b, &mut log), truth_block(b, 1024));
         }
         assert_eq!(log.len(), 1, "blocks of a cached group are hits");
-        assert_eq!(get(&mut cache, 96, &mut log), truth_block(96, 1024));
+        assert_eq!(get(&cache, 96, &mut log), truth_block(96, 1024));
         assert_eq!(log[1], (96, 32 * 1024));
     }
 
@@ -302,11 +316,11 @@ mod tests {
         for bytes in [1024u32, 2048, 4096, 8192, 65536] {
             let bs = block_size(bytes);
             let bpg = u64::from((GROUP_BYTES / bytes).max(1));
-            let mut cache = BlockCache::new(bs, 1 << 20).unwrap();
+            let cache = BlockCache::new(bs, 1 << 20).unwrap();
             let mut log = Log::new();
             for block in [1u64, bpg, 3 * bpg + 1, 1000, (1 << 20) - 1] {
                 assert_eq!(
-                    get(&mut cache, block, &mut log),
+                    get(&cache, block, &mut log),
                     truth_block(block, bs.to_usize())
                 );
                 let &(first, len) = log.last().unwrap();
@@ -319,18 +333,18 @@ mod tests {
 
     #[test]
     fn the_last_group_stops_at_the_end_of_the_file_system() {
-        let mut cache = BlockCache::new(block_size(1024), 100).unwrap();
+        let cache = BlockCache::new(block_size(1024), 100).unwrap();
         let mut log = Log::new();
-        assert_eq!(get(&mut cache, 99, &mut log), truth_block(99, 1024));
+        assert_eq!(get(&cache, 99, &mut log), truth_block(99, 1024));
         assert_eq!(log, [(96, 4 * 1024)]);
-        assert_eq!(get(&mut cache, 97, &mut log), truth_block(97, 1024));
+        assert_eq!(get(&cache, 97, &mut log), truth_block(97, 1024));
         assert_eq!(log.len(), 1);
     }
 
     #[test]
     fn lru_eviction_within_a_set() {
         let bs = block_size(4096);
-        let mut cache = BlockCache::new(bs, 1 << 30).unwrap();
+        let cache = BlockCache::new(bs, 1 << 30).unwrap();
         assert!(cache.sets.len() > 1);
         // Five groups of the same set (group g starts at block 8 * g).
         let set = set_of(&cache, 3);
@@ -340,7 +354,7 @@ mod tests {
             .collect();
         let block = |g: u64| g * 8 + 5;
         let mut log = Log::new();
-        let mut touch = |cache: &mut BlockCache, g: u64| {
+        let mut touch = |cache: &BlockCache, g: u64| {
             let before = log.len();
             assert_eq!(
                 get(cache, block(g), &mut log),
@@ -349,55 +363,52 @@ mod tests {
             log.len() > before
         };
         for &g in &groups[..4] {
-            assert!(touch(&mut cache, g), "first access is a miss");
+            assert!(touch(&cache, g), "first access is a miss");
         }
         // All four ways hold their group; the first becomes most recent.
         for &g in &groups[..4] {
-            assert!(!touch(&mut cache, g), "a cached group is a hit");
+            assert!(!touch(&cache, g), "a cached group is a hit");
         }
-        assert!(!touch(&mut cache, groups[0]));
+        assert!(!touch(&cache, groups[0]));
         // A fifth group of the set evicts the least recently used: the
         // second.
-        assert!(touch(&mut cache, groups[4]));
-        assert!(!touch(&mut cache, groups[0]));
-        assert!(!touch(&mut cache, groups[2]));
-        assert!(!touch(&mut cache, groups[3]));
-        assert!(!touch(&mut cache, groups[4]));
-        assert!(touch(&mut cache, groups[1]), "the evicted group is re-read");
+        assert!(touch(&cache, groups[4]));
+        assert!(!touch(&cache, groups[0]));
+        assert!(!touch(&cache, groups[2]));
+        assert!(!touch(&cache, groups[3]));
+        assert!(!touch(&cache, groups[4]));
+        assert!(touch(&cache, groups[1]), "the evicted group is re-read");
         // Groups of other sets never evict these.
         let others: Vec<u64> =
             (0..2000).filter(|&g| set_of(&cache, g) != set).collect();
         for &g in &others {
-            touch(&mut cache, g);
+            touch(&cache, g);
         }
         // Group 1 replaced the least recently used of the set, group 0;
         // the other three stayed.
-        assert!(!touch(&mut cache, groups[1]));
-        assert!(!touch(&mut cache, groups[2]));
-        assert!(!touch(&mut cache, groups[3]));
-        assert!(!touch(&mut cache, groups[4]));
-        assert!(touch(&mut cache, groups[0]));
+        assert!(!touch(&cache, groups[1]));
+        assert!(!touch(&cache, groups[2]));
+        assert!(!touch(&cache, groups[3]));
+        assert!(!touch(&cache, groups[4]));
+        assert!(touch(&cache, groups[0]));
     }
 
     #[test]
     fn memory_is_bounded_by_8_mib() {
         // A file system claiming 2^40 blocks of 4 KiB: at most 8 MiB of
         // slots, whatever the walk touches.
-        let mut cache = BlockCache::new(block_size(4096), 1 << 40).unwrap();
+        let cache = BlockCache::new(block_size(4096), 1 << 40).unwrap();
         let mut log = Log::new();
         for i in 0..5000u64 {
             let block = i.wrapping_mul(0x2545_F491_4F6C_DD1D) % (1 << 40);
-            assert_eq!(
-                get(&mut cache, block, &mut log),
-                truth_block(block, 4096)
-            );
+            assert_eq!(get(&cache, block, &mut log), truth_block(block, 4096));
         }
         assert_eq!(allocated(&cache), CACHE_BYTES);
         assert_eq!(cache.sets.len() * WAYS * cache.group_bytes, CACHE_BYTES);
         // Blocks of 64 KiB: one block per group, still 8 MiB.
-        let mut cache = BlockCache::new(block_size(65536), 1 << 40).unwrap();
+        let cache = BlockCache::new(block_size(65536), 1 << 40).unwrap();
         for i in 0..500u64 {
-            get(&mut cache, i * 977, &mut log);
+            get(&cache, i * 977, &mut log);
         }
         assert_eq!(allocated(&cache), CACHE_BYTES);
     }
@@ -405,17 +416,17 @@ mod tests {
     #[test]
     fn a_small_file_system_gets_fewer_slots() {
         // 100 KiB of 1 KiB blocks: 4 groups, one set of 4 ways.
-        let mut cache = BlockCache::new(block_size(1024), 100).unwrap();
+        let cache = BlockCache::new(block_size(1024), 100).unwrap();
         assert_eq!(cache.sets.len(), 1);
         let mut log = Log::new();
         for b in 1..100 {
-            assert_eq!(get(&mut cache, b, &mut log), truth_block(b, 1024));
+            assert_eq!(get(&cache, b, &mut log), truth_block(b, 1024));
         }
         assert_eq!(allocated(&cache), WAYS * 32 * 1024);
         // The whole file system fits: each group was read once.
         assert_eq!(log.len(), 4);
         for b in 1..100 {
-            get(&mut cache, b, &mut log);
+            get(&cache, b, &mut log);
         }
         assert_eq!(log.len(), 4);
         // Nothing is allocated before the first miss.
@@ -425,9 +436,9 @@ mod tests {
 
     #[test]
     fn a_failed_read_caches_nothing() {
-        let mut cache = BlockCache::new(block_size(1024), 1000).unwrap();
+        let cache = BlockCache::new(block_size(1024), 1000).unwrap();
         let err = cache
-            .get_or_insert_blocks(40, |_, buf: &mut [u8]| {
+            .read(40, 0, &mut [0; 1024], |_, buf: &mut [u8]| {
                 buf.fill(0xee);
                 Err(Ext4Error::NotFound)
             })
@@ -435,7 +446,7 @@ mod tests {
         assert!(matches!(err, Ext4Error::NotFound));
         // The group is read again, and its real content returned.
         let mut log = Log::new();
-        assert_eq!(get(&mut cache, 40, &mut log), truth_block(40, 1024));
+        assert_eq!(get(&cache, 40, &mut log), truth_block(40, 1024));
         assert_eq!(log, [(32, 32 * 1024)]);
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{CorruptKind, Ext4Error};
 use crate::inode::{Inode, InodeFlags, InodeIndex};
 use crate::iters::file_blocks::FileBlocks;
 use crate::path::PathBuf;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::{self, Debug, Formatter};
@@ -24,12 +24,13 @@ use core::fmt::{self, Debug, Formatter};
 pub struct ReadDir {
     fs: Ext4,
 
-    /// Path of the directory. This is stored in an `Rc` so that it can
-    /// be shared with each `DirEntry` without cloning the path data.
+    /// Path of the directory. This is stored in an `Arc` (origami patch:
+    /// was `Rc`) so that it can be shared with each `DirEntry` without
+    /// cloning the path data.
     ///
     /// Note that this path may be empty, e.g. if `read_dir` was called
     /// with an inode rather than a path.
-    path: Rc<PathBuf>,
+    path: Arc<PathBuf>,
 
     /// Iterator over the blocks of the directory.
     file_blocks: FileBlocks,
@@ -89,7 +90,7 @@ impl ReadDir {
 
         Ok(Self {
             fs: fs.clone(),
-            path: Rc::new(path),
+            path: Arc::new(path),
             file_blocks: FileBlocks::new(fs.clone(), inode)?,
             block_index: None,
             is_first_block: true,
