@@ -88,7 +88,12 @@ fn hashing_with_two_threads_opens_the_file_system_once() {
     let hashed: BTreeMap<&str, &str> = items
         .iter()
         .filter(|i| i.file_type == FileType::File)
-        .map(|i| (i.path.as_str(), i.sha256.as_deref().expect("a file not hashed")))
+        .map(|i| {
+            (
+                i.path.as_str(),
+                i.sha256.as_deref().expect("a file not hashed"),
+            )
+        })
         .collect();
     let mut checked = 0;
     for e in manifest["entries"].as_array().unwrap() {

@@ -52,12 +52,17 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The sha256 of the regular file at canonical `path`, streamed.
 pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Result<String> {
-    sha256_at(tree, path, 0, buf)
+    sha256_by_inode(tree, path, 0, buf)
 }
 
 /// As [`sha256_file`], for a file met by the walk whose inode number is `ino`.
-fn sha256_at(tree: &GuestTree, path: &[u8], ino: u64, buf: &mut [u8]) -> crate::Result<String> {
-    let mut reader = tree.open_at(path, ino)?;
+fn sha256_by_inode(
+    tree: &GuestTree,
+    path: &[u8],
+    ino: u64,
+    buf: &mut [u8],
+) -> crate::Result<String> {
+    let mut reader = tree.open_by_inode(path, ino)?;
     let mut hasher = Sha256::new();
     loop {
         let n = reader.read(buf).map_err(|e| Error::FileSystem {
@@ -90,7 +95,7 @@ fn hash_all(
             let Some((item, path, ino)) = jobs.get(i) else {
                 break;
             };
-            out.push((*item, sha256_at(t, path, *ino, &mut buf)));
+            out.push((*item, sha256_by_inode(t, path, *ino, &mut buf)));
         }
         out
     };
@@ -148,7 +153,7 @@ pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Err
         }
         let mut problem = None;
         match st.file_type {
-            FileType::Symlink => match tree.read_link_at(entry.path, st.ino) {
+            FileType::Symlink => match tree.read_link_by_inode(entry.path, st.ino) {
                 Ok(t) => item.link_target = Some(String::from_utf8_lossy(&t).into_owned()),
                 Err(e) => problem = Some(e),
             },

@@ -20,6 +20,7 @@ use fatfs::{FileAttributes, FsOptions};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
+use super::bytes::le16;
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
 
@@ -27,9 +28,9 @@ const FS: &str = "fat";
 
 /// True when `boot` (the first 512 bytes) is a plausible FAT boot sector.
 pub(crate) fn looks_like_fat(boot: &[u8; 512]) -> bool {
-    let bytes_per_sector = u16::from_le_bytes([boot[11], boot[12]]);
+    let bytes_per_sector = le16(boot, 11);
     let sectors_per_cluster = boot[13];
-    let reserved = u16::from_le_bytes([boot[14], boot[15]]);
+    let reserved = le16(boot, 14);
     let fats = boot[16];
     boot[510] == 0x55
         && boot[511] == 0xAA
