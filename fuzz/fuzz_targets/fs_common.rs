@@ -52,8 +52,8 @@ pub fn exercise(fs: Box<dyn FileSystem>) {
     });
     for (path, stat) in entries.iter().take(512) {
         let _ = tree.lstat(path);
-        let _ = tree.read_prefix_at(path, stat.ino, 64 << 10);
-        let _ = tree.read_link_at(path, stat.ino);
+        let _ = tree.read_prefix_by_inode(path, stat.ino, 64 << 10);
+        let _ = tree.read_link_by_inode(path, stat.ino);
         let _ = tree.resolve(path, true);
     }
     let _ = os::crawl(&tree);

@@ -429,11 +429,7 @@ impl Crawler {
                     for note in &assembly.notes {
                         frame.record_error("disk", note.clone());
                     }
-                    let disks = target.disks.clone();
-                    let disk_options = self.options.disk.clone();
-                    let opener =
-                        move || open_guest(&disks, disk_options.clone()).map(|(a, _)| a.tree);
-                    self.crawl_tree_with(&assembly.tree, &mut frame, Some(&opener));
+                    self.crawl_tree(&assembly.tree, &mut frame);
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),
             }
@@ -491,17 +487,8 @@ impl Crawler {
     }
 
     /// Runs the chosen disk sections on an assembled guest tree, into `frame` (files are
-    /// hashed on the calling thread).
+    /// hashed on the crawler's threads, all sharing `tree`).
     pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
-        self.crawl_tree_with(tree, frame, None);
-    }
-
-    fn crawl_tree_with(
-        &self,
-        tree: &GuestTree,
-        frame: &mut Frame,
-        opener: Option<file::TreeOpener<'_>>,
-    ) {
         let o = &self.options;
         for section in DISK_SECTIONS {
             if !o.sections.contains(&section) {
@@ -544,7 +531,7 @@ impl Crawler {
                         limits: o.walk_limits,
                         hash_threads: o.threads,
                     };
-                    let (f, e) = file::crawl_parallel(tree, &opts, opener);
+                    let (f, e) = file::crawl(tree, &opts);
                     frame.file = f;
                     e
                 }

@@ -120,7 +120,7 @@ pub fn crawl(tree: &GuestTree, options: &ConfigOptions) -> (Vec<ConfigItem>, Vec
                     return WalkControl::Continue;
                 }
             }
-            match tree.read_prefix_at(entry.path, entry.stat.ino, options.max_size) {
+            match tree.read_prefix_by_inode(entry.path, entry.stat.ino, options.max_size) {
                 Ok((data, truncated)) => {
                     if let Some(content) = as_text(&data, truncated) {
                         found.insert(

@@ -5,6 +5,10 @@
 //! The walk never follows symlinks and crosses into mounted file systems (the guest's view).
 //! Paths matching an exclusion glob are left out, and an excluded directory is not entered.
 //! A name that is not UTF-8 is shown lossily in `path`, with its raw bytes in `path_hex`.
+//!
+//! Regular files are hashed after the walk, on [`FileOptions::hash_threads`] threads that
+//! share the one opened guest tree (file systems are `Send + Sync`; ext4's block cache is
+//! shared by all of them).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,14 +35,10 @@ pub struct FileOptions {
     pub exclude: GlobSet,
     /// Bounds of the walk.
     pub limits: WalkLimits,
-    /// Threads hashing files (each with its own handle on the guest, see
-    /// [`crawl_parallel`]); 0 or 1 hashes on the calling thread.
+    /// Threads hashing files, the calling thread included, all reading the one guest tree;
+    /// 0 or 1 hashes on the calling thread.
     pub hash_threads: usize,
 }
-
-/// Opens another handle on the same guest tree, for a worker thread: file-system handles
-/// are not shared between threads (ext4-view's is single-threaded), images are.
-pub type TreeOpener<'a> = &'a (dyn Fn() -> crate::Result<GuestTree> + Sync);
 
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -52,12 +52,17 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The sha256 of the regular file at canonical `path`, streamed.
 pub fn sha256_file(tree: &GuestTree, path: &[u8], buf: &mut [u8]) -> crate::Result<String> {
-    sha256_at(tree, path, 0, buf)
+    sha256_by_inode(tree, path, 0, buf)
 }
 
 /// As [`sha256_file`], for a file met by the walk whose inode number is `ino`.
-fn sha256_at(tree: &GuestTree, path: &[u8], ino: u64, buf: &mut [u8]) -> crate::Result<String> {
-    let mut reader = tree.open_at(path, ino)?;
+fn sha256_by_inode(
+    tree: &GuestTree,
+    path: &[u8],
+    ino: u64,
+    buf: &mut [u8],
+) -> crate::Result<String> {
+    let mut reader = tree.open_by_inode(path, ino)?;
     let mut hasher = Sha256::new();
     loop {
         let n = reader.read(buf).map_err(|e| Error::FileSystem {
@@ -74,13 +79,12 @@ fn sha256_at(tree: &GuestTree, path: &[u8], ino: u64, buf: &mut [u8]) -> crate::
     Ok(hex(&hasher.finalize()))
 }
 
-/// Hashes the files of `jobs` (item index, canonical path, inode number), on `threads` threads when an
-/// opener gives each its own tree; the calling thread works with `tree`.
+/// Hashes the files of `jobs` (item index, canonical path, inode number) on `threads`
+/// threads (the calling thread one of them), all reading `tree`.
 fn hash_all(
     tree: &GuestTree,
     jobs: &[(usize, Vec<u8>, u64)],
     threads: usize,
-    opener: Option<TreeOpener<'_>>,
 ) -> (Vec<(usize, crate::Result<String>)>, Vec<Error>) {
     let next = AtomicUsize::new(0);
     let work = |t: &GuestTree| {
@@ -91,25 +95,21 @@ fn hash_all(
             let Some((item, path, ino)) = jobs.get(i) else {
                 break;
             };
-            out.push((*item, sha256_at(t, path, *ino, &mut buf)));
+            out.push((*item, sha256_by_inode(t, path, *ino, &mut buf)));
         }
         out
     };
-    let Some(opener) = opener.filter(|_| threads > 1 && jobs.len() > 1) else {
+    let threads = threads.min(jobs.len());
+    if threads <= 1 {
         return (work(tree), Vec::new());
-    };
+    }
     std::thread::scope(|s| {
-        let workers: Vec<_> = (1..threads)
-            .map(|_| s.spawn(|| opener().map(|t| work(&t))))
-            .collect();
+        let workers: Vec<_> = (1..threads).map(|_| s.spawn(|| work(tree))).collect();
         let mut done = work(tree);
         let mut errors = Vec::new();
         for w in workers {
-            // A worker that could not open the guest leaves its share to the others
-            // (the queue is shared), so only its error is kept.
             match w.join() {
-                Ok(Ok(part)) => done.extend(part),
-                Ok(Err(e)) => errors.push(e),
+                Ok(part) => done.extend(part),
                 Err(_) => errors.push(Error::LimitExceeded {
                     what: "a hashing thread stopped".into(),
                     limit: 0,
@@ -121,18 +121,8 @@ fn hash_all(
 }
 
 /// Lists the guest tree, with the problems met (unreadable directories or files, bounds).
-/// Files are hashed on the calling thread.
+/// Files are hashed on `options.hash_threads` threads sharing `tree`.
 pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Error>) {
-    crawl_parallel(tree, options, None)
-}
-
-/// As [`crawl`], hashing on `options.hash_threads` threads, each opening its own handle on
-/// the guest with `opener`.
-pub fn crawl_parallel(
-    tree: &GuestTree,
-    options: &FileOptions,
-    opener: Option<TreeOpener<'_>>,
-) -> (Vec<FileItem>, Vec<Error>) {
     let mut items = Vec::new();
     let mut errors = Vec::new();
     let mut unreported = 0usize;
@@ -163,7 +153,7 @@ pub fn crawl_parallel(
         }
         let mut problem = None;
         match st.file_type {
-            FileType::Symlink => match tree.read_link_at(entry.path, st.ino) {
+            FileType::Symlink => match tree.read_link_by_inode(entry.path, st.ino) {
                 Ok(t) => item.link_target = Some(String::from_utf8_lossy(&t).into_owned()),
                 Err(e) => problem = Some(e),
             },
@@ -185,7 +175,7 @@ pub fn crawl_parallel(
         WalkControl::Continue
     });
     errors.extend(walk_errors);
-    let (hashes, thread_errors) = hash_all(tree, &jobs, options.hash_threads, opener);
+    let (hashes, thread_errors) = hash_all(tree, &jobs, options.hash_threads);
     errors.extend(thread_errors);
     for (i, hash) in hashes {
         match (hash, items.get_mut(i)) {

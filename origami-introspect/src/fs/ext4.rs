@@ -7,7 +7,9 @@
 //! changes that make a full walk 3-4x faster: an 8 MiB set-associative block cache (the
 //! original held 64 blocks, searched linearly, and copied each block twice) and by-inode
 //! access (`read_dir_by_inode`, `open_by_inode`, ...): the walk reads each directory by the
-//! inode number of its entry instead of resolving its path from `/` again.
+//! inode number of its entry instead of resolving its path from `/` again. Its handle is
+//! `Send + Sync` (`Arc` and mutexes instead of `Rc` and `RefCell`; the block cache locks one
+//! set at a time), so an [`Ext4Fs`] is opened once and shared by the threads that read it.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -16,10 +18,16 @@ use ext4_view::{Ext4, Ext4Error, Ext4Read};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
+use super::bytes::{le16, le32};
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
 
 const FS: &str = "ext4";
+
+/// The superblock's magic number, and its offset in the superblock (byte 1024 of the
+/// file system).
+pub(crate) const MAGIC: u16 = 0xEF53;
+pub(crate) const MAGIC_OFFSET: usize = 0x38;
 
 /// An ext2/3/4 file system, read-only.
 pub struct Ext4Fs {
@@ -47,22 +55,21 @@ fn validate_superblock(source: &dyn ReadAt) -> Result<()> {
     }
     let mut sb = [0u8; 1024];
     source.read_at(1024, &mut sb)?;
-    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
-    if sb[0x38..0x3a] != [0x53, 0xEF] {
+    if le16(&sb, MAGIC_OFFSET) != MAGIC {
         return Err(bad("bad magic at offset 0x438".into()));
     }
-    let log_block = u32_at(0x18);
+    let log_block = le32(&sb, 0x18);
     if log_block > 6 {
         return Err(bad(format!("block size 2^(10+{log_block}) is over 64 KiB")));
     }
     let block_size = 1024u64 << log_block;
-    let incompat = u32_at(0x60);
-    let mut blocks = u64::from(u32_at(0x4));
+    let incompat = le32(&sb, 0x60);
+    let mut blocks = u64::from(le32(&sb, 0x4));
     if incompat & 0x80 != 0 {
-        blocks |= u64::from(u32_at(0x150)) << 32;
+        blocks |= u64::from(le32(&sb, 0x150)) << 32;
     }
-    let blocks_per_group = u32_at(0x20);
-    let inodes_per_group = u32_at(0x28);
+    let blocks_per_group = le32(&sb, 0x20);
+    let inodes_per_group = le32(&sb, 0x28);
     if blocks_per_group == 0 || inodes_per_group == 0 {
         return Err(bad("zero blocks or inodes per group".into()));
     }
@@ -134,7 +141,7 @@ fn file_type(t: ext4_view::FileType) -> FileType {
 }
 
 /// The ext4 inode number to read by, when the caller knows one (`Stat::ino` is 0 when not).
-fn by_inode(ino: u64) -> Option<u32> {
+fn known_inode(ino: u64) -> Option<u32> {
     u32::try_from(ino).ok().filter(|&i| i != 0)
 }
 
@@ -221,14 +228,14 @@ impl FileSystem for Ext4Fs {
     }
 
     fn read_dir(&self, path: &[u8], limit: usize) -> Result<Vec<DirEntry>> {
-        self.read_dir_ino(path, 0, limit)
+        self.read_dir_by_inode(path, 0, limit)
     }
 
-    fn read_dir_ino(&self, path: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
+    fn read_dir_by_inode(&self, path: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
         let mut out = Vec::new();
         let mut over = false;
         self.guard(path, || {
-            let dir = match by_inode(ino) {
+            let dir = match known_inode(ino) {
                 Some(ino) => self.fs.read_dir_by_inode(ino, path)?,
                 None => self.fs.read_dir(path)?,
             };
@@ -261,12 +268,12 @@ impl FileSystem for Ext4Fs {
     }
 
     fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
-        self.read_link_ino(path, 0)
+        self.read_link_by_inode(path, 0)
     }
 
-    fn read_link_ino(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
+    fn read_link_by_inode(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
         self.guard(path, || {
-            let t = match by_inode(ino) {
+            let t = match known_inode(ino) {
                 Some(ino) => self.fs.read_link_by_inode(ino)?,
                 None => self.fs.read_link(path)?,
             };
@@ -275,11 +282,11 @@ impl FileSystem for Ext4Fs {
     }
 
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + '_>> {
-        self.open_ino(path, 0)
+        self.open_by_inode(path, 0)
     }
 
-    fn open_ino(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
-        let file = self.guard(path, || match by_inode(ino) {
+    fn open_by_inode(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
+        let file = self.guard(path, || match known_inode(ino) {
             Some(ino) => self.fs.open_by_inode(ino),
             None => self.fs.open(path),
         })?;

@@ -5,6 +5,13 @@
 //! the image. FAT keeps no owners or modes: entries are reported as the Linux `vfat` driver
 //! shows them with its defaults (uid/gid 0, directories 0755, files 0644, no write bits
 //! when read-only). Names are the long (LFN) names; look-ups ignore case as FAT does.
+//!
+//! A [`FatFs`] is shared by threads like every [`FileSystem`], but `fatfs`'s handle is
+//! neither `Send` nor `Sync` (`RefCell`s, and options holding `&'static dyn` converters), so
+//! a `FatFs` keeps only its source and each call mounts it anew: `fatfs` parses the boot
+//! sector again (one read-ahead of [`ReadOnlyIo`], 64 KiB), which is all the state it has
+//! worth keeping. A file reader mounts per read, finds its file again and seeks to where it
+//! stopped, then fills the caller's whole buffer, so that this is paid once per buffer.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
@@ -13,6 +20,7 @@ use fatfs::{FileAttributes, FsOptions};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
+use super::bytes::le16;
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
 
@@ -20,9 +28,9 @@ const FS: &str = "fat";
 
 /// True when `boot` (the first 512 bytes) is a plausible FAT boot sector.
 pub(crate) fn looks_like_fat(boot: &[u8; 512]) -> bool {
-    let bytes_per_sector = u16::from_le_bytes([boot[11], boot[12]]);
+    let bytes_per_sector = le16(boot, 11);
     let sectors_per_cluster = boot[13];
-    let reserved = u16::from_le_bytes([boot[14], boot[15]]);
+    let reserved = le16(boot, 14);
     let fats = boot[16];
     boot[510] == 0x55
         && boot[511] == 0xAA
@@ -119,7 +127,7 @@ type Dir<'a> = fatfs::Dir<'a, ReadOnlyIo>;
 
 /// A FAT12/16/32 file system, read-only.
 pub struct FatFs {
-    fs: Fs,
+    source: Arc<dyn ReadAt>,
     info: FsInfo,
 }
 
@@ -196,6 +204,16 @@ fn root_stat() -> Stat {
     }
 }
 
+/// Mounts the FAT file system on `source` (named `name` in errors).
+fn mount(source: &Arc<dyn ReadAt>, name: &str) -> Result<Fs> {
+    Fs::new(ReadOnlyIo::new(Arc::clone(source)), FsOptions::new()).map_err(|e| Error::FileSystem {
+        source_name: name.to_string(),
+        fs: FS,
+        path: None,
+        what: e.to_string(),
+    })
+}
+
 fn same_name(a: &str, b: &str) -> bool {
     a == b || a.to_lowercase() == b.to_lowercase()
 }
@@ -204,15 +222,7 @@ impl FatFs {
     /// Opens the FAT file system on `source`.
     pub fn open(source: Arc<dyn ReadAt>) -> Result<FatFs> {
         let name = source.name();
-        let io = ReadOnlyIo::new(source);
-        let fs = guarded(&name, FS, b"/", || {
-            Fs::new(io, FsOptions::new()).map_err(|e| Error::FileSystem {
-                source_name: name.clone(),
-                fs: FS,
-                path: None,
-                what: e.to_string(),
-            })
-        })?;
+        let fs = guarded(&name, FS, b"/", || mount(&source, &name))?;
         let label = fs.volume_label().trim_end().to_string();
         let id = fs.volume_id();
         let info = FsInfo {
@@ -221,7 +231,13 @@ impl FatFs {
             label: (!label.is_empty() && label != "NO NAME").then_some(label),
             source: name,
         };
-        Ok(FatFs { fs, info })
+        Ok(FatFs { source, info })
+    }
+
+    /// A `fatfs` handle for one call (see the module documentation); called under
+    /// [`guarded`].
+    fn mount(&self) -> Result<Fs> {
+        mount(&self.source, &self.info.source)
     }
 
     fn err(&self, path: &[u8], e: io::Error) -> Error {
@@ -246,8 +262,8 @@ impl FatFs {
         Ok(text.split('/').filter(|c| !c.is_empty()).collect())
     }
 
-    fn open_dir(&self, parts: &[&str], path: &[u8]) -> Result<Dir<'_>> {
-        let mut dir = self.fs.root_dir();
+    fn open_dir<'f>(&self, fs: &'f Fs, parts: &[&str], path: &[u8]) -> Result<Dir<'f>> {
+        let mut dir = fs.root_dir();
         for part in parts {
             let entry = self.find(&dir, part, path)?;
             if !entry.is_dir() {
@@ -294,7 +310,8 @@ impl FileSystem for FatFs {
             return Ok(root_stat());
         };
         guarded(&self.info.source, FS, path, || {
-            let dir = self.open_dir(dirs, path)?;
+            let fs = self.mount()?;
+            let dir = self.open_dir(&fs, dirs, path)?;
             Ok(stat_of(&self.find(&dir, last, path)?))
         })
     }
@@ -302,7 +319,8 @@ impl FileSystem for FatFs {
     fn read_dir(&self, path: &[u8], limit: usize) -> Result<Vec<DirEntry>> {
         let parts = self.components(path)?;
         guarded(&self.info.source, FS, path, || {
-            let dir = self.open_dir(&parts, path)?;
+            let fs = self.mount()?;
+            let dir = self.open_dir(&fs, &parts, path)?;
             let mut out = Vec::new();
             for entry in dir.iter() {
                 let entry = entry.map_err(|e| self.err(path, e))?;
@@ -335,42 +353,79 @@ impl FileSystem for FatFs {
     }
 
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + '_>> {
+        let size = self.file_entry(path, |entry| Ok(entry.len()))?;
+        Ok(Box::new(FatRead {
+            fat: self,
+            path: path.to_vec(),
+            pos: 0,
+            size,
+        }))
+    }
+}
+
+impl FatFs {
+    /// Runs `f` on the entry of regular file `path`, on a mount of its own.
+    fn file_entry<T>(
+        &self,
+        path: &[u8],
+        f: impl FnOnce(&fatfs::DirEntry<'_, ReadOnlyIo>) -> Result<T>,
+    ) -> Result<T> {
         let parts = self.components(path)?;
         let Some((last, dirs)) = parts.split_last() else {
             return Err(self.err(path, io::Error::other("is a directory")));
         };
-        let file = guarded(&self.info.source, FS, path, || {
-            let dir = self.open_dir(dirs, path)?;
+        guarded(&self.info.source, FS, path, || {
+            let fs = self.mount()?;
+            let dir = self.open_dir(&fs, dirs, path)?;
             let entry = self.find(&dir, last, path)?;
             if entry.is_dir() {
                 return Err(self.err(path, io::Error::other("is a directory")));
             }
-            Ok(entry.to_file())
-        })?;
-        let source = self.info.source.clone();
-        let path = path.to_vec();
-        Ok(Box::new(FatRead { file, source, path }))
+            f(&entry)
+        })
     }
 }
 
+/// A reader of one FAT file. Each read mounts the file system, finds the file again and
+/// seeks to `pos` (see the module documentation), then fills as much of the buffer as the
+/// file has, so that this is paid once per buffer, not once per cluster.
 struct FatRead<'a> {
-    file: fatfs::File<'a, ReadOnlyIo>,
-    source: String,
+    fat: &'a FatFs,
     path: Vec<u8>,
+    pos: u64,
+    size: u64,
 }
 
 impl Read for FatRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let file = &mut self.file;
-        guarded(&self.source, FS, &self.path, || {
-            file.read(buf).map_err(|e| Error::FileSystem {
-                source_name: self.source.clone(),
-                fs: FS,
-                path: None,
-                what: e.to_string(),
+        if buf.is_empty() || self.pos >= self.size {
+            return Ok(0);
+        }
+        let pos = self.pos;
+        let read_err = |e: io::Error| Error::FileSystem {
+            source_name: self.fat.info.source.clone(),
+            fs: FS,
+            path: Some(display_path(&self.path)),
+            what: e.to_string(),
+        };
+        let n = self
+            .fat
+            .file_entry(&self.path, |entry| {
+                let mut file = entry.to_file();
+                file.seek(SeekFrom::Start(pos)).map_err(read_err)?;
+                let mut n = 0;
+                // Bounded by the buffer: each read gives at least one byte or ends.
+                while n < buf.len() {
+                    match file.read(&mut buf[n..]).map_err(read_err)? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                Ok(n)
             })
-        })
-        .map_err(io::Error::other)
+            .map_err(io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

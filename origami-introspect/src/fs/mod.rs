@@ -29,6 +29,7 @@ pub use origami_frame::FileType;
 
 use crate::error::{Error, Result};
 
+mod bytes;
 mod ext4;
 mod fat;
 pub mod fstab;
@@ -109,7 +110,16 @@ pub struct DirEntry {
 /// Paths are absolute within the file system (`/etc/hosts`), raw bytes, and the caller
 /// guarantees that no directory component is a symlink: implementations never follow
 /// symlinks, so a guest link can only be followed by [`GuestTree`], inside the guest.
-pub trait FileSystem {
+///
+/// A file system is `Send + Sync`: one opened guest is shared by the threads that read it
+/// (the file crawler's hashing threads), rather than opened again per thread.
+///
+/// Naming: a method named `*_by_inode` takes the entry's path and its [`Stat::ino`] (as this
+/// file system gave it, 0 when unknown) and reads by inode where it can, skipping the
+/// resolution of `path`, which still names the entry in errors (as ext4-view's
+/// `read_dir_by_inode`). [`GuestTree`] names its methods the same way; "at" is left to
+/// [`ReadAt::read_at`] (at a byte offset).
+pub trait FileSystem: Send + Sync {
     /// How the file system names itself.
     fn info(&self) -> FsInfo;
     /// The metadata of `path` itself (a symlink is not followed).
@@ -123,20 +133,21 @@ pub trait FileSystem {
     fn open(&self, path: &[u8]) -> Result<Box<dyn Read + '_>>;
     /// As [`FileSystem::read_dir`], for a directory whose [`Stat::ino`] (as this file
     /// system gave it, 0 when unknown) is `ino`: a file system that can read by inode
-    /// skips resolving `path` again. The default reads by path.
-    fn read_dir_ino(&self, path: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
+    /// skips resolving `path` again. The default reads by path (as do the other
+    /// `*_by_inode` defaults).
+    fn read_dir_by_inode(&self, path: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
         let _ = ino;
         self.read_dir(path, limit)
     }
     /// As [`FileSystem::read_link`], by inode when `ino` is not 0 (see
-    /// [`FileSystem::read_dir_ino`]).
-    fn read_link_ino(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
+    /// [`FileSystem::read_dir_by_inode`]).
+    fn read_link_by_inode(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
         let _ = ino;
         self.read_link(path)
     }
     /// As [`FileSystem::open`], by inode when `ino` is not 0 (see
-    /// [`FileSystem::read_dir_ino`]).
-    fn open_ino(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
+    /// [`FileSystem::read_dir_by_inode`]).
+    fn open_by_inode(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
         let _ = ino;
         self.open(path)
     }
@@ -169,8 +180,8 @@ pub fn open_filesystem_with(
 pub fn sniff(source: &dyn ReadAt) -> Result<Option<FsKind>> {
     if source.len() >= 2048 {
         let mut magic = [0u8; 2];
-        source.read_at(1024 + 0x38, &mut magic)?;
-        if magic == [0x53, 0xEF] {
+        source.read_at(1024 + ext4::MAGIC_OFFSET as u64, &mut magic)?;
+        if bytes::le16(&magic, 0) == ext4::MAGIC {
             return Ok(Some(FsKind::Ext4));
         }
     }

@@ -241,15 +241,16 @@ impl GuestTree {
 
     /// The target of the symlink at canonical `path` (as given by [`GuestTree::walk`]).
     pub fn read_link_canonical(&self, path: &[u8]) -> Result<Vec<u8>> {
-        self.read_link_at(path, 0)
+        self.read_link_by_inode(path, 0)
     }
 
     /// As [`GuestTree::read_link_canonical`], for an entry met by [`GuestTree::walk`] whose
-    /// [`Stat::ino`] is `ino`: read by inode where the file system can.
-    pub fn read_link_at(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
+    /// [`Stat::ino`] is `ino`: read by inode where the file system can (see
+    /// [`FileSystem`] on the `*_by_inode` names).
+    pub fn read_link_by_inode(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
         let (m, inner) = self.locate(path);
         let target =
-            m.fs.read_link_ino(&inner, ino)
+            m.fs.read_link_by_inode(&inner, ino)
                 .map_err(|e| rename(e, path))?;
         if target.len() > MAX_LINK_TARGET {
             return Err(Error::TooLarge {
@@ -291,15 +292,15 @@ impl GuestTree {
                 path: display_path(path),
             });
         }
-        self.read_dir_canonical(&r.path, r.stat.ino, limit)
+        self.read_dir_by_inode(&r.path, r.stat.ino, limit)
     }
 
     /// The entries of the directory at canonical `dir`, whose [`Stat::ino`] is `ino` (0
     /// when unknown), mounted file systems shown at their mount points, sorted by name.
-    fn read_dir_canonical(&self, dir: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
+    fn read_dir_by_inode(&self, dir: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
         let (m, inner) = self.locate(dir);
         let mut entries =
-            m.fs.read_dir_ino(&inner, ino, limit)
+            m.fs.read_dir_by_inode(&inner, ino, limit)
                 .map_err(|e| rename(e, dir))?;
         for other in &self.mounts {
             if other.point == b"/" {
@@ -334,14 +335,14 @@ impl GuestTree {
 
     /// A reader of the regular file at canonical `path` (as given by [`GuestTree::walk`]).
     pub fn open_canonical(&self, path: &[u8]) -> Result<Box<dyn Read + '_>> {
-        self.open_at(path, 0)
+        self.open_by_inode(path, 0)
     }
 
     /// As [`GuestTree::open_canonical`], for an entry met by [`GuestTree::walk`] whose
     /// [`Stat::ino`] is `ino`: opened by inode where the file system can.
-    pub fn open_at(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
+    pub fn open_by_inode(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
         let (m, inner) = self.locate(path);
-        m.fs.open_ino(&inner, ino).map_err(|e| rename(e, path))
+        m.fs.open_by_inode(&inner, ino).map_err(|e| rename(e, path))
     }
 
     /// The whole content of regular file `path`, which must be at most `limit` bytes
@@ -372,13 +373,18 @@ impl GuestTree {
     /// Up to `limit` bytes of the regular file at canonical `path`, and whether there was
     /// more.
     pub fn read_prefix_canonical(&self, path: &[u8], limit: u64) -> Result<(Vec<u8>, bool)> {
-        self.read_prefix_at(path, 0, limit)
+        self.read_prefix_by_inode(path, 0, limit)
     }
 
     /// As [`GuestTree::read_prefix_canonical`], for a file met by [`GuestTree::walk`] whose
-    /// [`Stat::ino`] is `ino`.
-    pub fn read_prefix_at(&self, path: &[u8], ino: u64, limit: u64) -> Result<(Vec<u8>, bool)> {
-        let reader = self.open_at(path, ino)?;
+    /// [`Stat::ino`] is `ino`: read by inode where the file system can.
+    pub fn read_prefix_by_inode(
+        &self,
+        path: &[u8],
+        ino: u64,
+        limit: u64,
+    ) -> Result<(Vec<u8>, bool)> {
+        let reader = self.open_by_inode(path, ino)?;
         let mut data = Vec::new();
         let read_err = |e: std::io::Error| Error::FileSystem {
             source_name: self.source_of(path),
@@ -426,7 +432,7 @@ impl GuestTree {
         }
         let mut stack: Vec<(Vec<u8>, usize, u64)> = vec![(start.path, 0, start.stat.ino)];
         while let Some((dir, depth, ino)) = stack.pop() {
-            let entries = match self.read_dir_canonical(&dir, ino, limits.max_dir_entries) {
+            let entries = match self.read_dir_by_inode(&dir, ino, limits.max_dir_entries) {
                 Ok(e) => e,
                 Err(e) => {
                     errors.push(e);

@@ -48,7 +48,7 @@ pub(crate) fn get_dir_entry_inode_by_name(
 }
 
 #[cfg(feature = "std")]
-#[cfg(test)]
+#[cfg(all(test, ext4_view_upstream_test_data))]
 mod tests {
     use super::*;
     use crate::test_util::load_test_disk1;

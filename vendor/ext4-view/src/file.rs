@@ -128,7 +128,9 @@ impl File {
             let src = content.get(start..).unwrap_or_default();
             let n = src.len().min(buf.len());
             buf[..n].copy_from_slice(&src[..n]);
-            self.position = self.position.saturating_add(n as u64);
+            self.position = self
+                .position
+                .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
             return Ok(n);
         }
 

@@ -274,7 +274,9 @@ impl Inode {
     /// size is larger than what the inode holds.
     pub(crate) fn inline_content(&self) -> Result<Vec<u8>, Ext4Error> {
         let mut content = Vec::with_capacity(
-            self.inline_data.len() + self.inline_extra.len(),
+            self.inline_data
+                .len()
+                .saturating_add(self.inline_extra.len()),
         );
         content.extend_from_slice(&self.inline_data);
         content.extend_from_slice(&self.inline_extra);
@@ -406,22 +408,25 @@ fn system_data_xattr(data: &[u8]) -> Option<&[u8]> {
     }
     let extra_isize = usize::from(read_u16le(data, 0x80));
     let start = 128usize.checked_add(extra_isize)?;
-    if start.checked_add(4)? > data.len() || read_u32le(data, start) != 0xEA02_0000 {
-        return Some(&[]);
+    let base = start.checked_add(4)?;
+    match data.get(start..base) {
+        Some(magic) if magic == 0xEA02_0000u32.to_le_bytes() => {}
+        _ => return Some(&[]),
     }
-    let base = start + 4;
     let mut pos = base;
     // Each entry takes at least 16 bytes, so this ends within data.len() / 16 steps.
-    while pos.checked_add(16)? <= data.len() {
-        if read_u32le(data, pos) == 0 {
+    while let Some(entry) = data.get(pos..pos.checked_add(16)?) {
+        if read_u32le(entry, 0) == 0 {
             break;
         }
-        let name_len = usize::from(data[pos]);
-        let name_index = data[pos + 1];
-        let value_offs = usize::from(read_u16le(data, pos + 2));
-        let value_inum = read_u32le(data, pos + 4);
-        let value_size = usize::try_from(read_u32le(data, pos + 8)).ok()?;
-        let name = data.get(pos + 16..pos + 16 + name_len)?;
+        let name_len = usize::from(entry[0]);
+        let name_index = entry[1];
+        let value_offs = usize::from(read_u16le(entry, 2));
+        let value_inum = read_u32le(entry, 4);
+        let value_size = usize::try_from(read_u32le(entry, 8)).ok()?;
+        let name_start = pos.checked_add(16)?;
+        let name_end = name_start.checked_add(name_len)?;
+        let name = data.get(name_start..name_end)?;
         if name_index == 7 && name == b"data" {
             if value_inum != 0 {
                 return None;
@@ -429,11 +434,11 @@ fn system_data_xattr(data: &[u8]) -> Option<&[u8]> {
             let from = base.checked_add(value_offs)?;
             return data.get(from..from.checked_add(value_size)?);
         }
-        pos = (pos + 16 + name_len + 3) & !3;
+        // The next entry starts at the next multiple of 4.
+        pos = name_end.checked_add(3)? & !3;
     }
     Some(&[])
 }
-
 
 /// Get an inode's location: block index and offset within that block.
 /// Note that this is the location of the inode itself, not the file

@@ -65,10 +65,10 @@ impl Journal {
     }
 }
 
-#[cfg(all(test, feature = "std"))]
+#[cfg(all(test, feature = "std", ext4_view_upstream_test_data))]
 mod tests {
     use crate::test_util::load_compressed_filesystem;
-    use alloc::rc::Rc;
+    use alloc::sync::Arc;
 
     #[test]
     fn test_journal() {
@@ -81,7 +81,7 @@ mod tests {
         assert!(fs.exists(test_dir).unwrap());
 
         // Clear the journal, and verify that the directory no longer exists.
-        Rc::get_mut(&mut fs.0).unwrap().journal.block_map.clear();
+        Arc::get_mut(&mut fs.0).unwrap().journal.block_map.clear();
         assert!(!fs.exists(test_dir).unwrap());
     }
 }

@@ -132,22 +132,22 @@ mod path;
 mod reader;
 mod resolve;
 mod superblock;
+mod sync;
 mod timestamp;
 mod util;
 mod uuid;
 
-#[cfg(all(test, feature = "std"))]
+#[cfg(all(test, feature = "std", ext4_view_upstream_test_data))]
 mod test_util;
 
 use alloc::boxed::Box;
-use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use block_cache::BlockCache;
 use block_group::BlockGroupDescriptor;
 use block_index::FsBlockIndex;
-use core::cell::RefCell;
 use core::fmt::{self, Debug, Formatter};
 use error::CorruptKind;
 use features::ReadOnlyCompatibleFeatures;
@@ -155,6 +155,7 @@ use inode::{Inode, InodeIndex};
 use journal::Journal;
 use resolve::FollowSymlinks;
 use superblock::Superblock;
+use sync::Lock;
 use util::usize_from_u32;
 
 pub use dir_entry::{DirEntry, DirEntryName, DirEntryNameError};
@@ -175,7 +176,8 @@ struct Ext4Inner {
     superblock: Superblock,
     block_group_descriptors: Vec<BlockGroupDescriptor>,
     journal: Journal,
-    block_cache: RefCell<BlockCache>,
+    /// Origami patch: locked per set inside (see `sync`).
+    block_cache: BlockCache,
 
     /// Reader providing access to the underlying storage.
     ///
@@ -185,25 +187,35 @@ struct Ext4Inner {
     /// The `Ext4Read::read` method takes `&mut self`, because readers
     /// like `std::fs::File` are mutable. However, the `Ext4` API is
     /// logically const -- it provides read-only access to the
-    /// filesystem. So the box is wrapped in `RefCell` to allow the
+    /// filesystem. So the box is wrapped in a lock to allow the
     /// mutable method to be called with an immutable `&Ext4Inner`
-    /// reference. `RefCell` enforces at runtime that only one mutable
-    /// borrow exists at a time.
-    reader: RefCell<Box<dyn Ext4Read>>,
+    /// reference. Origami patch: the lock is a mutex with the `std`
+    /// feature (a `RefCell` without), and the reader is `Send`, so that
+    /// `Ext4` is `Send + Sync` (see `sync`).
+    reader: Lock<Box<dyn Ext4Read + Send>>,
 }
 
 /// Read-only access to an [ext4] filesystem.
 ///
+/// Origami patch: with the `std` feature, `Ext4` is `Send + Sync`.
+/// Clones share the loaded file system and its block cache (an `Arc`),
+/// and threads may read through them at the same time: the reader is
+/// called under a mutex, the block cache locks one set at a time.
+///
 /// [ext4]: https://en.wikipedia.org/wiki/Ext4
 #[derive(Clone)]
-pub struct Ext4(Rc<Ext4Inner>);
+pub struct Ext4(Arc<Ext4Inner>);
 
 impl Ext4 {
     /// Load an `Ext4` instance from the given `reader`.
     ///
     /// This reads and validates the superblock, block group
     /// descriptors, and journal. No other data is read.
-    pub fn load(mut reader: Box<dyn Ext4Read>) -> Result<Self, Ext4Error> {
+    ///
+    /// Origami patch: the reader must be `Send` (so that `Ext4` is).
+    pub fn load(
+        mut reader: Box<dyn Ext4Read + Send>,
+    ) -> Result<Self, Ext4Error> {
         // The first 1024 bytes are reserved for "weird" stuff like x86
         // boot sectors.
         let superblock_start = 1024;
@@ -216,22 +228,31 @@ impl Ext4 {
         let block_cache =
             BlockCache::new(superblock.block_size, superblock.blocks_count)?;
 
-        let mut fs = Self(Rc::new(Ext4Inner {
+        // Origami patch: without `std` the locks are `RefCell`s, and the
+        // `Arc` is only shared within a thread.
+        #[cfg_attr(
+            not(feature = "std"),
+            expect(
+                clippy::arc_with_non_send_sync,
+                reason = "no mutex in core"
+            )
+        )]
+        let mut fs = Self(Arc::new(Ext4Inner {
             block_group_descriptors: BlockGroupDescriptor::read_all(
                 &superblock,
                 &mut *reader,
             )?,
-            reader: RefCell::new(reader),
+            reader: Lock::new(reader),
             superblock,
             // Initialize with an empty journal, because loading the
             // journal requires a valid `Ext4` object.
             journal: Journal::empty(),
-            block_cache: RefCell::new(block_cache),
+            block_cache,
         }));
 
         // Load the actual journal, if present.
         let journal = Journal::load(&fs)?;
-        Rc::get_mut(&mut fs.0).unwrap().journal = journal;
+        Arc::get_mut(&mut fs.0).unwrap().journal = journal;
 
         Ok(fs)
     }
@@ -307,12 +328,15 @@ impl Ext4 {
     ) -> Result<(), Ext4Error> {
         let block_index = self.0.journal.map_block_index(original_block_index);
 
+        // Origami patch: the length is taken once, as `dst` is lent to
+        // the block cache below.
+        let read_len = dst.len();
         let err = || {
             Ext4Error::from(CorruptKind::BlockRead {
                 block_index,
                 original_block_index,
                 offset_within_block,
-                read_len: dst.len(),
+                read_len,
             })
         };
 
@@ -342,9 +366,12 @@ impl Ext4 {
             return Err(err());
         }
 
-        let mut block_cache = self.0.block_cache.borrow_mut();
-        let cached_block = block_cache.get_or_insert_blocks(
+        // Origami patch: the cache copies the bytes into `dst` under the
+        // lock of the block's set (a reference could not outlive it).
+        self.0.block_cache.read(
             block_index,
+            usize_from_u32(offset_within_block),
+            dst,
             |first_block: FsBlockIndex, buf: &mut [u8]| {
                 // Get the absolute byte to start reading from.
                 let start_byte = first_block
@@ -352,17 +379,11 @@ impl Ext4 {
                     .ok_or_else(err)?;
                 self.0
                     .reader
-                    .borrow_mut()
+                    .lock()
                     .read(start_byte, buf)
                     .map_err(Ext4Error::Io)
             },
-        )?;
-
-        dst.copy_from_slice(
-            &cached_block[usize_from_u32(offset_within_block)..read_end],
-        );
-
-        Ok(())
+        )
     }
 
     /// Read the entire contents of a file into a `Vec<u8>`.
@@ -702,8 +723,10 @@ impl Debug for Ext4 {
     }
 }
 
+// Origami patch: every test here needs upstream's test data, which the
+// published crate does not ship (see ORIGAMI-PATCHES.md).
 #[cfg(feature = "std")]
-#[cfg(test)]
+#[cfg(all(test, ext4_view_upstream_test_data))]
 mod tests {
     use super::*;
     use test_util::load_test_disk1;

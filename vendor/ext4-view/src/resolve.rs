@@ -350,6 +350,7 @@ mod tests {
         assert_eq!(p, b"/a/abc/");
     }
 
+    #[cfg(ext4_view_upstream_test_data)]
     #[cfg(feature = "std")]
     #[test]
     fn test_resolve() {

@@ -15,7 +15,7 @@ use crate::error::{CorruptKind, Ext4Error};
 use crate::inode::{Inode, InodeFlags, InodeIndex};
 use crate::iters::file_blocks::FileBlocks;
 use crate::path::PathBuf;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::{self, Debug, Formatter};
@@ -24,12 +24,13 @@ use core::fmt::{self, Debug, Formatter};
 pub struct ReadDir {
     fs: Ext4,
 
-    /// Path of the directory. This is stored in an `Rc` so that it can
-    /// be shared with each `DirEntry` without cloning the path data.
+    /// Path of the directory. This is stored in an `Arc` (origami patch:
+    /// was `Rc`) so that it can be shared with each `DirEntry` without
+    /// cloning the path data.
     ///
     /// Note that this path may be empty, e.g. if `read_dir` was called
     /// with an inode rather than a path.
-    path: Rc<PathBuf>,
+    path: Arc<PathBuf>,
 
     /// Iterator over the blocks of the directory.
     file_blocks: FileBlocks,
@@ -89,7 +90,7 @@ impl ReadDir {
 
         Ok(Self {
             fs: fs.clone(),
-            path: Rc::new(path),
+            path: Arc::new(path),
             file_blocks: FileBlocks::new(fs.clone(), inode)?,
             block_index: None,
             is_first_block: true,
@@ -106,8 +107,7 @@ impl ReadDir {
     fn next_impl(&mut self) -> Result<Option<DirEntry>, Ext4Error> {
         // Origami patch: an inline directory is one buffer of entries.
         if self.inline_dir {
-            let Some(rest) = self.block.get(self.offset_within_block..)
-            else {
+            let Some(rest) = self.block.get(self.offset_within_block..) else {
                 self.is_done = true;
                 return Ok(None);
             };
@@ -194,18 +194,13 @@ fn inline_dir_entries(inode: &Inode) -> Result<Vec<u8>, Ext4Error> {
     let Some((parent, entries)) = content.split_at_checked(4) else {
         return Err(CorruptKind::InodeInlineData(inode.index).into());
     };
-    let mut block = Vec::with_capacity(24 + entries.len());
-    for (ino, name) in [(inode.index.get().to_le_bytes(), &b"."[..]), (
-        [parent[0], parent[1], parent[2], parent[3]],
-        &b".."[..],
-    )] {
-        block.extend_from_slice(&ino);
-        block.extend_from_slice(&12u16.to_le_bytes());
-        // Name length, then file type 2 (directory).
-        block.extend_from_slice(&[name.len() as u8, 2]);
-        block.extend_from_slice(name);
-        block.resize(block.len() + 4 - name.len(), 0);
-    }
+    let mut block = Vec::with_capacity(entries.len().saturating_add(24));
+    // Each: the inode number, a record length of 12 (little-endian), the
+    // name length, file type 2 (directory), the name padded to 4 bytes.
+    block.extend_from_slice(&inode.index.get().to_le_bytes());
+    block.extend_from_slice(&[12, 0, 1, 2, b'.', 0, 0, 0]);
+    block.extend_from_slice(parent);
+    block.extend_from_slice(&[12, 0, 2, 2, b'.', b'.', 0, 0]);
     block.extend_from_slice(entries);
     Ok(block)
 }
@@ -229,7 +224,7 @@ impl Debug for ReadDir {
 impl_result_iter!(ReadDir, DirEntry);
 
 #[cfg(feature = "std")]
-#[cfg(test)]
+#[cfg(all(test, ext4_view_upstream_test_data))]
 mod tests {
     use super::*;
     use crate::test_util::load_test_disk1;

@@ -187,7 +187,7 @@ impl ExtentsBlocks {
 impl_result_iter!(ExtentsBlocks, FsBlockIndex);
 
 #[cfg(feature = "std")]
-#[cfg(test)]
+#[cfg(all(test, ext4_view_upstream_test_data))]
 mod tests {
     use super::*;
     use crate::test_util::load_test_disk1;
