@@ -21,10 +21,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use origami_core::memory::{DumpFormat, MemoryDump, PhysicalMemory, RamLayout};
+use origami_core::memory::{DumpFormat, MemoryDump, PageCache, PhysicalMemory, RamLayout};
 use origami_core::{AttachProblem, Error};
 use origami_introspect::frame::Frame;
-use origami_introspect::linux::{crawl_into, LinuxOptions};
+use origami_introspect::linux::{crawl_into, crawl_kernel, discover, LinuxOptions};
 use origami_testsupport::qemu::{FixtureVm, GuestTruth, RamBacking, VmOptions};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -91,6 +91,33 @@ fn crawl_matches_the_guest(mem: &MemoryDump, truth: &GuestTruth) {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
+/// The warm crawl (kernel discovered once) through a [`PageCache`], twice, cleared
+/// between, checked against the snapshot.
+fn crawl_matches_the_guest_through_a_page_cache(mem: &MemoryDump, truth: &GuestTruth) {
+    let kernel = discover(mem, &LinuxOptions::default().no_cache()).unwrap();
+    let cached = PageCache::new(mem);
+    for _ in 0..2 {
+        let mut frame = Frame::new("cached");
+        crawl_kernel(&kernel, &cached, &mut frame);
+        cached.clear();
+        assert!(frame.meta.errors.is_empty(), "{:#?}", frame.meta.errors);
+        let got: BTreeSet<(u32, String)> = frame
+            .process
+            .iter()
+            .map(|p| (p.pid, p.name.clone()))
+            .collect();
+        let want: BTreeSet<(u32, String)> = truth
+            .processes
+            .iter()
+            .filter(|(_, t)| !t.comm.starts_with("kworker/"))
+            .map(|(pid, t)| (*pid, t.comm.clone()))
+            .collect();
+        assert!(want.is_subset(&got), "want {want:?}, got {got:?}");
+        let mods: BTreeSet<String> = frame.module.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(truth.modules, mods);
+    }
+}
+
 #[test]
 fn attaches_to_a_guest_with_anonymous_ram_by_pid() {
     let fx = origami_testsupport::require_fixtures!();
@@ -112,6 +139,8 @@ fn attaches_to_a_guest_with_anonymous_ram_by_pid() {
     let ram: u64 = mem.ranges().iter().map(|r| r.len()).sum();
     assert_eq!(ram, options.ram);
     crawl_matches_the_guest(&mem, &truth);
+    // The same through a page cache (each page read once per crawl).
+    crawl_matches_the_guest_through_a_page_cache(&mem, &truth);
 
     // Attaching did not stop QEMU: the guest is still running (its state is not `T`).
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", vm.pid())).unwrap();

@@ -35,6 +35,7 @@ mod kdump;
 mod layout;
 mod lime;
 mod notes;
+mod page_cache;
 mod qemu;
 mod segments;
 mod store;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 
 pub use layout::{RamLayout, RamRegion};
 pub use notes::{CpuState, CpuStateSource};
+pub use page_cache::PageCache;
 pub use vmcoreinfo::VmcoreInfo;
 
 use crate::error::{Error, Result};
