@@ -139,6 +139,15 @@ pub enum Error {
         /// The physical read's error (names the source and the physical address).
         source: Box<Error>,
     },
+    /// A running QEMU's guest RAM could not be attached to by its process id
+    /// ([`crate::memory::MemoryDump::attach_qemu_pid`]).
+    #[error("QEMU process {pid}: {problem}")]
+    QemuAttach {
+        /// The process id given.
+        pid: u32,
+        /// What was looked for and not found, or not allowed.
+        problem: AttachProblem,
+    },
     /// Live guest memory kept changing while it was read.
     #[error("{source_name}: guest memory at {addr:#x} changed in each of {tries} reads (live VM)")]
     TornRead {
@@ -148,6 +157,58 @@ pub enum Error {
         addr: u64,
         /// How many reads were tried.
         tries: u32,
+    },
+}
+
+/// Why attaching to a QEMU process failed; each says what was looked for and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachProblem {
+    /// No process has this id.
+    #[error("no such process; pass the id of a running qemu-system-x86_64 (`pgrep -a qemu`)")]
+    NoProcess,
+    /// The process is not an x86 QEMU system emulator.
+    #[error(
+        "its executable {exe} is not an x86 QEMU system emulator (qemu-system-x86_64, \
+         qemu-kvm); pass the id of the QEMU process that runs the guest (`pgrep -a qemu`)"
+    )]
+    NotQemu {
+        /// `/proc/PID/exe`.
+        exe: String,
+    },
+    /// The process's files could not be read: not the same user, or ptrace not allowed.
+    #[error(
+        "cannot read {}: {source}; reading another process's memory needs its user or \
+         root, and ptrace permission (CAP_SYS_PTRACE, or kernel.yama.ptrace_scope 0 or 1 \
+         with the reader as QEMU's parent); the guest is not stopped either way",
+        path.display()
+    )]
+    Access {
+        /// The file under `/proc/PID`.
+        path: PathBuf,
+        /// The host's error.
+        source: std::io::Error,
+    },
+    /// No mapping of the process holds the guest's RAM (or several could).
+    #[error(
+        "no guest RAM found: looked for {looked_for}; found {found}. A guest whose RAM is \
+         split over several backends (NUMA nodes, DIMMs) is not read; start it with one \
+         memory backend, or give its RAM file with --memory"
+    )]
+    NoGuestRam {
+        /// What was looked for (size, where the size came from, which mappings count).
+        looked_for: String,
+        /// What was found instead.
+        found: String,
+    },
+    /// The machine type's guest-physical layout is not known.
+    #[error(
+        "machine type {machine:?}: its guest-physical RAM layout is not known (known: q35, \
+         pc, pc-q35-*, pc-i440fx-*, microvm, isapc)"
+    )]
+    UnknownMachine {
+        /// The `-machine` type.
+        machine: String,
     },
 }
 

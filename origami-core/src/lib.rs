@@ -6,8 +6,9 @@
 //!
 //! Guest memory has its own seam: [`memory::PhysicalMemory`] reads guest-physical addresses
 //! over the sparse ranges of a dump or a running VM ([`memory::MemoryDump`]: QEMU ELF cores,
-//! kdump, LiME, raw, a live RAM file), and [`paging::VirtualMemory`] translates x86-64
-//! virtual addresses through the guest's page tables.
+//! kdump, LiME, raw, a live RAM file, a running QEMU attached by process id), and
+//! [`paging::VirtualMemory`] translates x86-64 virtual addresses through the guest's page
+//! tables.
 //!
 //! ```
 //! use origami_core::{ReadAt, Slice};
@@ -33,7 +34,7 @@ pub mod partition;
 mod read;
 mod shared;
 
-pub use error::{Error, Result};
+pub use error::{AttachProblem, Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};
 
 pub use cache::BlockCache;

@@ -2,10 +2,11 @@
 //! guest-physical addresses to offsets in a flat RAM file (a raw image or QEMU's
 //! `memory-backend-file`).
 //!
-//! Limits: [`RamLayout::q35`] and [`RamLayout::pc_i440fx`] follow QEMU's default split
-//! (RAM below the PCI hole, the rest from 4 GiB) for machines without `max-ram-below-4g`,
-//! hot-plugged DIMMs or the AMD 1 TiB hole; other layouts are given with
-//! [`RamLayout::from_regions`].
+//! Limits: [`RamLayout::q35`], [`RamLayout::pc_i440fx`] and [`RamLayout::for_qemu_machine`]
+//! follow QEMU's split (RAM below the PCI hole, the rest from 4 GiB; `hw/i386/pc_q35.c`,
+//! `pc_piix.c`, `microvm.c`) for current machine types; not the 3.5 GiB split of `pc-1.7`
+//! and older, hot-plugged DIMMs, or the AMD 1 TiB hole QEMU leaves below RAM above 4 GiB
+//! for guests of about a terabyte. Other layouts are given with [`RamLayout::from_regions`].
 
 use crate::error::{Error, Result};
 
@@ -46,23 +47,52 @@ impl RamLayout {
     /// QEMU's `q35` machine with `ram_size` bytes: RAM below 2 GiB when there are at least
     /// 2.75 GiB (below 2.75 GiB otherwise), the rest from 4 GiB.
     pub fn q35(ram_size: u64) -> RamLayout {
-        let lowmem = if ram_size >= 0xb000_0000 {
-            0x8000_0000
-        } else {
-            0xb000_0000
-        };
-        Self::split(ram_size, lowmem)
+        Self::for_qemu_machine("q35", ram_size, None).unwrap_or_else(|| Self::flat(ram_size))
     }
 
     /// QEMU's `pc` (i440FX) machine with `ram_size` bytes: all below 3.5 GiB when it fits,
     /// otherwise 3 GiB below and the rest from 4 GiB (the gigabyte-aligned split).
     pub fn pc_i440fx(ram_size: u64) -> RamLayout {
-        let lowmem = if ram_size >= 0xe000_0000 {
+        Self::for_qemu_machine("pc", ram_size, None).unwrap_or_else(|| Self::flat(ram_size))
+    }
+
+    /// The layout QEMU gives `ram_size` bytes of RAM on the x86 machine type `machine`
+    /// (`q35`, `pc-q35-*`, `pc`, `pc-i440fx-*`, `microvm`, `isapc`), with the machine's
+    /// `max-ram-below-4g` when it was set. `None` for a machine type this does not know.
+    ///
+    /// As QEMU computes it: q35 keeps RAM below 2 GiB when there are at least 2.75 GiB
+    /// (below 2.75 GiB otherwise), lowered to `max-ram-below-4g`; pc keeps it below
+    /// `max-ram-below-4g` (3.5 GiB by default), lowered to 3 GiB when the RAM does not
+    /// fit; microvm below 3 GiB; isapc all below. The rest starts at 4 GiB.
+    pub fn for_qemu_machine(
+        machine: &str,
+        ram_size: u64,
+        max_ram_below_4g: Option<u64>,
+    ) -> Option<RamLayout> {
+        let m = machine.trim();
+        let max_below = max_ram_below_4g.filter(|&v| v != 0);
+        let lowmem = if m == "q35" || m.starts_with("pc-q35-") {
+            let lowmem = if ram_size >= 0xb000_0000 {
+                0x8000_0000
+            } else {
+                0xb000_0000
+            };
+            lowmem.min(max_below.unwrap_or(FOUR_GIB))
+        } else if m == "pc" || m.starts_with("pc-i440fx-") || m.starts_with("pc-") {
+            let max = max_below.unwrap_or(0xe000_0000);
+            if ram_size >= max {
+                max.min(0xc000_0000)
+            } else {
+                max
+            }
+        } else if m == "microvm" {
             0xc000_0000
+        } else if m == "isapc" {
+            u64::MAX
         } else {
-            0xe000_0000
+            return None;
         };
-        Self::split(ram_size, lowmem)
+        Some(Self::split(ram_size, lowmem))
     }
 
     fn split(ram_size: u64, lowmem: u64) -> RamLayout {
@@ -105,6 +135,26 @@ impl RamLayout {
         Ok(RamLayout { regions })
     }
 
+    /// The same layout for a file whose RAM starts `offset` bytes in (a mapping of a RAM
+    /// file at an offset); fails when an offset overflows.
+    pub fn shifted(&self, offset: u64) -> Result<RamLayout> {
+        let regions = self
+            .regions
+            .iter()
+            .map(|r| {
+                r.file_offset
+                    .checked_add(offset)
+                    .map(|file_offset| RamRegion { file_offset, ..*r })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::BadDump {
+                source_name: "RAM layout".into(),
+                offset,
+                reason: "file offset overflows".into(),
+            })?;
+        Self::from_regions(regions)
+    }
+
     /// The regions.
     pub fn regions(&self) -> &[RamRegion] {
         &self.regions
@@ -134,6 +184,13 @@ mod tests {
         let pc = RamLayout::pc_i440fx(4 * GIB);
         assert_eq!(pc.regions()[0].len, 3 * GIB);
         assert_eq!(pc.regions()[1].len, GIB);
+        // The same through the machine names QEMU takes.
+        assert_eq!(
+            RamLayout::for_qemu_machine("pc-q35-9.2", 8 * GIB, None),
+            Some(big)
+        );
+        assert_eq!(RamLayout::for_qemu_machine("pc", 4 * GIB, None), Some(pc));
+        assert_eq!(RamLayout::for_qemu_machine("arm-virt", GIB, None), None);
         assert!(RamLayout::from_regions(vec![RamRegion {
             guest_phys: u64::MAX,
             file_offset: 0,

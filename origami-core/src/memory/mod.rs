@@ -5,8 +5,10 @@
 //! error that names the source and the first missing address when a read crosses a hole
 //! (never zeros invented). [`MemoryDump`] implements it for the sources it sniffs by magic:
 //! QEMU `dump-guest-memory` ELF cores, QEMU's kdump-compressed output (zlib pages), LiME
-//! and raw images, and (through [`MemoryDump::open_live`]) the RAM file of a running QEMU
-//! VM started with `-object memory-backend-file,...,share=on`.
+//! and raw images, (through [`MemoryDump::open_live`]) the RAM file of a running QEMU
+//! VM started with `-object memory-backend-file,...,share=on`, and (through
+//! [`MemoryDump::attach_qemu_pid`]) the RAM of any running QEMU, found by its process id
+//! and read through `/proc/PID/mem` or QEMU's own memfd, without stopping it.
 //!
 //! Limits: x86-64 guests; a live VM's memory changes while it is read, so a read can be
 //! *torn* (bytes from before and after a guest write); [`PhysicalMemory::is_live`] says
@@ -33,6 +35,8 @@ mod kdump;
 mod layout;
 mod lime;
 mod notes;
+mod page_cache;
+mod qemu;
 mod segments;
 mod store;
 mod vmcoreinfo;
@@ -42,6 +46,7 @@ use std::sync::Arc;
 
 pub use layout::{RamLayout, RamRegion};
 pub use notes::{CpuState, CpuStateSource};
+pub use page_cache::PageCache;
 pub use vmcoreinfo::VmcoreInfo;
 
 use crate::error::{Error, Result};
@@ -153,6 +158,9 @@ pub enum DumpFormat {
     Raw,
     /// A running VM's RAM file (QEMU `memory-backend-file`, `share=on`).
     Live,
+    /// A running QEMU's guest RAM, attached by process id
+    /// ([`MemoryDump::attach_qemu_pid`]).
+    QemuProcess,
     /// A copy made by [`MemoryDump::snapshot`].
     Snapshot,
 }
@@ -223,6 +231,45 @@ impl MemoryDump {
         let path = path.as_ref();
         let store = Store::map_live(path)?;
         Self::with_layout(store, path.display().to_string(), &layout, DumpFormat::Live)
+    }
+
+    /// Attaches to the guest RAM of the running QEMU process `pid`, read-only, without
+    /// stopping the guest or QEMU: the RAM mapping is found from `/proc/PID/maps` (its size
+    /// from the `-m` of `/proc/PID/cmdline`), the guest-physical layout from the machine
+    /// type (split around the PCI hole for large guests, [`RamLayout::for_qemu_machine`]),
+    /// and the bytes are read with `pread` on `/proc/PID/mem`, or, for shared memfd and file
+    /// backends, from QEMU's own descriptor of the RAM file mapped read-only.
+    ///
+    /// Needs the right to trace the process (its user or root; no stop happens). Fails with
+    /// [`Error::QemuAttach`] saying what was looked for: no such process, not an x86 QEMU,
+    /// no permission, no guest RAM found, an unknown machine type. Reads are torn when the
+    /// guest writes meanwhile ([`PhysicalMemory::is_live`] is true), as for
+    /// [`MemoryDump::open_live`]. The heuristic that finds the RAM and its limits are
+    /// described in the source (`memory/qemu/maps.rs`): one RAM block of exactly the RAM
+    /// size; NUMA nodes with several backends and hot-plugged DIMMs are not read.
+    pub fn attach_qemu_pid(pid: u32) -> Result<MemoryDump> {
+        let (plan, opened) = qemu::attach(pid)?;
+        let what = plan.mapping.kind();
+        let machine = plan.machine.clone();
+        match opened {
+            qemu::Opened::SharedFile { path, offset } => {
+                let store = Store::map_live(&path)?;
+                let name = format!("qemu pid {pid} ({machine}, RAM file {what})");
+                let layout = plan.layout.shifted(offset)?;
+                Self::with_layout(store, name, &layout, DumpFormat::QemuProcess)
+            }
+            qemu::Opened::ProcessMemory { mem, path, base } => {
+                let len = plan.mapping.len();
+                let store = Store::Process {
+                    mem,
+                    path,
+                    base,
+                    len,
+                };
+                let name = format!("qemu pid {pid} ({machine}, {what} RAM at host {base:#x})");
+                Self::with_layout(store, name, &plan.layout, DumpFormat::QemuProcess)
+            }
+        }
     }
 
     fn with_layout(

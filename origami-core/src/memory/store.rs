@@ -11,7 +11,8 @@
 //! process ends); QEMU never shrinks a RAM file while the VM runs.
 
 use std::fs::File;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 
@@ -26,6 +27,18 @@ pub(crate) enum Store {
     Live(MmapRaw),
     /// Bytes held in memory.
     Owned(Vec<u8>),
+    /// Another process's memory (a running QEMU's guest RAM), read with `pread` on
+    /// `/proc/PID/mem`: offset 0 is host address `base`.
+    Process {
+        /// `/proc/PID/mem`, opened read-only.
+        mem: File,
+        /// Its path, for errors.
+        path: PathBuf,
+        /// The host address of offset 0.
+        base: u64,
+        /// The number of bytes from `base`.
+        len: u64,
+    },
 }
 
 impl std::fmt::Debug for Store {
@@ -34,6 +47,7 @@ impl std::fmt::Debug for Store {
             Store::Mapped(_) => "Mapped",
             Store::Live(_) => "Live",
             Store::Owned(_) => "Owned",
+            Store::Process { .. } => "Process",
         };
         write!(f, "Store::{kind}({} bytes)", self.len())
     }
@@ -90,12 +104,13 @@ impl Store {
             Store::Mapped(m) => m.len() as u64,
             Store::Live(m) => m.len() as u64,
             Store::Owned(v) => v.len() as u64,
+            Store::Process { len, .. } => *len,
         }
     }
 
-    /// True for a live (shared, guest-written) mapping.
+    /// True for a running guest's memory (a shared mapping, another process's memory).
     pub(crate) fn is_live(&self) -> bool {
-        matches!(self, Store::Live(_))
+        matches!(self, Store::Live(_) | Store::Process { .. })
     }
 
     /// The bytes as a slice, for the immutable stores (parsing headers). `None` when live:
@@ -104,7 +119,7 @@ impl Store {
         match self {
             Store::Mapped(m) => Some(m),
             Store::Owned(v) => Some(v),
-            Store::Live(_) => None,
+            Store::Live(_) | Store::Process { .. } => None,
         }
     }
 
@@ -135,6 +150,17 @@ impl Store {
                 // compiler cannot assume stable (see `crate::shared`). The copy may be torn.
                 unsafe { crate::shared::copy_from_shared(m.as_ptr().add(start), buf) };
                 Ok(())
+            }
+            Store::Process {
+                mem, path, base, ..
+            } => {
+                // In range (checked above), and `base + len` is a mapping's end, so no overflow.
+                let at = base.saturating_add(offset);
+                mem.read_exact_at(buf, at).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    offset: at,
+                    source,
+                })
             }
         }
     }
