@@ -215,15 +215,15 @@ impl CrawlOptionsBuilder {
         self
     }
 
-    /// Whether memory crawls use the per-kernel discovery cache (default yes; the CLI's
-    /// `--no-cache` turns it off).
+    /// Whether memory crawls use the per-kernel discovery cache in the folder named by
+    /// [`cache_dir`](Self::cache_dir) (default yes; without a folder there is no cache).
     pub fn use_cache(mut self, yes: bool) -> Self {
         self.options.use_cache = yes;
         self
     }
 
-    /// Where the discovery cache lives (default `$XDG_CACHE_HOME/origami`, else
-    /// `~/.cache/origami`).
+    /// Where the discovery cache lives; without a folder (the default) memory crawls use
+    /// no cache. `linux::cache::default_dir()` is the conventional folder.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.options.cache_dir = Some(dir.into());
         self
@@ -453,8 +453,11 @@ impl Crawler {
         };
         let opts = crate::linux::LinuxOptions {
             system_map: system_map.map(Path::to_path_buf),
-            use_cache: self.options.use_cache,
-            cache_dir: self.options.cache_dir.clone(),
+            cache_dir: self
+                .options
+                .cache_dir
+                .clone()
+                .filter(|_| self.options.use_cache),
         };
         // The disk's OS fields (os-release) are kept; memory adds the running kernel and
         // the host name the kernel holds, which wins over /etc/hostname.

@@ -14,11 +14,12 @@
 
 use std::time::Instant;
 
-use origami_core::memory::{CpuState, PhysicalMemory, VmcoreInfo};
+use origami_core::memory::{CpuState, PhysRange, PhysicalMemory, VmcoreInfo};
 use origami_core::paging::{PagingMode, VirtualMemory};
+use sha2::{Digest, Sha256};
 
 use super::btf::{Btf, Header, BTF_MAGIC};
-use super::cache::{self, CacheEntry};
+use super::cache::{self, CacheEntry, Span};
 use super::kallsyms::{self, SymbolTable, Tables};
 use super::kmem::{bad, Kmem, KERNEL_IMAGE_SIZE, START_KERNEL_MAP};
 use super::layout::Layout;
@@ -147,8 +148,21 @@ fn ms(t: Instant) -> f64 {
 pub fn read_window(phys: &dyn PhysicalMemory, start: u64, len: u64) -> Result<Vec<u8>> {
     let len_usize = usize::try_from(len).map_err(|_| nodata("window too large"))?;
     let mut out = vec![0u8; len_usize];
-    let end = start.saturating_add(len);
-    for r in phys.ranges() {
+    read_window_into(phys, &phys.ranges(), start, &mut out)?;
+    Ok(out)
+}
+
+/// Fills `out` with the physical memory at `start`, zero-filling what `ranges` (the
+/// memory's own) do not hold.
+fn read_window_into(
+    phys: &dyn PhysicalMemory,
+    ranges: &[PhysRange],
+    start: u64,
+    out: &mut [u8],
+) -> Result<()> {
+    out.fill(0);
+    let end = start.saturating_add(out.len() as u64);
+    for r in ranges {
         let lo = r.start.max(start);
         let hi = r.end.min(end);
         if lo < hi {
@@ -159,7 +173,50 @@ pub fn read_window(phys: &dyn PhysicalMemory, start: u64, len: u64) -> Result<Ve
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// SHA-256 (hex) of the kernel bytes `spans` name for the banner at physical
+/// `banner_phys` (holes read as zeros), each span's position and length hashed before its
+/// bytes: what binds a cache entry to the kernel it was made from.
+pub fn digest_spans(phys: &dyn PhysicalMemory, banner_phys: u64, spans: &[Span]) -> Result<String> {
+    const CHUNK: u64 = 1 << 20;
+    if !cache::spans_bounded(spans) {
+        return Err(nodata("kernel byte spans over the bound"));
+    }
+    let ranges = phys.ranges();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK as usize];
+    for s in spans {
+        h.update(s.rel.to_le_bytes());
+        h.update(s.len.to_le_bytes());
+        let start = s.start(banner_phys);
+        let mut done = 0u64;
+        while done < s.len {
+            let n = (s.len - done).min(CHUNK) as usize;
+            let Some(b) = buf.get_mut(..n) else { break };
+            read_window_into(phys, &ranges, start.wrapping_add(done), b)?;
+            h.update(&*b);
+            done += n as u64;
+        }
+    }
+    Ok(cache::hex(&h.finalize()))
+}
+
+/// Physical `[lo, hi)` as spans, leaving out the 8 bytes at `hole` (`kallsyms_relative_base`,
+/// which each boot's KASLR shift rewrites).
+fn spans_without(lo: u64, hi: u64, hole: u64) -> Vec<(u64, u64)> {
+    if hi <= lo {
+        return Vec::new();
+    }
+    if hole < lo || hole >= hi {
+        return vec![(lo, hi - lo)];
+    }
+    let after = hole.saturating_add(8).min(hi);
+    [(lo, hole - lo), (after, hi - after)]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .collect()
 }
 
 /// The physical addresses of `Linux version ` banners that look like `linux_banner`
@@ -196,7 +253,7 @@ pub fn find_banners(
     }
     let spans = merged;
     for (start, end) in spans {
-        let r = origami_core::memory::PhysRange { start, end };
+        let r = PhysRange { start, end };
         let mut at = r.start;
         while at < r.end {
             let len = (r.end - at).min(CHUNK + MAX_BANNER as u64) as usize;
@@ -380,7 +437,7 @@ fn kallsyms_from_vmcoreinfo(
     phys: &dyn PhysicalMemory,
     vi: &VmcoreInfo,
     image_phys: u64,
-) -> Result<Vec<kallsyms::Symbol>> {
+) -> Result<Decoded> {
     let sym = |n: &str| {
         vi.symbol(n)
             .ok_or_else(|| nodata(format!("VMCOREINFO lacks SYMBOL({n})")))
@@ -419,7 +476,10 @@ fn kallsyms_from_vmcoreinfo(
         token_table: (table - lo) as usize,
         token_index: (index - lo) as usize,
     };
-    kallsyms::decode(&w, &t)
+    Ok(Decoded {
+        symbols: kallsyms::decode(&w, &t)?,
+        spans: spans_without(to_phys(lo), to_phys(hi), to_phys(base)),
+    })
 }
 
 /// Checks that the symbols describe this kernel: the key symbols exist and `linux_banner`
@@ -441,32 +501,26 @@ fn check_symbols(syms: &SymbolTable, p: &Placement) -> Result<()> {
 }
 
 /// Finds and parses the kernel's BTF: at `__start_BTF` when the symbols name it, else by
-/// searching the kernel's memory around the banner for its header.
+/// searching the kernel's memory around the banner for its header. Returns the blob's
+/// physical start and length with it.
 fn find_btf(
     phys: &dyn PhysicalMemory,
     syms: &SymbolTable,
     place: &Placement,
-    window: Option<&[u8]>,
-) -> Result<Btf> {
+) -> Result<(Btf, (u64, u64))> {
     if let (Some(start), Some(stop)) = (syms.get("__start_BTF"), syms.get("__stop_BTF")) {
         let len = stop.saturating_sub(start);
         if len > 24 && len <= MAX_BTF {
-            let blob = read_window(phys, place.phys_of(start), len)?;
-            return Btf::parse(&blob);
+            let at = place.phys_of(start);
+            let blob = read_window(phys, at, len)?;
+            return Ok((Btf::parse(&blob)?, (at, len)));
         }
     }
-    let owned;
-    let w = match window {
-        Some(w) => w,
-        None => {
-            let start = place.banner_phys.saturating_sub(WINDOW_BEFORE);
-            owned = read_window(phys, start, WINDOW_BEFORE + WINDOW_AFTER)?;
-            &owned[..]
-        }
-    };
+    let start = place.banner_phys.saturating_sub(WINDOW_BEFORE);
+    let w = read_window(phys, start, WINDOW_BEFORE + WINDOW_AFTER)?;
     let magic = BTF_MAGIC.to_le_bytes();
     let needle = [magic[0], magic[1], 1, 0, 24, 0, 0, 0];
-    for pos in memchr::memmem::find_iter(w, &needle) {
+    for pos in memchr::memmem::find_iter(&w, &needle) {
         let Some(rest) = w.get(pos..) else { break };
         let Ok(h) = Header::parse(rest) else { continue };
         if h.total_len() > MAX_BTF {
@@ -474,7 +528,7 @@ fn find_btf(
         }
         if let Ok(btf) = Btf::parse(rest) {
             if btf.struct_id("task_struct").is_some() {
-                return Ok(btf);
+                return Ok((btf, (start + pos as u64, h.total_len())));
             }
         }
     }
@@ -506,8 +560,9 @@ fn image_hints(view: &DumpView<'_>) -> Vec<(u64, u64)> {
     w
 }
 
-/// Discovers the kernel: placement, root, symbols, layouts (from the cache when it holds
-/// this build).
+/// Discovers the kernel: placement, root, symbols, layouts (from the cache when the
+/// options name a cache folder and its entry for this banner was made from these same
+/// kernel bytes).
 pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     let t_all = Instant::now();
     let mut timings = Vec::new();
@@ -543,6 +598,10 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     timings.push(("kernel.banner".to_string(), ms(t)));
     let mut last_err = nodata("no `Linux version` banner in memory");
     let mut memo = KallsymsMemo::default();
+    let attempts: &[Attempt] = match opts.cache_dir {
+        Some(_) => &[Attempt::Cache, Attempt::Cold],
+        None => &[Attempt::Cold],
+    };
     for round in 0..2 {
         let banners = if round == 0 {
             hinted.clone()
@@ -553,14 +612,14 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
             all.into_iter().filter(|b| !hinted.contains(b)).collect()
         };
         // A cached build first (cheap to check), then recovery from memory.
-        for cache_only in [true, false] {
+        for &attempt in attempts {
             for &bp in &banners {
                 match kernel_at(
                     view,
                     opts,
                     map.as_ref(),
                     bp,
-                    cache_only,
+                    attempt,
                     &mut memo,
                     &mut timings,
                 ) {
@@ -576,13 +635,22 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     Err(last_err)
 }
 
+/// How a banner candidate is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Only from a cache entry, checked against the dump's kernel bytes.
+    Cache,
+    /// From memory (or the System.map) alone, never the cache.
+    Cold,
+}
+
 /// Tries the banner at `bp`: symbols, placement, layouts, root.
 fn kernel_at(
     view: &DumpView<'_>,
     opts: &LinuxOptions,
     map: Option<&SymbolTable>,
     bp: u64,
-    cache_only: bool,
+    attempt: Attempt,
     memo: &mut KallsymsMemo,
     timings: &mut Vec<(String, f64)>,
 ) -> Result<Kernel> {
@@ -590,36 +658,57 @@ fn kernel_at(
     let vi = view.vmcoreinfo;
     let vi_image_phys = vi.and_then(|v| v.number("phys_base")).map(|n| n as u64);
     let vi_offset = vi.and_then(|v| v.kernel_offset());
-    // 2. The cache, keyed by the banner text.
     let banner = read_banner(phys, bp)?;
     let release = release_of(&banner);
-    let cached = if opts.use_cache {
-        cache::load(opts, &banner)
-    } else {
-        None
-    };
-    if cache_only && (cached.is_none() || map.is_some()) {
-        return Err(nodata("no cache entry for this banner"));
-    }
+    // 2. Symbols and layouts: from a cache entry bound to these kernel bytes, or derived
+    //    from memory (and the bytes they were derived from remembered for the cache).
     let t = Instant::now();
-    let found = match (map, cached) {
-        (None, Some(entry)) => from_cache(view, bp, &entry, vi_image_phys, vi_offset)
-            .map(|(p, s)| (p, s, Some(entry.layout), SymbolSource::Cache)),
-        (Some(m), cached) => from_map(view, bp, m, vi_image_phys, vi_offset)
-            .map(|(p, s)| (p, s, cached.map(|c| c.layout), SymbolSource::SystemMap)),
-        (None, None) => from_kallsyms(view, bp, vi_image_phys, memo)
-            .map(|(p, s)| (p, s, None, SymbolSource::Kallsyms)),
+    let (place, symbols, layout, source, derived_from) = match attempt {
+        Attempt::Cache => {
+            let entry = opts
+                .cache_dir
+                .as_deref()
+                .and_then(|d| cache::load(d, &banner))
+                .ok_or_else(|| nodata("no cache entry for this banner"))?;
+            let (place, symbols, source) = match map {
+                Some(m) => from_map(view, bp, m, vi_image_phys, vi_offset)
+                    .map(|(p, s)| (p, s, SymbolSource::SystemMap))?,
+                None => from_cache(view, bp, &entry, vi_image_phys, vi_offset)
+                    .map(|(p, s)| (p, s, SymbolSource::Cache))?,
+            };
+            timings.push(("kernel.symbols".to_string(), ms(t)));
+            let t = Instant::now();
+            let digest = digest_spans(phys, bp, &entry.spans)?;
+            timings.push(("kernel.cache_check".to_string(), ms(t)));
+            if digest != entry.digest {
+                return Err(nodata(
+                    "the cache entry for this banner was made from other kernel bytes",
+                ));
+            }
+            (place, symbols, entry.layout, source, None)
+        }
+        Attempt::Cold => {
+            let (place, symbols, source, kallsyms_spans) = match map {
+                Some(m) => from_map(view, bp, m, vi_image_phys, vi_offset)
+                    .map(|(p, s)| (p, s, SymbolSource::SystemMap, None))?,
+                None => from_kallsyms(view, bp, vi_image_phys, memo)
+                    .map(|(p, s, spans)| (p, s, SymbolSource::Kallsyms, Some(spans)))?,
+            };
+            timings.push(("kernel.symbols".to_string(), ms(t)));
+            let t = Instant::now();
+            let (btf, btf_span) = find_btf(phys, &symbols, &place)?;
+            let layout = Layout::from_btf(&btf);
+            timings.push(("kernel.btf".to_string(), ms(t)));
+            // Only what was derived from memory alone is cached: a System.map's symbols
+            // are the caller's word for this crawl, not this kernel's bytes.
+            let derived_from = kallsyms_spans.map(|mut spans| {
+                spans.push(btf_span);
+                spans
+            });
+            (place, symbols, layout, source, derived_from)
+        }
     };
-    let (place, symbols, layout, source) = found?;
-    timings.push(("kernel.symbols".to_string(), ms(t)));
-
-    let t = Instant::now();
-    let from_cache = layout.is_some();
-    let layout = match layout {
-        Some(l) => l,
-        None => Layout::from_btf(&find_btf(phys, &symbols, &place, None)?),
-    };
-    timings.push(("kernel.btf".to_string(), ms(t)));
+    let from_cache = attempt == Attempt::Cache;
 
     // 3. Direct map, paging mode and the root, checked by translating the banner.
     let t = Instant::now();
@@ -672,15 +761,23 @@ fn kernel_at(
             ));
         }
     }
-    if opts.use_cache && source != SymbolSource::Cache {
-        let entry = CacheEntry::new(
-            &banner,
-            place.banner_virt,
-            place.banner_virt.wrapping_sub(kaslr_offset),
-            &symbols,
-            &layout,
-        );
-        cache::store(opts, &entry);
+    if let (Some(dir), Some(spans)) = (opts.cache_dir.as_deref(), derived_from) {
+        let spans: Vec<Span> = spans
+            .into_iter()
+            .map(|(start, len)| Span::at(bp, start, len))
+            .collect();
+        if let Ok(digest) = digest_spans(phys, bp, &spans) {
+            let entry = CacheEntry::new(
+                &banner,
+                place.banner_virt,
+                place.banner_virt.wrapping_sub(kaslr_offset),
+                &symbols,
+                &layout,
+                spans,
+                digest,
+            );
+            cache::store(dir, &entry);
+        }
     }
     Ok(Kernel {
         banner,
@@ -700,27 +797,28 @@ fn kernel_at(
     })
 }
 
-/// Symbols recovered from kallsyms in memory around the banner at `bp`.
+/// Symbols recovered from kallsyms in memory around the banner at `bp`, with the physical
+/// spans of the tables they were decoded from.
 fn from_kallsyms(
     view: &DumpView<'_>,
     bp: u64,
     vi_image_phys: Option<u64>,
     memo: &mut KallsymsMemo,
-) -> Result<(Placement, SymbolTable)> {
+) -> Result<Recovered> {
     let phys = view.phys;
     if let (Some(vi), Some(ip)) = (view.vmcoreinfo, vi_image_phys) {
-        let all = match memo.take(VMCOREINFO_TAG) {
-            Some(all) => Some(all),
+        let decoded = match memo.take(VMCOREINFO_TAG) {
+            Some(d) => Some(d),
             None => kallsyms_from_vmcoreinfo(phys, vi, ip).ok(),
         };
-        if let Some(all) = all {
+        if let Some(decoded) = decoded {
             // VMCOREINFO's tables are the kernel's own word: a banner they do not place is
             // a decoy, not a reason to search.
-            return match accept(all, bp) {
+            return match accept(decoded, bp) {
                 Ok(r) if r.0.image_phys() == ip => Ok(r),
                 Ok(_) => Err(nodata("VMCOREINFO phys_base disagrees with kallsyms")),
-                Err(all) => {
-                    memo.put(VMCOREINFO_TAG, all);
+                Err(decoded) => {
+                    memo.put(VMCOREINFO_TAG, decoded);
                     Err(nodata(format!(
                         "VMCOREINFO's kallsyms place linux_banner elsewhere than {bp:#x}"
                     )))
@@ -731,85 +829,103 @@ fn from_kallsyms(
     let start = bp.saturating_sub(WINDOW_BEFORE);
     let len = WINDOW_BEFORE + WINDOW_AFTER;
     // The tables a previous (decoy) banner led to serve this one when they are in reach.
-    let all = match memo.take_within(start, start + len) {
-        Some(all) => all,
+    let decoded = match memo.take_within(start, start + len) {
+        Some(d) => d,
         None => {
             let w = read_window(phys, start, len)?;
-            let t = kallsyms::find_tables(&w)?;
-            let all = kallsyms::decode(&w, &t)?;
-            memo.tag = start + t.token_table as u64;
-            all
+            let at = kallsyms::locate_tables(&w)?;
+            let symbols = kallsyms::decode(&w, &at.tables)?;
+            let (lo, hi) = at.extent();
+            memo.tag = start + at.tables.token_table as u64;
+            Decoded {
+                symbols,
+                spans: spans_without(
+                    start + lo as u64,
+                    start + hi as u64,
+                    start + at.relative_base_at as u64,
+                ),
+            }
         }
     };
     let tag = memo.tag;
-    accept(all, bp).map_err(|all| {
-        memo.put(tag, all);
+    accept(decoded, bp).map_err(|decoded| {
+        memo.put(tag, decoded);
         nodata(format!(
             "kallsyms near the banner at {bp:#x} place linux_banner elsewhere"
         ))
     })
 }
 
+/// Symbols recovered from kallsyms: where they place the kernel, the table, and the
+/// physical spans `(start, length)` of the table bytes they were decoded from.
+type Recovered = (Placement, SymbolTable, Vec<(u64, u64)>);
+
 /// The tag of symbols decoded from VMCOREINFO's table addresses.
 const VMCOREINFO_TAG: u64 = u64::MAX;
+
+/// Decoded kallsyms, and the physical spans `(start, length)` of the table bytes they
+/// were decoded from.
+#[derive(Debug, Default)]
+struct Decoded {
+    symbols: Vec<kallsyms::Symbol>,
+    spans: Vec<(u64, u64)>,
+}
 
 /// Decoded kallsyms kept between banner candidates, tagged by the token table's physical
 /// address, so that a decoy banner does not cost a second decode.
 #[derive(Debug, Default)]
 struct KallsymsMemo {
     tag: u64,
-    symbols: Option<Vec<kallsyms::Symbol>>,
+    decoded: Option<Decoded>,
 }
 
 impl KallsymsMemo {
-    fn take(&mut self, tag: u64) -> Option<Vec<kallsyms::Symbol>> {
+    fn take(&mut self, tag: u64) -> Option<Decoded> {
         if self.tag == tag {
-            self.symbols.take()
+            self.decoded.take()
         } else {
             None
         }
     }
-    fn take_within(&mut self, lo: u64, hi: u64) -> Option<Vec<kallsyms::Symbol>> {
+    fn take_within(&mut self, lo: u64, hi: u64) -> Option<Decoded> {
         if self.tag != VMCOREINFO_TAG && (lo..hi).contains(&self.tag) {
-            self.symbols.take()
+            self.decoded.take()
         } else {
             None
         }
     }
-    fn put(&mut self, tag: u64, symbols: Vec<kallsyms::Symbol>) {
+    fn put(&mut self, tag: u64, decoded: Decoded) {
         self.tag = tag;
-        self.symbols = Some(symbols);
+        self.decoded = Some(decoded);
     }
 }
 
 /// Accepts decoded symbols for the banner at `bp` when they place `linux_banner` there
 /// (checked before the table is built, so a decoy costs little); else hands them back.
-fn accept(
-    all: Vec<kallsyms::Symbol>,
-    bp: u64,
-) -> std::result::Result<(Placement, SymbolTable), Vec<kallsyms::Symbol>> {
-    let Some(bv) = all
+fn accept(decoded: Decoded, bp: u64) -> std::result::Result<Recovered, Decoded> {
+    let Some(bv) = decoded
+        .symbols
         .iter()
         .find(|s| s.name == "linux_banner")
         .map(|s| s.address)
     else {
-        return Err(all);
+        return Err(decoded);
     };
     let p = Placement {
         banner_phys: bp,
         banner_virt: bv,
     };
     if check_placement(&p).is_err() {
-        return Err(all);
+        return Err(decoded);
     }
-    let syms = SymbolTable::from_symbols(all);
+    let Decoded { symbols, spans } = decoded;
+    let syms = SymbolTable::from_symbols(symbols);
     match check_symbols(&syms, &p) {
-        Ok(()) => Ok((p, syms)),
+        Ok(()) => Ok((p, syms, spans)),
         // Rare (alignment matched by chance): the table is rebuilt by a later candidate.
-        Err(_) => Err(Vec::new()),
+        Err(_) => Err(Decoded::default()),
     }
 }
-
 /// Symbols from a System.map, shifted by the KASLR offset found for the banner at `bp`.
 fn from_map(
     view: &DumpView<'_>,

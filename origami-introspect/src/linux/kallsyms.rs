@@ -370,8 +370,49 @@ fn address(off: i32, base: u64, absolute_percpu: bool) -> u64 {
     }
 }
 
+/// Where the kallsyms tables lie in a window, with the positions of the two words
+/// [`Tables`] carries as values (`kallsyms_num_syms`, `kallsyms_relative_base`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// The tables.
+    pub tables: Tables,
+    /// Window offset of `kallsyms_num_syms`.
+    pub num_syms_at: usize,
+    /// Window offset of `kallsyms_relative_base`.
+    pub relative_base_at: usize,
+}
+
+impl Located {
+    /// The window range `[start, end)` whose bytes the tables are decoded from (the count,
+    /// the names and markers, the token table and index, the offsets). It may include
+    /// `kallsyms_relative_base`, whose value differs with each boot's KASLR shift while
+    /// the decoded symbols, relative to each other, do not.
+    pub fn extent(&self) -> (usize, usize) {
+        let t = &self.tables;
+        let offsets_end = t
+            .offsets
+            .saturating_add(4usize.saturating_mul(t.num_syms as usize));
+        let start = t
+            .offsets
+            .min(self.num_syms_at)
+            .min(t.names)
+            .min(t.token_table)
+            .min(t.token_index);
+        let end = offsets_end
+            .max(t.token_index.saturating_add(512))
+            .max(self.num_syms_at.saturating_add(4));
+        (start, end)
+    }
+}
+
 /// Searches a window of kernel read-only data for the kallsyms tables.
 pub fn find_tables(w: &[u8]) -> Result<Tables> {
+    locate_tables(w).map(|l| l.tables)
+}
+
+/// Searches a window of kernel read-only data for the kallsyms tables, and says where the
+/// words it read as values lie.
+pub fn locate_tables(w: &[u8]) -> Result<Located> {
     let mut i = 0usize;
     let mut last_err = malformed(0, "no kallsyms token index found");
     // Fast pre-filter: an aligned u16 zero followed by a small positive u16.
@@ -394,7 +435,7 @@ pub fn find_tables(w: &[u8]) -> Result<Tables> {
 }
 
 /// Given the token table and index, finds the names, the count and the offsets.
-fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Result<Tables> {
+fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Result<Located> {
     let tok =
         tokens(w, token_table, token_index).ok_or_else(|| malformed(token_table, "bad tokens"))?;
     // The names and markers come before the token table, within a few MiB.
@@ -411,18 +452,23 @@ fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Resul
     let (q, (n, names, _end)) =
         found.ok_or_else(|| malformed(token_table, "no kallsyms_names before the tokens"))?;
     let len = 4 * n as usize;
+    let located = |offsets: usize, relative_base: u64, base_at: usize| Located {
+        tables: Tables {
+            offsets,
+            relative_base,
+            num_syms: n,
+            names,
+            token_table,
+            token_index,
+        },
+        num_syms_at: q,
+        relative_base_at: base_at,
+    };
     // 6.1 stable: offsets, relative_base, num_syms, names, ...
     if let Some(off) = q.checked_sub(8).and_then(|b| b.checked_sub(align8(len))) {
         if let Some(base) = u64_at(w, q - 8) {
             if offsets_plausible(w, off, n, base) {
-                return Ok(Tables {
-                    offsets: off,
-                    relative_base: base,
-                    num_syms: n,
-                    names,
-                    token_table,
-                    token_index,
-                });
+                return Ok(located(off, base, q - 8));
             }
         }
     }
@@ -431,14 +477,7 @@ fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Resul
     let base_at = align8(off + len);
     if let Some(base) = u64_at(w, base_at) {
         if offsets_plausible(w, off, n, base) {
-            return Ok(Tables {
-                offsets: off,
-                relative_base: base,
-                num_syms: n,
-                names,
-                token_table,
-                token_index,
-            });
+            return Ok(located(off, base, base_at));
         }
     }
     Err(malformed(

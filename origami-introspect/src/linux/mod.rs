@@ -3,7 +3,8 @@
 //!
 //! [`discover()`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
 //! root), its symbols (a given `System.map`, else kallsyms recovered from memory) and its
-//! struct layouts (its own BTF), caching symbols and layouts per kernel build. The feature
+//! struct layouts (its own BTF), caching symbols and layouts per kernel build when asked to
+//! (bound to the kernel's bytes, see [`cache`]). The feature
 //! functions ([`crawl_kernel`]) then read the kernel's structures through those layouts.
 //! [`crawl_into`] does both into a [`Frame`], recording each feature's time and errors.
 //! Limits: x86-64 guests; kernels with kallsyms (or a System.map) and BTF.
@@ -42,24 +43,13 @@ pub use discover::{DumpView, Kernel, SymbolSource};
 use crate::error::Result;
 
 /// How the memory crawl runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LinuxOptions {
     /// A `System.map` for the guest's kernel; without one, kallsyms is recovered from memory.
     pub system_map: Option<PathBuf>,
-    /// Use the discovery cache (`--no-cache` turns it off).
-    pub use_cache: bool,
-    /// The cache folder; default `$XDG_CACHE_HOME/origami`, else `~/.cache/origami`.
+    /// The discovery cache's folder; `None` (the default) uses no cache.
+    /// [`cache::default_dir`] is the conventional folder.
     pub cache_dir: Option<PathBuf>,
-}
-
-impl Default for LinuxOptions {
-    fn default() -> Self {
-        LinuxOptions {
-            system_map: None,
-            use_cache: true,
-            cache_dir: None,
-        }
-    }
 }
 
 impl LinuxOptions {
@@ -69,16 +59,15 @@ impl LinuxOptions {
         self
     }
 
-    /// Options without the cache.
+    /// Options without the cache (the default).
     pub fn no_cache(mut self) -> Self {
-        self.use_cache = false;
+        self.cache_dir = None;
         self
     }
 
     /// Options with the cache in `dir`.
     pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
-        self.use_cache = true;
         self
     }
 }
