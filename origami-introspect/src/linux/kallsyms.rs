@@ -57,35 +57,12 @@ pub struct Symbol {
     pub kind: char,
 }
 
-/// FNV-1a as a `Hasher`: symbol names are short and the table is built once per discovery,
-/// where SipHash's flood resistance buys nothing and costs a tenth of cold discovery.
-#[derive(Debug, Clone, Copy)]
-pub struct FnvHasher(u64);
-
-impl Default for FnvHasher {
-    fn default() -> Self {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-type FnvMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<FnvHasher>>;
-
 /// A kernel's symbol table: recovered kallsyms or a `System.map`.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
-    by_name: FnvMap<u64>,
+    /// Names are guest data: std's randomly seeded SipHash keeps a guest from choosing
+    /// names that collide and make inserts quadratic.
+    by_name: HashMap<String, u64>,
     count: usize,
 }
 
@@ -93,7 +70,7 @@ impl SymbolTable {
     /// Builds a table from symbols; where a name repeats (local statics), a global
     /// (upper-case type) wins over a local, else the first is kept.
     pub fn from_symbols(symbols: impl IntoIterator<Item = Symbol>) -> SymbolTable {
-        let mut by_name: FnvMap<(u64, bool)> = FnvMap::default();
+        let mut by_name: HashMap<String, (u64, bool)> = HashMap::new();
         let mut count = 0;
         for s in symbols {
             count += 1;
@@ -156,7 +133,7 @@ impl SymbolTable {
 
     /// Keeps only the named symbols (what a cache entry stores).
     pub fn subset<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> SymbolTable {
-        let by_name: FnvMap<u64> = names
+        let by_name: HashMap<String, u64> = names
             .into_iter()
             .filter_map(|n| self.get(n).map(|a| (n.to_string(), a)))
             .collect();
