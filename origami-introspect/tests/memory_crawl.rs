@@ -10,14 +10,14 @@ use std::collections::BTreeSet;
 use memory_truth::compare;
 use origami_core::memory::MemoryDump;
 use origami_introspect::frame::Frame;
-use origami_introspect::linux::{crawl_into, discover, LinuxOptions, SymbolSource};
+use origami_introspect::linux::{discover, LinuxOptions, SymbolSource};
 use serde_json::Value;
 
 const DUMPS: [&str; 3] = ["memdump", "memdump-novmcoreinfo", "memdump-la57"];
 
 fn crawl(dump: &MemoryDump, opts: &LinuxOptions) -> Frame {
     let mut f = Frame::new("test");
-    crawl_into(dump, opts, &mut f);
+    origami_introspect::linux::crawl(dump, opts).merge_into(&mut f);
     f
 }
 

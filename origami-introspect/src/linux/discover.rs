@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use origami_core::memory::{CpuState, PhysRange, PhysicalMemory, VmcoreInfo};
+use origami_core::memory::{CpuState, MemoryDump, PhysRange, PhysicalMemory, VmcoreInfo};
 use origami_core::paging::{PagingMode, VirtualMemory};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +25,7 @@ use super::kmem::{bad, Kmem, KERNEL_IMAGE_SIZE, START_KERNEL_MAP};
 use super::layout::Layout;
 use super::LinuxOptions;
 use crate::error::{Error, Result};
+use crate::timing::millis;
 
 /// The alignment of the kernel image, physically and virtually (CONFIG_PHYSICAL_ALIGN).
 const IMAGE_ALIGN: u64 = 2 << 20;
@@ -54,6 +55,16 @@ pub struct DumpView<'a> {
     pub vmcoreinfo: Option<&'a VmcoreInfo>,
     /// The CPUs' registers, when the dump has them.
     pub cpus: &'a [CpuState],
+}
+
+impl<'a> From<&'a MemoryDump> for DumpView<'a> {
+    fn from(dump: &'a MemoryDump) -> DumpView<'a> {
+        DumpView {
+            phys: dump,
+            vmcoreinfo: dump.vmcoreinfo(),
+            cpus: dump.cpus(),
+        }
+    }
 }
 
 impl std::fmt::Debug for DumpView<'_> {
@@ -138,10 +149,6 @@ fn nodata(what: impl Into<String>) -> Error {
         location: "kernel discovery".into(),
         what: what.into(),
     }
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Reads `[start, start + len)` of physical memory, zero-filling holes.
@@ -595,7 +602,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     } else {
         find_banners(phys, Some(&hints), MAX_BANNERS)?
     };
-    timings.push(("kernel.banner".to_string(), ms(t)));
+    timings.push(("kernel.banner".to_string(), millis(t)));
     let mut last_err = nodata("no `Linux version` banner in memory");
     let mut memo = KallsymsMemo::default();
     let attempts: &[Attempt] = match opts.cache_dir {
@@ -608,7 +615,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
         } else {
             let t = Instant::now();
             let all = find_banners(phys, None, MAX_BANNERS)?;
-            timings.push(("kernel.banner_search".to_string(), ms(t)));
+            timings.push(("kernel.banner_search".to_string(), millis(t)));
             all.into_iter().filter(|b| !hinted.contains(b)).collect()
         };
         // A cached build first (cheap to check), then recovery from memory.
@@ -624,7 +631,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
                     &mut timings,
                 ) {
                     Ok(mut k) => {
-                        k.timings.push(("kernel.total".to_string(), ms(t_all)));
+                        k.timings.push(("kernel.total".to_string(), millis(t_all)));
                         return Ok(k);
                     }
                     Err(e) => last_err = e,
@@ -676,10 +683,10 @@ fn kernel_at(
                 None => from_cache(view, bp, &entry, vi_image_phys, vi_offset)
                     .map(|(p, s)| (p, s, SymbolSource::Cache))?,
             };
-            timings.push(("kernel.symbols".to_string(), ms(t)));
+            timings.push(("kernel.symbols".to_string(), millis(t)));
             let t = Instant::now();
             let digest = digest_spans(phys, bp, &entry.spans)?;
-            timings.push(("kernel.cache_check".to_string(), ms(t)));
+            timings.push(("kernel.cache_check".to_string(), millis(t)));
             if digest != entry.digest {
                 return Err(nodata(
                     "the cache entry for this banner was made from other kernel bytes",
@@ -694,11 +701,11 @@ fn kernel_at(
                 None => from_kallsyms(view, bp, vi_image_phys, memo)
                     .map(|(p, s, spans)| (p, s, SymbolSource::Kallsyms, Some(spans)))?,
             };
-            timings.push(("kernel.symbols".to_string(), ms(t)));
+            timings.push(("kernel.symbols".to_string(), millis(t)));
             let t = Instant::now();
             let (btf, btf_span) = find_btf(phys, &symbols, &place)?;
             let layout = Layout::from_btf(&btf);
-            timings.push(("kernel.btf".to_string(), ms(t)));
+            timings.push(("kernel.btf".to_string(), millis(t)));
             // Only what was derived from memory alone is cached: a System.map's symbols
             // are the caller's word for this crawl, not this kernel's bytes.
             let derived_from = kallsyms_spans.map(|mut spans| {
@@ -733,7 +740,7 @@ fn kernel_at(
             PagingMode::Level5 => 0xff11_0000_0000_0000,
         };
     }
-    timings.push(("kernel.paging".to_string(), ms(t)));
+    timings.push(("kernel.paging".to_string(), millis(t)));
     let text = symbols.get("_text").unwrap_or(DEFAULT_TEXT_LINK);
     let kaslr_offset = match (&map, vi_offset) {
         (_, Some(o)) => o,

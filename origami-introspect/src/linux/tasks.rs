@@ -240,9 +240,11 @@ pub fn rss_pages(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
     Ok(total)
 }
 
-/// The frame's processes, with errors met along the way (the feature goes on past them).
-pub fn processes(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Process>, Vec<Error>)> {
-    let (tasks, mut errors) = tasks(k, km)?;
+/// The frame's processes from the walked `tasks` (their command lines and RSS read from
+/// their own address spaces), with errors met along the way (the feature goes on past
+/// them).
+pub fn processes(k: &Kernel, km: &Kmem<'_>, tasks: &[Task]) -> (Vec<Process>, Vec<Error>) {
+    let mut errors = Vec::new();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         let kernel_thread = t.kernel_thread();
@@ -274,7 +276,7 @@ pub fn processes(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Process>, Vec<Error>)
         }
         out.push(p);
     }
-    Ok((out, errors))
+    (out, errors)
 }
 
 #[cfg(test)]
