@@ -22,7 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
-mod bytes;
+pub mod bytes;
 mod cache;
 mod error;
 pub mod image;

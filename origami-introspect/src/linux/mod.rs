@@ -24,15 +24,20 @@
 //! # Ok::<(), origami_core::Error>(())
 //! ```
 
+pub mod banner;
 pub mod btf;
 pub mod cache;
 pub mod discover;
 pub mod facts;
+pub mod image;
 pub mod kallsyms;
+pub mod kernel;
 pub mod kmem;
 pub mod layout;
 pub mod modules;
+mod placement;
 pub mod sockets;
+mod symbols;
 pub mod sysinfo;
 pub mod tasks;
 
@@ -43,8 +48,8 @@ use std::time::Instant;
 use origami_core::memory::PhysicalMemory;
 use origami_frame::Section;
 
-pub use discover::{DumpView, Kernel, SymbolSource};
 pub use facts::{FeatureFailure, MemoryFacts, RunningOs};
+pub use kernel::{DumpView, Kernel, SymbolSource};
 
 use crate::error::{Error, Result};
 use crate::timing::millis;
