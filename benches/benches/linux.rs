@@ -33,7 +33,7 @@ fn linux(c: &mut Criterion) {
         g.bench_function(format!("{name}/crawl_warm"), |b| {
             b.iter(|| {
                 let mut f = Frame::new("bench");
-                crawl_kernel(&kernel, &dump, &mut f);
+                crawl_kernel(&kernel, &dump, &cold).merge_into(&mut f);
                 assert!(f.process.len() > 50);
                 f
             })

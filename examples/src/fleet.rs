@@ -125,9 +125,14 @@ pub struct FleetOptions {
 impl FleetOptions {
     /// The crawl options for one machine named `name` (the manifest's name is its system id).
     pub fn crawl_options(&self, name: Option<&str>) -> Result<CrawlOptions, String> {
-        let mut b = CrawlOptions::builder()
-            .hash_files(self.hash)
-            .use_cache(!self.no_cache);
+        let mut b = CrawlOptions::builder().hash_files(self.hash);
+        // The library uses a discovery cache only in a folder its caller names: the CLI
+        // names the conventional one unless told not to.
+        if !self.no_cache {
+            if let Some(dir) = origami_introspect::linux::cache::default_dir() {
+                b = b.cache_dir(dir);
+            }
+        }
         for g in &self.config_globs {
             b = b.config_glob(g.clone());
         }

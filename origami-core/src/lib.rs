@@ -23,7 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
-mod bytes;
+pub mod bytes;
 mod cache;
 mod error;
 pub mod image;

@@ -1,7 +1,7 @@
 //! Crawls a memory dump and prints the frame as JSON (a development aid).
 use origami_core::memory::MemoryDump;
 use origami_introspect::frame::Frame;
-use origami_introspect::linux::{crawl_into, discover, LinuxOptions};
+use origami_introspect::linux::{crawl, discover, LinuxOptions};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -24,6 +24,6 @@ fn main() {
         Err(e) => eprintln!("discover: {e}"),
     }
     let mut f = Frame::new("memcrawl");
-    crawl_into(&dump, &opts, &mut f);
+    crawl(&dump, &opts).merge_into(&mut f);
     println!("{}", f.to_json_pretty());
 }

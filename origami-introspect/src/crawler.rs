@@ -1,11 +1,14 @@
-//! The Crawler: a [`Target`] (disk images, later a memory dump) and [`CrawlOptions`] in, a
-//! [`Frame`] out.
+//! The Crawler: a [`Target`] (disks and memory, as files or the caller's own readers) and
+//! [`CrawlOptions`] in, a [`Frame`] out.
 //!
 //! The disks are opened (raw or qcow2, partitioned or not), every file system found on
 //! them is opened, and the guest's tree is assembled from its own `/etc/fstab`
 //! ([`crate::fs::fstab`]). Each section then runs on that tree; a section that fails records
 //! its error in `_frame.errors` and the others go on, and each section's time is recorded
-//! in `_frame.timings` (milliseconds).
+//! in `_frame.timings` (milliseconds). The memory, when the target has it, is crawled by
+//! [`crate::linux`], whose typed facts are then merged into the frame
+//! ([`crate::linux::MemoryFacts::merge_into`]). [`CrawlOptions`]' sections choose among
+//! disk and memory sections alike.
 //!
 //! ```no_run
 //! use origami_introspect::{CrawlOptions, Crawler, Target};
@@ -30,45 +33,9 @@ use crate::disk::{config, file, os, package, user};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble, Assembly, PartitionInfo, Volume};
 use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree, WalkLimits};
-
-/// What to crawl: one machine's disk images and, optionally, its memory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Target {
-    /// The machine's disk images, in the order the guest sees them (`vda`, `vdb`, ...).
-    pub disks: Vec<PathBuf>,
-    /// A memory dump (or a live memory file) of the same machine.
-    pub memory: Option<PathBuf>,
-    /// The guest kernel's `System.map`, when the caller has it.
-    pub system_map: Option<PathBuf>,
-}
-
-impl Target {
-    /// A target of one disk image.
-    pub fn disk(path: impl Into<PathBuf>) -> Target {
-        Target {
-            disks: vec![path.into()],
-            ..Target::default()
-        }
-    }
-
-    /// Adds a disk image.
-    pub fn with_disk(mut self, path: impl Into<PathBuf>) -> Target {
-        self.disks.push(path.into());
-        self
-    }
-
-    /// Sets the memory dump.
-    pub fn with_memory(mut self, path: impl Into<PathBuf>) -> Target {
-        self.memory = Some(path.into());
-        self
-    }
-
-    /// Sets the `System.map`.
-    pub fn with_system_map(mut self, path: impl Into<PathBuf>) -> Target {
-        self.system_map = Some(path.into());
-        self
-    }
-}
+use crate::linux::{self, LinuxOptions, MEMORY_SECTIONS};
+use crate::target::{Disk, Memory, Target};
+use crate::timing::millis;
 
 /// How to crawl: which sections, and their knobs. Built with [`CrawlOptions::builder`].
 #[derive(Debug, Clone)]
@@ -95,7 +62,7 @@ impl Default for CrawlOptions {
     fn default() -> Self {
         CrawlOptions {
             system: None,
-            sections: DISK_SECTIONS.into_iter().collect(),
+            sections: Section::ALL.into_iter().collect(),
             hash_files: false,
             max_hash_size: None,
             exclude: Vec::new(),
@@ -126,8 +93,8 @@ pub const DISK_SECTIONS: [Section; 5] = [
 ];
 
 impl CrawlOptions {
-    /// A builder starting from the defaults: every disk section, no hashing, config text
-    /// of `/etc` up to 64 KiB a file.
+    /// A builder starting from the defaults: every section, no hashing, config text of
+    /// `/etc` up to 64 KiB a file.
     pub fn builder() -> CrawlOptionsBuilder {
         CrawlOptionsBuilder {
             options: CrawlOptions::default(),
@@ -154,7 +121,7 @@ impl CrawlOptionsBuilder {
         self
     }
 
-    /// Crawl only these sections.
+    /// Crawl only these sections (disk and memory ones alike).
     pub fn sections(mut self, sections: impl IntoIterator<Item = Section>) -> Self {
         self.options.sections = sections.into_iter().collect();
         self
@@ -215,15 +182,15 @@ impl CrawlOptionsBuilder {
         self
     }
 
-    /// Whether memory crawls use the per-kernel discovery cache (default yes; the CLI's
-    /// `--no-cache` turns it off).
+    /// Whether memory crawls use the per-kernel discovery cache in the folder named by
+    /// [`cache_dir`](Self::cache_dir) (default yes; without a folder there is no cache).
     pub fn use_cache(mut self, yes: bool) -> Self {
         self.options.use_cache = yes;
         self
     }
 
-    /// Where the discovery cache lives (default `$XDG_CACHE_HOME/origami`, else
-    /// `~/.cache/origami`).
+    /// Where the discovery cache lives; without a folder (the default) memory crawls use
+    /// no cache. `linux::cache::default_dir()` is the conventional folder.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.options.cache_dir = Some(dir.into());
         self
@@ -294,6 +261,35 @@ fn open_image(path: &Path, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
     Ok(Arc::new(image))
 }
 
+/// A caller's reader under the name the caller gave it, so that errors name the disk.
+struct NamedReader {
+    name: String,
+    inner: Arc<dyn ReadAt>,
+}
+
+impl ReadAt for NamedReader {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> origami_core::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// A disk's bytes: the image file opened, or the caller's reader.
+fn open_disk(disk: &Disk, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
+    match disk {
+        Disk::Path(path) => open_image(path, options),
+        Disk::Reader { name, reader } => Ok(Arc::new(NamedReader {
+            name: name.clone(),
+            inner: reader.clone(),
+        })),
+    }
+}
+
 /// The file system on `source` as a volume; `Ok(None)` when it holds none this crate reads
 /// (swap, an empty partition).
 fn volume(
@@ -354,11 +350,11 @@ fn disk_volumes(
 
 /// Opens the disks of a target and assembles the guest's tree. Problems that did not stop
 /// the assembly (an unreadable partition, an fstab line naming no disk) are returned too.
-pub fn open_guest(disks: &[PathBuf], options: DiskOptions) -> Result<(Assembly, Vec<Error>)> {
+pub fn open_guest(disks: &[Disk], options: DiskOptions) -> Result<(Assembly, Vec<Error>)> {
     let mut volumes = Vec::new();
     let mut problems = Vec::new();
-    for (i, path) in disks.iter().enumerate() {
-        let image = open_image(path, &options)?;
+    for (i, disk) in disks.iter().enumerate() {
+        let image = open_disk(disk, &options)?;
         let (v, e) = disk_volumes(image, i, options.ext4);
         volumes.extend(v);
         problems.extend(e);
@@ -367,19 +363,11 @@ pub fn open_guest(disks: &[PathBuf], options: DiskOptions) -> Result<(Assembly, 
         return Err(match problems.into_iter().next() {
             Some(e) => e,
             None => Error::NoRoot {
-                looked_at: disks
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                looked_at: disks.iter().map(Disk::name).collect::<Vec<_>>().join(", "),
             },
         });
     }
     Ok((assemble(volumes)?, problems))
-}
-
-fn millis(start: Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
 impl Crawler {
@@ -403,21 +391,24 @@ impl Crawler {
             });
         }
         let start = Instant::now();
-        let fallback_id = target
+        let names: Vec<String> = target
             .disks
+            .iter()
+            .map(Disk::name)
+            .chain(target.memory.iter().map(Memory::name))
+            .collect();
+        // Without a host name from the guest, the system is named after its first source.
+        let fallback_id = names
             .first()
-            .or(target.memory.as_ref())
-            .and_then(|d| d.file_stem())
+            .and_then(|n| Path::new(n).file_stem())
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut frame = Frame::new(self.options.system.clone().unwrap_or(fallback_id));
-        frame.meta.source = target
-            .disks
+        frame.meta.source = names;
+        let wants_disk = DISK_SECTIONS
             .iter()
-            .chain(target.memory.iter())
-            .map(|p| p.display().to_string())
-            .collect();
-        if !target.disks.is_empty() {
+            .any(|s| self.options.sections.contains(s));
+        if !target.disks.is_empty() && wants_disk {
             let t = Instant::now();
             let opened = open_guest(&target.disks, self.options.disk.clone());
             frame.meta.timings.insert("disk".into(), millis(t));
@@ -446,44 +437,45 @@ impl Crawler {
         Ok(frame)
     }
 
-    /// Crawls a Linux guest's memory (a dump or a running VM's memory file) into `frame`:
-    /// the running kernel, host name, processes, connections and modules. What the disk
-    /// said of the OS stays; the memory's kernel release is the running one.
-    pub fn crawl_memory(&self, memory: &Path, system_map: Option<&Path>, frame: &mut Frame) {
-        let t = Instant::now();
-        let dump = origami_core::memory::MemoryDump::open(memory);
-        frame.meta.timings.insert("memory".into(), millis(t));
-        let dump = match dump {
-            Ok(d) => d,
-            Err(e) => {
-                frame.record_error("memory", e.to_string());
-                return;
-            }
-        };
-        let opts = crate::linux::LinuxOptions {
+    /// The memory crawl's options: the cache and sections in force, and `system_map`.
+    fn linux_options(&self, system_map: Option<&Path>) -> LinuxOptions {
+        LinuxOptions {
             system_map: system_map.map(Path::to_path_buf),
-            use_cache: self.options.use_cache,
-            cache_dir: self.options.cache_dir.clone(),
+            cache_dir: self
+                .options
+                .cache_dir
+                .clone()
+                .filter(|_| self.options.use_cache),
+            sections: self.options.sections.clone(),
+        }
+    }
+
+    /// Crawls a Linux guest's memory (a dump, a running VM's memory file, or the caller's
+    /// own source) into `frame`: the running kernel, host name, processes, connections and
+    /// modules, as far as the options' sections ask. The facts are merged by
+    /// [`MemoryFacts::merge_into`](crate::linux::MemoryFacts::merge_into): what the disk
+    /// said of the OS stays, the memory's kernel release and host name win.
+    pub fn crawl_memory(&self, memory: &Memory, system_map: Option<&Path>, frame: &mut Frame) {
+        let opts = self.linux_options(system_map);
+        if !MEMORY_SECTIONS.iter().any(|s| opts.sections.contains(s)) {
+            return;
+        }
+        let facts = match memory {
+            Memory::Path(path) => {
+                let t = Instant::now();
+                let dump = origami_core::memory::MemoryDump::open(path);
+                frame.meta.timings.insert("memory".into(), millis(t));
+                match dump {
+                    Ok(d) => linux::crawl(&d, &opts),
+                    Err(e) => {
+                        frame.record_error("memory", e.to_string());
+                        return;
+                    }
+                }
+            }
+            Memory::Source(source) => linux::crawl(source, &opts),
         };
-        // The disk's OS fields (os-release) are kept; memory adds the running kernel and
-        // the host name the kernel holds, which wins over /etc/hostname.
-        let disk_os = std::mem::take(&mut frame.os);
-        crate::linux::crawl_into(&dump, &opts, frame);
-        let mem_os = std::mem::replace(&mut frame.os, disk_os);
-        if mem_os.kernel.is_some() {
-            frame.os.kernel = mem_os.kernel;
-        }
-        if mem_os.hostname.is_some() {
-            frame.os.hostname = mem_os.hostname;
-        }
-        frame.os.arch = frame.os.arch.take().or(mem_os.arch);
-        frame.os.boot_time = mem_os.boot_time.or(frame.os.boot_time.take());
-        for (k, v) in mem_os.extra {
-            frame.os.extra.entry(k).or_insert(v);
-        }
-        if frame.os.hostname.is_some() {
-            frame.meta.hostname = frame.os.hostname.clone();
-        }
+        facts.merge_into(frame);
     }
 
     /// Runs the chosen disk sections on an assembled guest tree, into `frame` (files are

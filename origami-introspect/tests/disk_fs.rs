@@ -236,7 +236,7 @@ fn synthetic_disks_have_no_guest_root() {
         ("synth/gpt.qcow2", &["p1", "p2"]),
         ("synth/mbr.img", &["p1", "p5", "p6"]),
     ] {
-        match open_guest(&[fx.path(image)], DiskOptions::default()) {
+        match open_guest(&[fx.path(image).into()], DiskOptions::default()) {
             Err(Error::NoRoot { looked_at }) => {
                 for p in parts {
                     assert!(

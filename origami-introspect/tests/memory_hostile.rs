@@ -64,7 +64,7 @@ fn a_pointer_out_of_ram_ends_the_walk_with_an_error() {
         patches: vec![(km.translate(nodes[20]).unwrap(), bad.to_le_bytes())],
     };
     let mut f = Frame::new("t");
-    crawl_kernel(&k, &patched, &mut f);
+    crawl_kernel(&k, &patched, &LinuxOptions::default()).merge_into(&mut f);
     assert_eq!(
         f.process.len(),
         20,
@@ -102,7 +102,7 @@ fn a_looping_list_ends_with_an_error() {
         ],
     };
     let mut f = Frame::new("t");
-    crawl_kernel(&k, &patched, &mut f);
+    crawl_kernel(&k, &patched, &LinuxOptions::default()).merge_into(&mut f);
     assert_eq!(f.process.len(), 9);
     let e = f
         .meta
@@ -127,7 +127,7 @@ fn a_broken_back_link_is_reported_not_followed() {
         )],
     };
     let mut f = Frame::new("t");
-    crawl_kernel(&k, &patched, &mut f);
+    crawl_kernel(&k, &patched, &LinuxOptions::default()).merge_into(&mut f);
     assert_eq!(f.process.len(), 5);
     assert!(f
         .meta
@@ -140,7 +140,7 @@ fn a_broken_back_link_is_reported_not_followed() {
 fn memory_without_a_kernel_is_an_error_not_a_panic() {
     let dump = MemoryDump::from_bytes(vec![0u8; 4 << 20], "zeros").unwrap();
     let mut f = Frame::new("t");
-    origami_introspect::linux::crawl_into(&dump, &LinuxOptions::default().no_cache(), &mut f);
+    origami_introspect::linux::crawl(&dump, &LinuxOptions::default().no_cache()).merge_into(&mut f);
     assert!(f.process.is_empty());
     assert_eq!(f.meta.errors.len(), 1);
     assert_eq!(f.meta.errors[0].feature, "kernel");
@@ -150,7 +150,7 @@ fn memory_without_a_kernel_is_an_error_not_a_panic() {
     ram[0x10_0000..0x10_0000 + banner.len()].copy_from_slice(banner);
     let dump = MemoryDump::from_bytes(ram, "banner only").unwrap();
     let mut f = Frame::new("t");
-    origami_introspect::linux::crawl_into(&dump, &LinuxOptions::default().no_cache(), &mut f);
+    origami_introspect::linux::crawl(&dump, &LinuxOptions::default().no_cache()).merge_into(&mut f);
     assert!(f.process.is_empty());
     assert_eq!(f.meta.errors[0].feature, "kernel");
 }

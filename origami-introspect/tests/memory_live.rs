@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use origami_core::memory::{MemoryDump, RamLayout};
 use origami_introspect::frame::Frame;
-use origami_introspect::linux::{crawl_into, LinuxOptions};
+use origami_introspect::linux::{crawl, LinuxOptions};
 use origami_testsupport::qemu::{self, FixtureVm};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
@@ -144,7 +144,7 @@ fn crawls_a_running_vm() {
     let live = MemoryDump::open_live(&ram_file, RamLayout::q35(qemu::RAM)).unwrap();
     let opts = LinuxOptions::default().no_cache();
     let mut frame = Frame::new("live");
-    crawl_into(&live, &opts, &mut frame);
+    crawl(&live, &opts).merge_into(&mut frame);
     assert!(frame.meta.errors.is_empty(), "{:#?}", frame.meta.errors);
 
     let release = std::fs::read_to_string(truth_dir.join("sys/kernel.osrelease")).unwrap();

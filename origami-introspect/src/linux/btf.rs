@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use origami_core::bytes::{le16, try_le32};
+
 use crate::error::{Error, Result};
 
 /// The BTF magic number, little-endian in the blob.
@@ -111,11 +113,9 @@ fn malformed(location: String, what: impl Into<String>) -> Error {
     }
 }
 
+/// The little-endian `u32` at `off`, or an error naming the offset.
 fn u32_at(b: &[u8], off: usize) -> Result<u32> {
-    b.get(off..off.saturating_add(4))
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| malformed(format!("offset {off:#x}"), "truncated"))
+    try_le32(b, off).ok_or_else(|| malformed(format!("offset {off:#x}"), "truncated"))
 }
 
 impl Btf {
@@ -474,7 +474,7 @@ impl Header {
         let head = blob
             .get(..HEADER_LEN)
             .ok_or_else(|| malformed("offset 0".into(), "shorter than a header"))?;
-        let magic = u16::from_le_bytes([head[0], head[1]]);
+        let magic = le16(head, 0);
         if magic != BTF_MAGIC {
             return Err(malformed(
                 "offset 0".into(),

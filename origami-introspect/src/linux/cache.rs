@@ -1,35 +1,84 @@
 //! The discovery cache: symbols and layouts of one kernel build, kept on disk so that a
 //! second crawl of the same guest skips kallsyms recovery and BTF parsing.
 //!
-//! Entries are keyed by the kernel's banner (which names the build, compiler and date) and
-//! live under `$XDG_CACHE_HOME/origami` (default `~/.cache/origami`) unless the options name
-//! another folder. Symbols are stored relative to `linux_banner`, so one entry serves every
-//! boot of the build whatever its KASLR shifts. An entry carries a checksum of its content;
-//! an entry that does not parse, does not match, or fails its checksum is ignored (and
-//! overwritten by the next cold discovery), never trusted. Write failures are ignored too:
-//! the cache only ever saves time.
+//! The cache is used only when the caller names its folder ([`super::LinuxOptions`]'s
+//! `cache_dir`; [`default_dir`] is the conventional one). Entries are filed under the
+//! kernel's banner, but the banner is guest data that any root user can rewrite, so it
+//! only says where to look: an entry is *bound to the kernel's bytes*. It records where,
+//! relative to the banner, lay the bytes its symbols and layouts were derived from (the
+//! kallsyms tables and the BTF blob, [`Span`]) and the SHA-256 of those bytes. Before an
+//! entry is used, the same spans are read from the dump being crawled and hashed; a
+//! different digest means "not this kernel" and the kernel is discovered afresh (and the
+//! entry overwritten), so one guest cannot plant symbols or layouts that another guest's
+//! crawl trusts. Symbols are stored relative to `linux_banner`, so one entry serves every
+//! boot of the build whatever its KASLR shifts. An entry also carries a checksum of its own
+//! content; an entry that does not parse, does not match, or fails its checksum is ignored,
+//! never trusted. Write failures are ignored too: the cache only ever saves time.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::kallsyms::SymbolTable;
 use super::layout::{needed_symbols, Layout};
-use super::LinuxOptions;
 
 /// The entry format this version writes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// The largest cache file read.
 const MAX_ENTRY: u64 = 4 << 20;
 
+/// The most spans an entry may name.
+const MAX_SPANS: usize = 8;
+
+/// The most bytes an entry's spans may cover together (the kallsyms tables and the BTF
+/// blob of a large kernel are some tens of MiB).
+pub const MAX_SPAN_BYTES: u64 = 320 << 20;
+
+/// Bytes of the kernel image an entry was derived from: `len` bytes at the banner's
+/// physical address plus `rel` (the image is physically contiguous, so the distance is the
+/// same in every boot of the build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// Offset from the banner's physical address.
+    pub rel: i64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl Span {
+    /// The span of `len` bytes at physical `start`, for a banner at physical `banner_phys`.
+    pub fn at(banner_phys: u64, start: u64, len: u64) -> Span {
+        Span {
+            rel: start.wrapping_sub(banner_phys) as i64,
+            len,
+        }
+    }
+
+    /// The span's physical start for a banner at physical `banner_phys`.
+    pub fn start(&self, banner_phys: u64) -> u64 {
+        banner_phys.wrapping_add(self.rel as u64)
+    }
+}
+
+/// True when `spans` are few enough and small enough to be read and hashed.
+pub fn spans_bounded(spans: &[Span]) -> bool {
+    spans.len() <= MAX_SPANS
+        && !spans.is_empty()
+        && spans
+            .iter()
+            .try_fold(0u64, |acc, s| acc.checked_add(s.len))
+            .is_some_and(|total| total <= MAX_SPAN_BYTES)
+}
+
 /// One kernel build's discovery results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// The entry format (2 in this version); other formats are ignored and rebuilt.
+    /// The entry format (3 in this version); other formats are ignored and rebuilt.
     pub format: u32,
-    /// The banner the entry is for.
+    /// The banner the entry is filed under.
     pub banner: String,
     /// The link-time (un-shifted) address of `linux_banner`.
     pub banner_link: u64,
@@ -37,28 +86,41 @@ pub struct CacheEntry {
     pub symbols: BTreeMap<String, i64>,
     /// Resolved layouts.
     pub layout: Layout,
-    /// FNV-1a of the entry serialised with this field at 0.
-    pub checksum: u64,
+    /// The kernel bytes the symbols and layouts were derived from: the kallsyms tables and
+    /// the BTF blob.
+    pub spans: Vec<Span>,
+    /// SHA-256 (hex) of the bytes of `spans`, as read from the dump the entry was made from.
+    pub digest: String,
+    /// SHA-256 (hex) of the entry serialised with this field empty.
+    pub checksum: String,
 }
 
-/// FNV-1a, 64-bit: a cheap content hash for keys and checksums (not a security measure).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+/// SHA-256 of `bytes`, in hex: the one stable content hash of the cache (file names,
+/// checksums).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 impl CacheEntry {
-    /// An entry for `banner`; `banner_virt` is the runtime address the symbols are at.
+    /// An entry for `banner`; `banner_virt` is the runtime address the symbols are at,
+    /// `spans` and `digest` the kernel bytes they and `layout` were derived from.
     pub fn new(
         banner: &str,
         banner_virt: u64,
         banner_link: u64,
         symbols: &SymbolTable,
         layout: &Layout,
+        spans: Vec<Span>,
+        digest: String,
     ) -> CacheEntry {
         let symbols = needed_symbols()
             .filter_map(|n| {
@@ -73,60 +135,69 @@ impl CacheEntry {
             banner_link,
             symbols,
             layout: layout.clone(),
-            checksum: 0,
+            spans,
+            digest,
+            checksum: String::new(),
         };
         e.checksum = e.compute_checksum();
         e
     }
 
-    fn compute_checksum(&self) -> u64 {
+    fn compute_checksum(&self) -> String {
         let mut c = self.clone();
-        c.checksum = 0;
-        fnv1a(serde_json::to_string(&c).unwrap_or_default().as_bytes())
+        c.checksum = String::new();
+        sha256_hex(serde_json::to_string(&c).unwrap_or_default().as_bytes())
     }
 }
 
-/// The cache folder in force.
-pub fn dir(opts: &LinuxOptions) -> Option<PathBuf> {
-    if let Some(d) = &opts.cache_dir {
-        return Some(d.clone());
-    }
+/// The conventional cache folder: `$XDG_CACHE_HOME/origami`, else `~/.cache/origami`
+/// (`None` when neither variable is set). The library never uses it on its own; callers
+/// that want a cache name it (the `origami` CLI does, unless `--no-cache`).
+pub fn default_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
         return Some(PathBuf::from(x).join("origami"));
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("origami"))
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("origami"))
 }
 
-/// The file an entry for `banner` lives in.
-pub fn path(opts: &LinuxOptions, banner: &str) -> Option<PathBuf> {
-    dir(opts).map(|d| d.join(format!("linux-{:016x}.json", fnv1a(banner.as_bytes()))))
+/// The file in `dir` where an entry for `banner` is filed.
+pub fn path(dir: &Path, banner: &str) -> PathBuf {
+    let name = sha256_hex(banner.as_bytes());
+    dir.join(format!("linux-{}.json", name.get(..32).unwrap_or(&name)))
 }
 
-/// The entry for `banner`, when a valid one is cached.
-pub fn load(opts: &LinuxOptions, banner: &str) -> Option<CacheEntry> {
-    let p = path(opts, banner)?;
+/// The entry filed under `banner` in `dir`, when a well-formed one is there. It is not
+/// yet checked against the dump: the caller compares its digest with the dump's bytes.
+pub fn load(dir: &Path, banner: &str) -> Option<CacheEntry> {
+    let p = path(dir, banner);
     let meta = std::fs::metadata(&p).ok()?;
     if meta.len() > MAX_ENTRY {
         return None;
     }
     let text = std::fs::read_to_string(&p).ok()?;
     let e: CacheEntry = serde_json::from_str(&text).ok()?;
-    (e.format == FORMAT && e.banner == banner && e.checksum == e.compute_checksum()).then_some(e)
+    (e.format == FORMAT
+        && e.banner == banner
+        && spans_bounded(&e.spans)
+        && e.checksum == e.compute_checksum())
+    .then_some(e)
 }
 
-/// Saves an entry (atomically: a temporary file renamed over the old one).
-pub fn store(opts: &LinuxOptions, e: &CacheEntry) {
-    let Some(p) = path(opts, &e.banner) else {
-        return;
-    };
-    let Some(d) = p.parent() else { return };
-    if std::fs::create_dir_all(d).is_err() {
+/// Saves an entry in `dir` (atomically: a temporary file renamed over the old one).
+pub fn store(dir: &Path, e: &CacheEntry) {
+    let p = path(dir, &e.banner);
+    if std::fs::create_dir_all(dir).is_err() {
         return;
     }
     let Ok(text) = serde_json::to_string(e) else {
         return;
     };
-    let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and per call: concurrent crawls of one build never share a file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = p.with_extension(format!("tmp{}-{n}", std::process::id()));
     if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &p).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -18,6 +18,8 @@
 
 use std::collections::HashMap;
 
+use origami_core::bytes::{le16, try_le16, try_le32, try_le64};
+
 use crate::error::{Error, Result};
 
 /// The most symbols a kernel table may claim (6.x kernels have about 100 000).
@@ -57,35 +59,12 @@ pub struct Symbol {
     pub kind: char,
 }
 
-/// FNV-1a as a `Hasher`: symbol names are short and the table is built once per discovery,
-/// where SipHash's flood resistance buys nothing and costs a tenth of cold discovery.
-#[derive(Debug, Clone, Copy)]
-pub struct FnvHasher(u64);
-
-impl Default for FnvHasher {
-    fn default() -> Self {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-type FnvMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<FnvHasher>>;
-
 /// A kernel's symbol table: recovered kallsyms or a `System.map`.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
-    by_name: FnvMap<u64>,
+    /// Names are guest data: std's randomly seeded SipHash keeps a guest from choosing
+    /// names that collide and make inserts quadratic.
+    by_name: HashMap<String, u64>,
     count: usize,
 }
 
@@ -93,7 +72,7 @@ impl SymbolTable {
     /// Builds a table from symbols; where a name repeats (local statics), a global
     /// (upper-case type) wins over a local, else the first is kept.
     pub fn from_symbols(symbols: impl IntoIterator<Item = Symbol>) -> SymbolTable {
-        let mut by_name: FnvMap<(u64, bool)> = FnvMap::default();
+        let mut by_name: HashMap<String, (u64, bool)> = HashMap::new();
         let mut count = 0;
         for s in symbols {
             count += 1;
@@ -156,7 +135,7 @@ impl SymbolTable {
 
     /// Keeps only the named symbols (what a cache entry stores).
     pub fn subset<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> SymbolTable {
-        let by_name: FnvMap<u64> = names
+        let by_name: HashMap<String, u64> = names
             .into_iter()
             .filter_map(|n| self.get(n).map(|a| (n.to_string(), a)))
             .collect();
@@ -178,23 +157,6 @@ fn malformed(at: usize, what: impl Into<String>) -> Error {
     }
 }
 
-fn u16_at(w: &[u8], at: usize) -> Option<u16> {
-    w.get(at..at.checked_add(2)?)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-}
-
-fn u32_at(w: &[u8], at: usize) -> Option<u32> {
-    w.get(at..at.checked_add(4)?)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_le_bytes)
-}
-
-fn u64_at(w: &[u8], at: usize) -> Option<u64> {
-    w.get(at..at.checked_add(8)?)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-}
-
 fn align8(x: usize) -> usize {
     x.saturating_add(7) & !7
 }
@@ -203,7 +165,7 @@ fn align8(x: usize) -> usize {
 fn tokens(w: &[u8], table: usize, index: usize) -> Option<Vec<&[u8]>> {
     let mut out = Vec::with_capacity(256);
     for i in 0..256 {
-        let start = table.checked_add(usize::from(u16_at(w, index.checked_add(2 * i)?)?))?;
+        let start = table.checked_add(usize::from(try_le16(w, index.checked_add(2 * i)?)?))?;
         let rest = w.get(start..)?;
         let len = memchr::memchr(0, rest.get(..rest.len().min(256))?)?;
         out.push(rest.get(..len)?);
@@ -214,13 +176,13 @@ fn tokens(w: &[u8], table: usize, index: usize) -> Option<Vec<&[u8]>> {
 /// Does a token index (256 increasing u16, the first 0) start at `i`?
 /// Returns the token table start that fits it.
 fn token_index_at(w: &[u8], i: usize) -> Option<usize> {
-    if u16_at(w, i)? != 0 {
+    if try_le16(w, i)? != 0 {
         return None;
     }
     let mut prev = 0u16;
     let mut idx = [0u16; 256];
     for (k, slot) in idx.iter_mut().enumerate().skip(1) {
-        let v = u16_at(w, i + 2 * k)?;
+        let v = try_le16(w, i + 2 * k)?;
         // Every token is at least one byte plus its NUL, and none is long.
         if v < prev.checked_add(2)? || v > prev.checked_add(64)? {
             return None;
@@ -297,8 +259,8 @@ fn plausible_name(name: &[u8]) -> bool {
 /// start, names end) when N names decode, look like names, and the markers that follow
 /// (32- or 64-bit) point at every 256th entry.
 fn names_at(w: &[u8], q: usize, tok: &[&[u8]], limit: usize) -> Option<(u32, usize, usize)> {
-    let n = u32_at(w, q)?;
-    if !(MIN_SYMS..=MAX_SYMS).contains(&n) || u32_at(w, q + 4)? != 0 {
+    let n = try_le32(w, q)?;
+    if !(MIN_SYMS..=MAX_SYMS).contains(&n) || try_le32(w, q + 4)? != 0 {
         return None;
     }
     let names = q + 8;
@@ -325,12 +287,12 @@ fn names_at(w: &[u8], q: usize, tok: &[&[u8]], limit: usize) -> Option<(u32, usi
     let ok32 = marks
         .iter()
         .enumerate()
-        .all(|(i, &o)| u32_at(w, m + 4 * i).map(|v| v as usize) == Some(o));
+        .all(|(i, &o)| try_le32(w, m + 4 * i).map(|v| v as usize) == Some(o));
     let ok64 = || {
         marks
             .iter()
             .enumerate()
-            .all(|(i, &o)| u64_at(w, m + 8 * i).map(|v| v as usize) == Some(o))
+            .all(|(i, &o)| try_le64(w, m + 8 * i).map(|v| v as usize) == Some(o))
     };
     (ok32 || ok64()).then_some((n, names, pos))
 }
@@ -344,7 +306,7 @@ fn offsets_plausible(w: &[u8], at: usize, n: u32, base: u64) -> bool {
     let mut prev = 0u64;
     let mut decreases = 0u32;
     for k in 0..n as usize {
-        let Some(raw) = u32_at(w, at + 4 * k) else {
+        let Some(raw) = try_le32(w, at + 4 * k) else {
             return false;
         };
         let a = address(raw as i32, base, true);
@@ -370,14 +332,55 @@ fn address(off: i32, base: u64, absolute_percpu: bool) -> u64 {
     }
 }
 
+/// Where the kallsyms tables lie in a window, with the positions of the two words
+/// [`Tables`] carries as values (`kallsyms_num_syms`, `kallsyms_relative_base`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// The tables.
+    pub tables: Tables,
+    /// Window offset of `kallsyms_num_syms`.
+    pub num_syms_at: usize,
+    /// Window offset of `kallsyms_relative_base`.
+    pub relative_base_at: usize,
+}
+
+impl Located {
+    /// The window range `[start, end)` whose bytes the tables are decoded from (the count,
+    /// the names and markers, the token table and index, the offsets). It may include
+    /// `kallsyms_relative_base`, whose value differs with each boot's KASLR shift while
+    /// the decoded symbols, relative to each other, do not.
+    pub fn extent(&self) -> (usize, usize) {
+        let t = &self.tables;
+        let offsets_end = t
+            .offsets
+            .saturating_add(4usize.saturating_mul(t.num_syms as usize));
+        let start = t
+            .offsets
+            .min(self.num_syms_at)
+            .min(t.names)
+            .min(t.token_table)
+            .min(t.token_index);
+        let end = offsets_end
+            .max(t.token_index.saturating_add(512))
+            .max(self.num_syms_at.saturating_add(4));
+        (start, end)
+    }
+}
+
 /// Searches a window of kernel read-only data for the kallsyms tables.
 pub fn find_tables(w: &[u8]) -> Result<Tables> {
+    locate_tables(w).map(|l| l.tables)
+}
+
+/// Searches a window of kernel read-only data for the kallsyms tables, and says where the
+/// words it read as values lie.
+pub fn locate_tables(w: &[u8]) -> Result<Located> {
     let mut i = 0usize;
     let mut last_err = malformed(0, "no kallsyms token index found");
     // Fast pre-filter: an aligned u16 zero followed by a small positive u16.
     while i + 512 <= w.len() {
         let hit = w[i] == 0 && w[i + 1] == 0 && {
-            let v = u16::from_le_bytes([w[i + 2], w[i + 3]]);
+            let v = le16(w, i + 2);
             (2..=64).contains(&v)
         };
         if hit {
@@ -394,7 +397,7 @@ pub fn find_tables(w: &[u8]) -> Result<Tables> {
 }
 
 /// Given the token table and index, finds the names, the count and the offsets.
-fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Result<Tables> {
+fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Result<Located> {
     let tok =
         tokens(w, token_table, token_index).ok_or_else(|| malformed(token_table, "bad tokens"))?;
     // The names and markers come before the token table, within a few MiB.
@@ -411,34 +414,32 @@ fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Resul
     let (q, (n, names, _end)) =
         found.ok_or_else(|| malformed(token_table, "no kallsyms_names before the tokens"))?;
     let len = 4 * n as usize;
+    let located = |offsets: usize, relative_base: u64, base_at: usize| Located {
+        tables: Tables {
+            offsets,
+            relative_base,
+            num_syms: n,
+            names,
+            token_table,
+            token_index,
+        },
+        num_syms_at: q,
+        relative_base_at: base_at,
+    };
     // 6.1 stable: offsets, relative_base, num_syms, names, ...
     if let Some(off) = q.checked_sub(8).and_then(|b| b.checked_sub(align8(len))) {
-        if let Some(base) = u64_at(w, q - 8) {
+        if let Some(base) = try_le64(w, q - 8) {
             if offsets_plausible(w, off, n, base) {
-                return Ok(Tables {
-                    offsets: off,
-                    relative_base: base,
-                    num_syms: n,
-                    names,
-                    token_table,
-                    token_index,
-                });
+                return Ok(located(off, base, q - 8));
             }
         }
     }
     // 6.2+: ..., token_index, offsets, relative_base, ...
     let off = align8(token_index + 512);
     let base_at = align8(off + len);
-    if let Some(base) = u64_at(w, base_at) {
+    if let Some(base) = try_le64(w, base_at) {
         if offsets_plausible(w, off, n, base) {
-            return Ok(Tables {
-                offsets: off,
-                relative_base: base,
-                num_syms: n,
-                names,
-                token_table,
-                token_index,
-            });
+            return Ok(located(off, base, base_at));
         }
     }
     Err(malformed(
@@ -456,7 +457,7 @@ pub fn decode(w: &[u8], t: &Tables) -> Result<Vec<Symbol>> {
         .ok_or_else(|| malformed(t.token_table, "bad token table"))?;
     let n = t.num_syms as usize;
     let raw: Vec<i32> = (0..n)
-        .map(|k| u32_at(w, t.offsets.checked_add(4 * k)?).map(|v| v as i32))
+        .map(|k| try_le32(w, t.offsets.checked_add(4 * k)?).map(|v| v as i32))
         .collect::<Option<_>>()
         .ok_or_else(|| malformed(t.offsets, "offsets past the window"))?;
     let absolute_percpu = raw.iter().any(|&o| o < 0);

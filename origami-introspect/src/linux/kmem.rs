@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use origami_core::bytes::le64;
 use origami_core::memory::PhysicalMemory;
 use origami_core::paging::{PagingMode, VirtualMemory};
 
@@ -149,6 +150,15 @@ impl<'a> Kmem<'a> {
         Ok(u32::from_le_bytes(b))
     }
 
+    /// Reads a little-endian unsigned integer of `size` bytes (a field whose width the
+    /// kernel's BTF gives; clamped to 1..=8).
+    pub fn uint(&self, v: u64, size: u64) -> Result<u64> {
+        let n = usize::try_from(size).unwrap_or(8).clamp(1, 8);
+        let mut b = [0u8; 8];
+        self.read(v, b.get_mut(..n).unwrap_or_default())?;
+        Ok(le64(&b, 0))
+    }
+
     /// Reads bytes into a new buffer of `len` (callers bound `len`).
     pub fn bytes(&self, v: u64, len: usize) -> Result<Vec<u8>> {
         let mut b = vec![0u8; len];
@@ -207,8 +217,7 @@ impl<'a> Kmem<'a> {
             let mut b = [0u8; LIST_HEAD];
             match self.read(next, &mut b) {
                 Ok(()) => {
-                    let prev =
-                        u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+                    let prev = le64(&b, 8);
                     if prev == node {
                         return Ok(next);
                     }

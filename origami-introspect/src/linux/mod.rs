@@ -3,61 +3,83 @@
 //!
 //! [`discover()`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
 //! root), its symbols (a given `System.map`, else kallsyms recovered from memory) and its
-//! struct layouts (its own BTF), caching symbols and layouts per kernel build. The feature
-//! functions ([`crawl_kernel`]) then read the kernel's structures through those layouts.
-//! [`crawl_into`] does both into a [`Frame`], recording each feature's time and errors.
+//! struct layouts (its own BTF), caching symbols and layouts per kernel build when asked to
+//! (bound to the kernel's bytes, see [`cache`]). [`crawl_kernel`] then reads the kernel's
+//! structures through those layouts, walking the task list once for processes and
+//! connections, and returns [`MemoryFacts`]; [`crawl()`] does both. The memory is anything
+//! that gives a [`DumpView`]: a [`MemoryDump`](origami_core::memory::MemoryDump), or the
+//! caller's own [`PhysicalMemory`] with what it knows of the CPUs and `VMCOREINFO`.
 //! Limits: x86-64 guests; kernels with kallsyms (or a System.map) and BTF.
 //!
 //! ```no_run
 //! use origami_core::memory::MemoryDump;
 //! use origami_introspect::frame::Frame;
-//! use origami_introspect::linux::{crawl_into, LinuxOptions};
+//! use origami_introspect::linux::{crawl, LinuxOptions};
 //!
 //! let dump = MemoryDump::open("memory.elf")?;
+//! let facts = crawl(&dump, &LinuxOptions::default());
+//! println!("{} processes", facts.process.as_ref().map_or(0, Vec::len));
 //! let mut frame = Frame::new("vm-1");
-//! crawl_into(&dump, &LinuxOptions::default(), &mut frame);
-//! println!("{} processes", frame.process.len());
+//! facts.merge_into(&mut frame);
 //! # Ok::<(), origami_core::Error>(())
 //! ```
 
+pub mod banner;
 pub mod btf;
 pub mod cache;
 pub mod discover;
+pub mod facts;
+pub mod image;
 pub mod kallsyms;
+pub mod kernel;
 pub mod kmem;
 pub mod layout;
 pub mod modules;
+mod placement;
 pub mod sockets;
+mod symbols;
 pub mod sysinfo;
 pub mod tasks;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use origami_core::memory::{MemoryDump, PhysicalMemory};
-use origami_frame::Frame;
+use origami_core::memory::PhysicalMemory;
+use origami_frame::Section;
 
-pub use discover::{DumpView, Kernel, SymbolSource};
+pub use facts::{FeatureFailure, MemoryFacts, RunningOs};
+pub use kernel::{DumpView, Kernel, SymbolSource};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::timing::millis;
+
+/// The sections a memory crawl can fill.
+pub const MEMORY_SECTIONS: [Section; 4] = [
+    Section::Os,
+    Section::Process,
+    Section::Connection,
+    Section::Module,
+];
 
 /// How the memory crawl runs.
 #[derive(Debug, Clone)]
 pub struct LinuxOptions {
     /// A `System.map` for the guest's kernel; without one, kallsyms is recovered from memory.
     pub system_map: Option<PathBuf>,
-    /// Use the discovery cache (`--no-cache` turns it off).
-    pub use_cache: bool,
-    /// The cache folder; default `$XDG_CACHE_HOME/origami`, else `~/.cache/origami`.
+    /// The discovery cache's folder; `None` (the default) uses no cache.
+    /// [`cache::default_dir`] is the conventional folder.
     pub cache_dir: Option<PathBuf>,
+    /// The sections to crawl (default [`MEMORY_SECTIONS`]; others are ignored).
+    pub sections: BTreeSet<Section>,
 }
 
 impl Default for LinuxOptions {
     fn default() -> Self {
         LinuxOptions {
             system_map: None,
-            use_cache: true,
             cache_dir: None,
+            sections: MEMORY_SECTIONS.into_iter().collect(),
         }
     }
 }
@@ -69,155 +91,180 @@ impl LinuxOptions {
         self
     }
 
-    /// Options without the cache.
+    /// Options without the cache (the default).
     pub fn no_cache(mut self) -> Self {
-        self.use_cache = false;
+        self.cache_dir = None;
         self
     }
 
     /// Options with the cache in `dir`.
     pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
-        self.use_cache = true;
         self
     }
+
+    /// Options crawling only these sections.
+    pub fn with_sections(mut self, sections: impl IntoIterator<Item = Section>) -> Self {
+        self.sections = sections.into_iter().collect();
+        self
+    }
+
+    fn wants(&self, section: Section) -> bool {
+        self.sections.contains(&section)
+    }
 }
 
-/// Discovers the kernel in a dump (see [`discover::discover`]).
-pub fn discover(mem: &MemoryDump, opts: &LinuxOptions) -> Result<Kernel> {
-    let view = DumpView {
-        phys: mem,
-        vmcoreinfo: mem.vmcoreinfo(),
-        cpus: mem.cpus(),
+/// Discovers the kernel in guest memory (see [`discover::discover`]).
+pub fn discover<'a>(mem: impl Into<DumpView<'a>>, opts: &LinuxOptions) -> Result<Kernel> {
+    discover::discover(&mem.into(), opts)
+}
+
+/// Reads the running kernel and machine (`init_uts_ns`, memory totals, the clock). Parts
+/// that fail are reported and left out.
+fn running_os(kernel: &Kernel, km: &kmem::Kmem<'_>, facts: &mut MemoryFacts) -> RunningOs {
+    let mut os = RunningOs {
+        release: kernel.release.clone(),
+        banner: kernel.banner.clone(),
+        ..RunningOs::default()
     };
-    discover::discover(&view, opts)
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1000.0
-}
-
-/// Fills `frame` from a discovered kernel: `os.kernel`, `os.hostname` (and
-/// `_frame.hostname` when unset), uptime and memory figures, `process`, `connection` and
-/// `module`, with per-feature timings and errors.
-pub fn crawl_kernel(kernel: &Kernel, phys: &dyn PhysicalMemory, frame: &mut Frame) {
-    let km = kernel.kmem(phys);
-    let t = Instant::now();
-    match sysinfo::uts(kernel, &km) {
+    match sysinfo::uts(kernel, km) {
         Ok(u) => {
-            let release = if u.release.is_empty() {
-                kernel.release.clone()
-            } else {
-                u.release
-            };
-            frame.os.kernel = Some(release);
-            if !u.machine.is_empty() {
-                frame.os.arch = Some(u.machine);
+            if !u.release.is_empty() {
+                os.release = u.release;
             }
-            if frame.meta.hostname.is_none() {
-                frame.meta.hostname = Some(u.hostname.clone());
-            }
-            frame.os.hostname = Some(u.hostname);
+            os.arch = Some(u.machine).filter(|m| !m.is_empty());
+            os.hostname = Some(u.hostname);
         }
-        Err(e) => {
-            frame.os.kernel = Some(kernel.release.clone());
-            frame.record_error("os", e.to_string());
-        }
+        Err(e) => facts.fail("os", e),
     }
-    frame
-        .os
-        .extra
-        .insert("kernel_banner".into(), kernel.banner.clone().into());
-    match sysinfo::memory(kernel, &km) {
+    match sysinfo::memory(kernel, km) {
         Ok(m) => {
-            frame
-                .os
-                .extra
-                .insert("mem_total_kb".into(), m.total_kb.into());
-            frame
-                .os
-                .extra
-                .insert("mem_free_kb".into(), m.free_kb.into());
+            os.mem_total_kb = Some(m.total_kb);
+            os.mem_free_kb = Some(m.free_kb);
         }
-        Err(e) => frame.record_error("os", format!("memory totals: {e}")),
+        Err(e) => facts.fail("os", e),
     }
-    match sysinfo::clock(kernel, &km) {
+    match sysinfo::clock(kernel, km) {
         Ok(c) => {
-            frame.os.extra.insert(
-                "uptime_s".into(),
-                serde_json::Value::from((c.uptime_s * 100.0).round() / 100.0),
-            );
+            os.uptime_s = Some((c.uptime_s * 100.0).round() / 100.0);
             let boot = c.now_unix - c.uptime_s as i64;
-            if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(boot) {
-                if let Ok(s) = t.format(&time::format_description::well_known::Rfc3339) {
-                    frame.os.boot_time = Some(s);
-                }
-            }
+            os.boot_time = time::OffsetDateTime::from_unix_timestamp(boot)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
         }
-        Err(e) => frame.record_error("os", format!("uptime: {e}")),
+        Err(e) => facts.fail("os", e),
     }
-    frame.meta.timings.insert("os.memory".into(), ms(t));
-
-    let t = Instant::now();
-    let task_list = match tasks::processes(kernel, &km) {
-        Ok((procs, errors)) => {
-            for e in errors {
-                frame.record_error("process", e.to_string());
-            }
-            frame.process = procs;
-            true
-        }
-        Err(e) => {
-            frame.record_error("process", e.to_string());
-            false
-        }
-    };
-    frame.meta.timings.insert("process".into(), ms(t));
-
-    let t = Instant::now();
-    if task_list {
-        let r =
-            tasks::tasks(kernel, &km).and_then(|(ts, _)| sockets::connections(kernel, &km, &ts));
-        match r {
-            Ok((conns, errors)) => {
-                for e in errors {
-                    frame.record_error("connection", e.to_string());
-                }
-                frame.connection = conns;
-            }
-            Err(e) => frame.record_error("connection", e.to_string()),
-        }
-    } else {
-        frame.record_error("connection", "no task list to find sockets through");
-    }
-    frame.meta.timings.insert("connection".into(), ms(t));
-
-    let t = Instant::now();
-    match modules::modules(kernel, &km) {
-        Ok((mods, errors)) => {
-            for e in errors {
-                frame.record_error("module", e.to_string());
-            }
-            frame.module = mods;
-        }
-        Err(e) => frame.record_error("module", e.to_string()),
-    }
-    frame.meta.timings.insert("module".into(), ms(t));
+    os
 }
 
-/// Discovers the kernel in `mem` and fills `frame` (see [`crawl_kernel`]); a discovery
-/// failure is recorded as a `kernel` error and leaves the memory sections empty.
-pub fn crawl_into(mem: &MemoryDump, opts: &LinuxOptions, frame: &mut Frame) {
-    let t = Instant::now();
-    let kernel = discover(mem, opts);
-    frame.meta.timings.insert("kernel".into(), ms(t));
-    match kernel {
-        Ok(k) => {
-            for (name, v) in &k.timings {
-                frame.meta.timings.insert(name.clone(), *v);
-            }
-            crawl_kernel(&k, mem, frame);
-        }
-        Err(e) => frame.record_error("kernel", e.to_string()),
+/// Reads the sections `opts` asks for from a discovered kernel. The task list is walked
+/// once: the same tasks give the processes and, through their open files, the connections.
+pub fn crawl_kernel(
+    kernel: &Kernel,
+    phys: &dyn PhysicalMemory,
+    opts: &LinuxOptions,
+) -> MemoryFacts {
+    let km = kernel.kmem(phys);
+    let mut facts = MemoryFacts::default();
+    if opts.wants(Section::Os) {
+        let t = Instant::now();
+        facts.os = Some(running_os(kernel, &km, &mut facts));
+        facts.timings.push(("os.memory".into(), millis(t)));
     }
+
+    let (want_proc, want_conn) = (
+        opts.wants(Section::Process),
+        opts.wants(Section::Connection),
+    );
+    if want_proc || want_conn {
+        let t = Instant::now();
+        match tasks::tasks(kernel, &km) {
+            Ok((tasks, walk_errors)) => {
+                // A walk cut short is the process section's error (or the connections'
+                // when processes are not crawled); both use what it read.
+                let walk_feature = if want_proc { "process" } else { "connection" };
+                for e in walk_errors {
+                    facts.fail(walk_feature, e);
+                }
+                if want_proc {
+                    let (procs, errors) = tasks::processes(kernel, &km, &tasks);
+                    for e in errors {
+                        facts.fail("process", e);
+                    }
+                    facts.process = Some(procs);
+                    facts.timings.push(("process".into(), millis(t)));
+                }
+                if want_conn {
+                    let t = Instant::now();
+                    match sockets::connections(kernel, &km, &tasks) {
+                        Ok((conns, errors)) => {
+                            for e in errors {
+                                facts.fail("connection", e);
+                            }
+                            facts.connection = Some(conns);
+                        }
+                        Err(e) => facts.fail("connection", e),
+                    }
+                    facts.timings.push(("connection".into(), millis(t)));
+                }
+            }
+            Err(e) => {
+                if want_conn {
+                    facts.fail(
+                        "connection",
+                        Error::Malformed {
+                            file: "kernel task list".into(),
+                            location: "init_task".into(),
+                            what: format!("no task list to find sockets through: {e}"),
+                        },
+                    );
+                }
+                if want_proc {
+                    facts.fail("process", e);
+                }
+            }
+        }
+    }
+
+    if opts.wants(Section::Module) {
+        let t = Instant::now();
+        match modules::modules(kernel, &km) {
+            Ok((mods, errors)) => {
+                for e in errors {
+                    facts.fail("module", e);
+                }
+                facts.module = Some(mods);
+            }
+            Err(e) => facts.fail("module", e),
+        }
+        facts.timings.push(("module".into(), millis(t)));
+    }
+    facts
+}
+
+/// Discovers the kernel in guest memory and reads the sections `opts` asks for (see
+/// [`crawl_kernel`]); a discovery failure is a `kernel` error and leaves every section
+/// out.
+pub fn crawl<'a>(mem: impl Into<DumpView<'a>>, opts: &LinuxOptions) -> MemoryFacts {
+    let view = mem.into();
+    let t = Instant::now();
+    let kernel = discover::discover(&view, opts);
+    let discovery_ms = millis(t);
+    let mut facts = match kernel {
+        Ok(k) => {
+            let mut facts = crawl_kernel(&k, view.phys, opts);
+            facts.timings.splice(0..0, k.timings);
+            facts
+        }
+        Err(e) => {
+            let mut facts = MemoryFacts::default();
+            facts.fail("kernel", e);
+            facts
+        }
+    };
+    facts.timings.insert(0, ("kernel".into(), discovery_ms));
+    facts
 }

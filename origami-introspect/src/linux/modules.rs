@@ -6,7 +6,7 @@
 
 use origami_frame::Module;
 
-use super::discover::Kernel;
+use super::kernel::Kernel;
 use super::kmem::Kmem;
 use crate::error::{Error, Result};
 

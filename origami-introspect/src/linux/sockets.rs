@@ -13,9 +13,10 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use origami_core::bytes::{le64, try_le64};
 use origami_frame::Connection;
 
-use super::discover::Kernel;
+use super::kernel::Kernel;
 use super::kmem::{bad, Kmem};
 use super::tasks::Task;
 use crate::error::{Error, Result};
@@ -47,26 +48,15 @@ pub fn tcp_state(s: u8) -> &'static str {
     }
 }
 
-fn read_uint(km: &Kmem<'_>, at: u64, size: u64) -> Result<u64> {
-    let mut b = [0u8; 8];
-    let n = (size as usize).clamp(1, 8);
-    km.read(at, b.get_mut(..n).unwrap_or_default())?;
-    Ok(u64::from_le_bytes(b))
-}
-
 /// Reads one `struct sock` into a connection, or `None` when it is not TCP/UDP over IP.
 pub fn read_sock(k: &Kernel, km: &Kmem<'_>, sk: u64) -> Result<Option<Connection>> {
     let l = &k.layout;
-    let family = read_uint(
-        km,
-        sk.wrapping_add(l.off("sock.__sk_common.skc_family")?),
-        2,
-    )? as u16;
+    let family = km.uint(sk.wrapping_add(l.off("sock.__sk_common.skc_family")?), 2)? as u16;
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
     let proto_f = l.field("sock.sk_protocol")?;
-    let proto = read_uint(km, sk.wrapping_add(proto_f.offset), proto_f.size.min(2))? as u16;
+    let proto = km.uint(sk.wrapping_add(proto_f.offset), proto_f.size.min(2))? as u16;
     let protocol = match proto {
         IPPROTO_TCP => "tcp",
         IPPROTO_UDP => "udp",
@@ -86,13 +76,13 @@ fn read_common(
 ) -> Result<Option<Connection>> {
     let l = &k.layout;
     let off = |f: &str| l.off(&format!("{prefix}{f}"));
-    let family = read_uint(km, sk.wrapping_add(off("skc_family")?), 2)? as u16;
+    let family = km.uint(sk.wrapping_add(off("skc_family")?), 2)? as u16;
     if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
-    let state = read_uint(km, sk.wrapping_add(off("skc_state")?), 1)? as u8;
-    let lport = read_uint(km, sk.wrapping_add(off("skc_num")?), 2)? as u16;
-    let rport = (read_uint(km, sk.wrapping_add(off("skc_dport")?), 2)? as u16).swap_bytes();
+    let state = km.uint(sk.wrapping_add(off("skc_state")?), 1)? as u8;
+    let lport = km.uint(sk.wrapping_add(off("skc_num")?), 2)? as u16;
+    let rport = (km.uint(sk.wrapping_add(off("skc_dport")?), 2)? as u16).swap_bytes();
     let (fam, local, remote) = if family == AF_INET {
         let mut a = [0u8; 4];
         km.read(sk.wrapping_add(off("skc_rcv_saddr")?), &mut a)?;
@@ -171,8 +161,9 @@ pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connectio
     let mut seen = HashSet::new();
     for b in 0..buckets as usize {
         let at = b * bucket as usize + chain as usize;
-        let Some(p) = raw.get(at..at + 8) else { break };
-        let mut ptr = u64::from_le_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
+        let Some(mut ptr) = try_le64(&raw, at) else {
+            break;
+        };
         // hlist_nulls: a pointer with its low bit set marks the end of the chain.
         while ptr & 1 == 0 && ptr != 0 {
             if !seen.insert(ptr) {
@@ -211,7 +202,7 @@ fn socket_socks(k: &Kernel, km: &Kmem<'_>, files: u64, sfops: u64) -> Result<Vec
     let raw = km.bytes(arr, (max * 8) as usize)?;
     let mut out = Vec::new();
     for ch in raw.chunks_exact(8) {
-        let file = u64::from_le_bytes([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5], ch[6], ch[7]]);
+        let file = le64(ch, 0);
         if file == 0 {
             continue;
         }

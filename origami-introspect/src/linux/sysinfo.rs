@@ -6,7 +6,7 @@
 //! `tk_core` is an anonymous struct whose `timekeeper` follows a `seqcount_raw_spinlock_t`,
 //! so its offset is that struct's size rounded up to 8.
 
-use super::discover::Kernel;
+use super::kernel::Kernel;
 use super::kmem::Kmem;
 use crate::error::Result;
 

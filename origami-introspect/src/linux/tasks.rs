@@ -11,7 +11,7 @@
 use origami_core::paging::VirtualMemory;
 use origami_frame::Process;
 
-use super::discover::Kernel;
+use super::kernel::Kernel;
 use super::kmem::{bad, Kmem};
 use crate::error::{Error, Result};
 
@@ -82,13 +82,6 @@ pub fn state_letter(state: u32, exit_state: u32) -> char {
     char::from(*LETTERS.get(idx).unwrap_or(&b'?'))
 }
 
-fn read_uint(km: &Kmem<'_>, at: u64, size: u64) -> Result<u64> {
-    let mut b = [0u8; 8];
-    let n = (size as usize).clamp(1, 8);
-    km.read(at, b.get_mut(..n).unwrap_or_default())?;
-    Ok(u64::from_le_bytes(b))
-}
-
 fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
     let l = &k.layout;
     let f = |s: &str| l.field(s);
@@ -100,7 +93,7 @@ fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
         comm_f.size.min(64) as usize,
     )?;
     let state_f = f("task_struct.__state|state")?;
-    let state = read_uint(km, addr.wrapping_add(state_f.offset), state_f.size)? as u32;
+    let state = km.uint(addr.wrapping_add(state_f.offset), state_f.size)? as u32;
     let exit_state = km.u32(addr.wrapping_add(l.off("task_struct.exit_state")?))?;
     let flags = km.u32(addr.wrapping_add(l.off("task_struct.flags")?))?;
     let start = km.u64(addr.wrapping_add(l.off("task_struct.start_boottime|real_start_time")?))?;
@@ -240,9 +233,11 @@ pub fn rss_pages(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
     Ok(total)
 }
 
-/// The frame's processes, with errors met along the way (the feature goes on past them).
-pub fn processes(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Process>, Vec<Error>)> {
-    let (tasks, mut errors) = tasks(k, km)?;
+/// The frame's processes from the walked `tasks` (their command lines and RSS read from
+/// their own address spaces), with errors met along the way (the feature goes on past
+/// them).
+pub fn processes(k: &Kernel, km: &Kmem<'_>, tasks: &[Task]) -> (Vec<Process>, Vec<Error>) {
+    let mut errors = Vec::new();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         let kernel_thread = t.kernel_thread();
@@ -274,7 +269,7 @@ pub fn processes(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Process>, Vec<Error>)
         }
         out.push(p);
     }
-    Ok((out, errors))
+    (out, errors)
 }
 
 #[cfg(test)]
