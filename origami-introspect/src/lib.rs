@@ -7,7 +7,8 @@
 //! text; paths resolve inside the guest, never on the host. On the memory side ([`linux`])
 //! the kernel, its symbols (kallsyms) and types (BTF) are found in the dump itself, then its
 //! processes, connections and modules are read. A section that fails lands in
-//! `_frame.errors` and the rest goes on.
+//! `_frame.errors` and the rest goes on. The [`fleet`] engine crawls many machines at once on
+//! a bounded pool, with per-machine timeouts, handing each frame to the caller's sink.
 //!
 //! ```
 //! use origami_introspect::{CrawlOptions, Crawler, Target};
@@ -33,6 +34,7 @@
 mod crawler;
 pub mod disk;
 mod error;
+pub mod fleet;
 pub mod fs;
 
 pub use crawler::{

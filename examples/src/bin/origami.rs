@@ -7,17 +7,18 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use origami_examples::fleet::{crawl_fleet_into, target_of, FleetOptions, FleetReport};
-use origami_examples::manifest::{MachineSpec, Manifest};
+use origami_examples::fleet::crawl_into_index;
+use origami_examples::manifest::Manifest;
 use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
 use origami_index::{Index, SearchOptions, TantivyIndex};
-use origami_introspect::Crawler;
+use origami_introspect::fleet::{Fleet, FleetReport};
+use origami_introspect::{CrawlOptions, Crawler, Target};
 use tracing::warn;
 
 /// Observe virtual machines from outside: crawl their disks and memory into frames, index a
@@ -103,6 +104,10 @@ struct FleetArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Give up on a machine whose crawl takes longer than SECS seconds (it is reported as
+    /// timed out; default: no limit).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Option<Duration>,
     #[command(flatten)]
     knobs: CrawlKnobs,
 }
@@ -162,6 +167,15 @@ struct DemoArgs {
     jobs: usize,
 }
 
+/// A positive number of seconds (`--timeout 90`, `--timeout 0.5`).
+fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+}
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -199,13 +213,18 @@ fn main() -> ExitCode {
 }
 
 impl CrawlKnobs {
-    fn fleet_options(&self, jobs: usize) -> FleetOptions {
-        FleetOptions {
-            jobs,
-            hash: self.hash,
-            no_cache: self.no_cache,
-            config_globs: self.config.clone(),
+    /// The crawl options these flags say; `system` is the frame's system id.
+    fn crawl_options(&self, system: Option<&str>) -> Result<CrawlOptions> {
+        let mut b = CrawlOptions::builder()
+            .hash_files(self.hash)
+            .use_cache(!self.no_cache);
+        for g in &self.config {
+            b = b.config_glob(g.clone());
         }
+        if let Some(n) = system.filter(|n| !n.is_empty()) {
+            b = b.system(n);
+        }
+        Ok(b.build()?)
     }
 }
 
@@ -213,19 +232,19 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     if a.disks.is_empty() && a.memory.is_none() {
         bail!("nothing to crawl: give --disk IMG (repeatable) and/or --memory DUMP");
     }
-    let spec = MachineSpec {
-        name: a.name.clone().unwrap_or_default(),
-        disks: a.disks,
-        memory: a.memory,
-        system_map: a.system_map,
-    };
-    let options = a
-        .knobs
-        .fleet_options(1)
-        .crawl_options(a.name.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let mut target = Target::default();
+    for d in a.disks {
+        target = target.with_disk(d);
+    }
+    if let Some(m) = a.memory {
+        target = target.with_memory(m);
+    }
+    if let Some(s) = a.system_map {
+        target = target.with_system_map(s);
+    }
+    let options = a.knobs.crawl_options(a.name.as_deref())?;
     let frame = Crawler::new(options)
-        .crawl(&target_of(&spec))
+        .crawl(&target)
         .context("crawl failed")?;
     for e in &frame.meta.errors {
         warn!("{}: {}", e.feature, e.message);
@@ -262,24 +281,28 @@ fn progress(len: usize, what: &str) -> ProgressBar {
 fn run_fleet(
     manifest: &Manifest,
     index: &TantivyIndex,
-    options: &FleetOptions,
+    fleet: &mut Fleet,
     frames_out: Option<&mut FrameWriter<BufWriter<File>>>,
 ) -> Result<FleetReport> {
     let pb = progress(manifest.machines.len(), "crawling");
-    let report = crawl_fleet_into(manifest, index, options, frames_out, |spec, outcome| {
+    let report = crawl_into_index(fleet, &manifest.machines, index, frames_out, |m, error| {
         pb.inc(1);
-        pb.set_message(spec.name.clone());
-        if let Err(e) = outcome {
-            warn!("{}: {e}", spec.name);
+        pb.set_message(m.name.clone());
+        if let Some(e) = error {
+            warn!("{}: {e}", m.name);
         }
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     pb.finish_and_clear();
     Ok(report)
 }
 
 fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&a.manifest).map_err(anyhow::Error::msg)?;
+    let manifest = Manifest::load(&a.manifest)?;
+    let mut fleet = Fleet::builder().jobs(a.jobs);
+    if let Some(limit) = a.timeout {
+        fleet = fleet.timeout(limit);
+    }
+    let mut fleet = fleet.build(a.knobs.crawl_options(None)?);
     let index = open_index(&a.index, true)?;
     let mut frames_out = match &a.frames {
         Some(p) => Some(FrameWriter::new(BufWriter::new(
@@ -287,12 +310,7 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
         ))),
         None => None,
     };
-    let report = run_fleet(
-        &manifest,
-        &index,
-        &a.knobs.fleet_options(a.jobs),
-        frames_out.as_mut(),
-    )?;
+    let report = run_fleet(&manifest, &index, &mut fleet, frames_out.as_mut())?;
     if let Some(w) = frames_out {
         w.into_inner().context("writing frames")?;
     }
@@ -301,11 +319,13 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
     } else {
         print!("{}", render::fleet_summary(&report));
     }
-    Ok(if report.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(
+        if report.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        },
+    )
 }
 
 fn open_index(dir: &Path, create: bool) -> Result<TantivyIndex> {
@@ -427,24 +447,24 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         dir.display(),
         t.elapsed().as_secs_f64()
     )?;
-    let manifest = Manifest::load(&manifest_path).map_err(anyhow::Error::msg)?;
+    let manifest = Manifest::load(&manifest_path)?;
     let index_dir = dir.join("index");
     if index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)
             .with_context(|| format!("clearing {}", index_dir.display()))?;
     }
     let index = open_index(&index_dir, true)?;
-    let options = FleetOptions {
-        jobs: a.jobs,
-        config_globs: demo::CONFIG_GLOBS.iter().map(|g| g.to_string()).collect(),
-        ..FleetOptions::default()
-    };
+    let mut options = CrawlOptions::builder();
+    for g in demo::CONFIG_GLOBS {
+        options = options.config_glob(*g);
+    }
+    let mut fleet = Fleet::builder().jobs(a.jobs).build(options.build()?);
     writeln!(
         out,
         "2. Crawling them with {} jobs and indexing each frame as it arrives ...",
         a.jobs
     )?;
-    let report = run_fleet(&manifest, &index, &options, None)?;
+    let report = run_fleet(&manifest, &index, &mut fleet, None)?;
     write!(out, "{}", render::fleet_summary(&report))?;
     writeln!(out, "\n3. Searching the index ({}):", index_dir.display())?;
     for q in demo::QUERIES {
