@@ -1,7 +1,9 @@
 //! `origami`: crawl machines from outside, index their frames, search the fleet.
 //!
 //! Exit codes: 0 success; 1 an error (the message says what to do); 2 bad usage;
-//! 3 a fleet crawl finished but some machines gave no frame; 4 a search matched nothing.
+//! 3 a machine gave nothing: every source of a `crawl` failed (its frame, with the errors,
+//! is still written), or some machines of a fleet gave no frame or read nothing;
+//! 4 a search matched nothing.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
@@ -17,7 +19,7 @@ use origami_examples::manifest::Manifest;
 use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
 use origami_index::{Index, SearchOptions, TantivyIndex};
-use origami_introspect::fleet::{Fleet, FleetReport};
+use origami_introspect::fleet::{read_nothing, Fleet, FleetReport};
 use origami_introspect::{CrawlOptions, Crawler, Target};
 use tracing::warn;
 
@@ -260,6 +262,10 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
         }
         None => println!("{text}"),
     }
+    if read_nothing(&frame) {
+        eprintln!("origami: no source could be read; the frame records why");
+        return Ok(ExitCode::from(3));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -320,7 +326,7 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
         print!("{}", render::fleet_summary(&report));
     }
     Ok(
-        if report.failed.is_empty() {
+        if report.failed.is_empty() && report.read_nothing.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(3)
