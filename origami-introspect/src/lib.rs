@@ -36,11 +36,13 @@ pub mod disk;
 mod error;
 pub mod fleet;
 pub mod fs;
+mod limits;
 
 pub use crawler::{
     open_guest, CrawlOptions, CrawlOptionsBuilder, Crawler, DiskOptions, Target, DISK_SECTIONS,
 };
 pub use error::{Error, Result};
+pub use limits::Limits;
 /// The frame model, re-exported for callers that only link this crate.
 pub use origami_frame as frame;
 pub mod linux;

@@ -20,7 +20,7 @@ use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
 use origami_index::{Index, SearchOptions, TantivyIndex};
 use origami_introspect::fleet::{read_nothing, Fleet, FleetReport};
-use origami_introspect::{CrawlOptions, Crawler, Target};
+use origami_introspect::{CrawlOptions, Crawler, Limits, Target};
 use tracing::warn;
 
 /// Observe virtual machines from outside: crawl their disks and memory into frames, index a
@@ -64,6 +64,21 @@ struct CrawlKnobs {
     /// every text file under /etc is always taken), e.g. '/home/*/.bash_history'.
     #[arg(long = "config", value_name = "GLOB")]
     config: Vec<String>,
+    /// Read no guest file larger than SIZE whole (config texts, the dpkg status,
+    /// passwd/group, os-release, fstab); a larger one is an error in the frame, or cut
+    /// for a config text. SIZE takes K, M, G (powers of 1024). Default: each file's own
+    /// bound (64K for a config text, 64M for the dpkg status, ...).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_file_size: Option<u64>,
+    /// The bound on one config file's text (default 64K); a longer text is cut.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_config_size: Option<u64>,
+    /// The most entries the file and config walks visit (default 10000000).
+    #[arg(long, value_name = "N")]
+    max_entries: Option<u64>,
+    /// The most guest bytes one crawl reads whole, all reads together (default 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
 }
 
 #[derive(Args)]
@@ -169,6 +184,26 @@ struct DemoArgs {
     jobs: usize,
 }
 
+/// A size in bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024; `KiB`, `MB` ... are read
+/// the same).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)")),
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)"))
+}
+
 /// A positive number of seconds (`--timeout 90`, `--timeout 0.5`).
 fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
     s.parse::<f64>()
@@ -226,7 +261,33 @@ impl CrawlKnobs {
         if let Some(n) = system.filter(|n| !n.is_empty()) {
             b = b.system(n);
         }
-        Ok(b.build()?)
+        Ok(b.limits(self.limits()).build()?)
+    }
+
+    /// The bounds these flags say, over the defaults.
+    fn limits(&self) -> Limits {
+        let mut l = Limits::DEFAULT;
+        if let Some(n) = self.max_file_size {
+            for bound in [
+                &mut l.config_file,
+                &mut l.dpkg_status,
+                &mut l.passwd,
+                &mut l.os_release,
+                &mut l.fstab,
+            ] {
+                *bound = (*bound).min(n);
+            }
+        }
+        if let Some(n) = self.max_config_size {
+            l.config_file = n;
+        }
+        if let Some(n) = self.max_entries {
+            l.walk.max_entries = n;
+        }
+        if let Some(n) = self.max_memory {
+            l.memory = n;
+        }
+        l
     }
 }
 
