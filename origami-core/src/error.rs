@@ -55,6 +55,20 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An image names a file (a qcow2 backing file, a VMDK extent) that the rule for named
+    /// files does not let us open: outside the image's folder and every allowed folder, or
+    /// a `json:` or protocol name. Nothing was read from it. See [`crate::ImageOptions`].
+    #[error("{}: refused to open the {what} {name:?} it names: {rule}", image.display())]
+    RefusedFile {
+        /// The image that names the file.
+        image: PathBuf,
+        /// What the file is to the image (`backing file`, `extent`).
+        what: &'static str,
+        /// The name as the image stores it.
+        name: String,
+        /// The rule it breaks, and how to allow it when that is possible.
+        rule: String,
+    },
     /// A read reached past the end of a source.
     #[error("{source_name}: read of {len} bytes at offset {offset:#x} is past the end ({size:#x} bytes)")]
     OutOfBounds {

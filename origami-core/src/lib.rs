@@ -31,10 +31,11 @@ mod mmap;
 pub mod paging;
 pub mod partition;
 mod read;
+mod shared;
 
 pub use error::{Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};
 
 pub use cache::BlockCache;
-pub use image::{Image, ImageFormat, Qcow2Image, VhdxImage, VmdkImage};
+pub use image::{Image, ImageFormat, ImageOptions, Qcow2Image, VhdxImage, VmdkImage};
 pub use mmap::MmapSource;

@@ -3,13 +3,18 @@
 //! It pays for many small reads of a raw image (4 KiB random reads); `pread`
 //! ([`crate::FileSource`]) is as fast for large reads and safer for files that may shrink.
 //!
+//! No reference to the mapped bytes is ever formed: each read copies them out with volatile
+//! loads (`crate::shared`), so another process writing the file while it is mapped gives
+//! reads that mix old and new bytes, never undefined behaviour.
+//!
 //! Limits: if another process truncates the file while it is mapped, touching the lost pages
-//! raises SIGBUS. Map only files nothing else shortens (images of stopped guests, snapshots).
+//! raises SIGBUS, which ends this process. Map only files nothing else shortens (images of
+//! stopped guests, snapshots).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
@@ -17,7 +22,7 @@ use crate::read::{check_range, ReadAt};
 /// A read-only memory map of a host file, sized when opened.
 #[derive(Debug)]
 pub struct MmapSource {
-    map: Option<Mmap>,
+    map: Option<MmapRaw>,
     path: PathBuf,
 }
 
@@ -35,9 +40,8 @@ impl MmapSource {
         let map = if len == 0 {
             None
         } else {
-            // SAFETY: the map is read-only and private to this value; the one hazard, another
-            // process truncating the file, is documented on the type.
-            Some(unsafe { Mmap::map(&file) }.map_err(io)?)
+            // A raw map: no `&[u8]` of it exists, reads copy out through a pointer.
+            Some(MmapOptions::new().map_raw_read_only(&file).map_err(io)?)
         };
         Ok(MmapSource { map, path })
     }
@@ -45,10 +49,17 @@ impl MmapSource {
 
 impl ReadAt for MmapSource {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let bytes: &[u8] = self.map.as_deref().unwrap_or(&[]);
-        check_range(|| self.name(), offset, buf.len(), bytes.len() as u64)?;
-        let start = offset as usize;
-        buf.copy_from_slice(&bytes[start..start + buf.len()]);
+        check_range(|| self.name(), offset, buf.len(), self.len())?;
+        let Some(map) = &self.map else {
+            return Ok(()); // an empty file: only empty reads pass the check
+        };
+        // In range of a mapping that fits in memory, so `offset` fits in usize.
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(map.len());
+        // SAFETY: `offset + buf.len() <= map.len()` (checked above), so the source range lies
+        // in the mapping, which lives as long as `self`; `buf` is our own allocation, so they
+        // do not overlap. What makes the read sound although another process may write the
+        // file meanwhile is that no reference to the mapping is formed (see `crate::shared`).
+        unsafe { crate::shared::copy_from_shared(map.as_ptr().add(start), buf) };
         Ok(())
     }
     fn len(&self) -> u64 {

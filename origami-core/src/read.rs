@@ -125,13 +125,19 @@ pub struct FileSource {
 impl FileSource {
     /// Opens `path` read-only.
     pub fn open(path: impl AsRef<Path>) -> Result<FileSource> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        Self::open_named(path, path)
+    }
+
+    /// Opens `open` (a resolved path) read-only, naming it `path` in errors.
+    pub(crate) fn open_named(open: &Path, path: &Path) -> Result<FileSource> {
+        let path = path.to_path_buf();
         let io = |source| Error::Io {
             path: path.clone(),
             offset: 0,
             source,
         };
-        let mut file = File::open(&path).map_err(io)?;
+        let mut file = File::open(open).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         let len = if meta.file_type().is_block_device() {
             // A block device (a VM's LVM volume, say) reports 0 in its metadata; its size is

@@ -183,8 +183,7 @@ fn vhdx_reads_as_the_raw_disk() {
 fn other_formats_are_refused_as_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     for (magic, at, format) in [
-        (&b"# Disk DescriptorFile\n"[..], 0usize, "VMDK (descriptor)"),
-        (b"conectix", 0, "VHD (dynamic)"),
+        (&b"conectix"[..], 0usize, "VHD (dynamic)"),
         (b"QED\0", 0, "QED"),
         (&[0x7f, 0x10, 0xda, 0xbe], 0x40, "VDI"),
         (b"QFI\xfb\0\0\0\x01", 0, "qcow (version 1)"),
@@ -197,6 +196,16 @@ fn other_formats_are_refused_as_unsupported() {
             Err(Error::UnsupportedFormat { format: f, .. }) => assert_eq!(f, format),
             other => panic!("{format}: {other:?}"),
         }
+    }
+    // A VMDK descriptor is read (see disk_backing_rule.rs), but one naming no extent is
+    // corrupt, not raw bytes.
+    let mut bytes = b"# Disk DescriptorFile\n".to_vec();
+    bytes.resize(4096, 0);
+    let path = dir.path().join("desc.vmdk");
+    std::fs::write(&path, &bytes).unwrap();
+    match Image::open(&path) {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("no extent"), "{reason}"),
+        other => panic!("{other:?}"),
     }
 }
 

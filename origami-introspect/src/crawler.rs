@@ -219,6 +219,15 @@ impl CrawlOptionsBuilder {
         self
     }
 
+    /// Let the files disk images name (qcow2 backing files, VMDK extents) lie in `dir` too;
+    /// by default they must lie in the folder of the image that names them (see
+    /// `origami_core::ImageOptions`). May be given several times.
+    pub fn allow_backing_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        let image = std::mem::take(&mut self.options.disk.image);
+        self.options.disk.image = image.allow_dir(dir);
+        self
+    }
+
     /// Verify ext4 metadata checksums (off by default, see [`Ext4Options`]).
     pub fn verify_checksums(mut self, yes: bool) -> Self {
         self.options.disk.ext4.verify_checksums = yes;
@@ -247,18 +256,21 @@ pub struct Crawler {
 }
 
 /// How the disks are read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DiskOptions {
     /// Map raw images into memory instead of reading them with `pread`.
     pub memory_map: bool,
     /// How ext4 file systems are read.
     pub ext4: Ext4Options,
+    /// Which host folders the files a disk image names (qcow2 backing files, VMDK extents)
+    /// may lie in besides the image's own folder.
+    pub image: origami_core::ImageOptions,
 }
 
-/// A disk image as a [`ReadAt`]: raw or qcow2 (backing chains followed), told apart by
-/// their magic. A raw image is memory-mapped when asked.
+/// A disk image as a [`ReadAt`]: raw, qcow2 (backing chains followed), VMDK or VHDX, told
+/// apart by their magic. A raw image is memory-mapped when asked.
 fn open_image(path: &Path, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
-    let image = origami_core::Image::open(path)?;
+    let image = origami_core::Image::open_with(path, &options.image)?;
     if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
         return Ok(Arc::new(origami_core::MmapSource::open(path)?));
     }
@@ -390,7 +402,7 @@ impl Crawler {
             .collect();
         if !target.disks.is_empty() {
             let t = Instant::now();
-            let opened = open_guest(&target.disks, self.options.disk);
+            let opened = open_guest(&target.disks, self.options.disk.clone());
             frame.meta.timings.insert("disk".into(), millis(t));
             match opened {
                 Ok((assembly, problems)) => {
@@ -401,8 +413,9 @@ impl Crawler {
                         frame.record_error("disk", note.clone());
                     }
                     let disks = target.disks.clone();
-                    let disk_options = self.options.disk;
-                    let opener = move || open_guest(&disks, disk_options).map(|(a, _)| a.tree);
+                    let disk_options = self.options.disk.clone();
+                    let opener =
+                        move || open_guest(&disks, disk_options.clone()).map(|(a, _)| a.tree);
                     self.crawl_tree_with(&assembly.tree, &mut frame, Some(&opener));
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),

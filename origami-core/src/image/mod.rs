@@ -1,11 +1,16 @@
 //! Disk images: a guest disk's bytes, whatever file format holds them.
 //!
 //! [`Image::open`] sniffs the format by its magic, never by the file name: qcow2 (v2, v3,
-//! with backing chains followed), VMDK sparse extents, VHDX, or raw. VMDK descriptor files,
-//! VHD, VDI, QED and qcow version 1 are recognised and refused with [`Error::UnsupportedFormat`] rather than read as raw bytes.
-//! A backing chain is followed at most [`MAX_BACKING_DEPTH`] images deep; a relative
-//! backing name is resolved against the folder of the image that names it, and a chain that
-//! comes back to an image already in it is an error.
+//! with backing chains followed), VMDK (sparse extents, and descriptor files naming their
+//! extents), VHDX, or raw. VHD, VDI, QED and qcow version 1 are recognised and refused with
+//! [`Error::UnsupportedFormat`] rather than read as raw bytes.
+//!
+//! A file an image names (a qcow2 backing file, a VMDK extent) is opened only when it lies,
+//! symlinks followed, in the folder of the image that names it or in a folder
+//! [`ImageOptions::allow_dir`] allows; `json:` and protocol names are never opened (see
+//! [`ImageOptions`]). A relative name is resolved against the folder of the image that
+//! names it. A backing chain is followed at most [`MAX_BACKING_DEPTH`] images deep, and a
+//! chain that comes back to an image already in it is an error.
 //!
 //! ```no_run
 //! use origami_core::partition::read_partitions;
@@ -21,18 +26,24 @@
 //! # Ok::<(), origami_core::Error>(())
 //! ```
 
+mod named;
 pub mod qcow2;
 pub mod vhdx;
 pub mod vmdk;
+mod vmdk_descriptor;
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::read::{FileSource, ReadAt};
 
+pub use named::ImageOptions;
 pub use qcow2::{Compression, Qcow2Header, Qcow2Image};
 pub use vhdx::VhdxImage;
 pub use vmdk::VmdkImage;
+use vmdk_descriptor::VmdkDescriptorImage;
+pub use vmdk_descriptor::MAX_EXTENTS;
 
 /// How deep a backing chain may go (qemu sets no limit; real chains are a few images).
 pub const MAX_BACKING_DEPTH: usize = 32;
@@ -45,7 +56,8 @@ pub enum ImageFormat {
     Raw,
     /// QEMU copy-on-write, version 2 or 3.
     Qcow2,
-    /// VMware hosted sparse extent (`monolithicSparse`, `streamOptimized`).
+    /// VMware VMDK: a hosted sparse extent (`monolithicSparse`, `streamOptimized`), or a
+    /// descriptor file naming flat, sparse or zero extents.
     Vmdk,
     /// Hyper-V VHDX, fixed or dynamic.
     Vhdx,
@@ -55,6 +67,7 @@ enum Inner {
     Raw(FileSource),
     Qcow2(Box<Qcow2Image>),
     Vmdk(Box<VmdkImage>),
+    VmdkDescriptor(Box<VmdkDescriptorImage>),
     Vhdx(Box<VhdxImage>),
 }
 
@@ -74,6 +87,18 @@ impl std::fmt::Debug for Image {
             .field("backing", &self.backing)
             .finish_non_exhaustive()
     }
+}
+
+/// The first line of a VMDK descriptor file.
+const DESCRIPTOR_MAGIC: &[u8] = b"# Disk DescriptorFile";
+
+fn is_vmdk_descriptor(src: &FileSource) -> Result<bool> {
+    let mut head = [0u8; DESCRIPTOR_MAGIC.len()];
+    if src.len() < head.len() as u64 {
+        return Ok(false);
+    }
+    src.read_at(0, &mut head)?;
+    Ok(head == DESCRIPTOR_MAGIC)
 }
 
 /// What the first bytes of a file say it is.
@@ -101,8 +126,8 @@ fn sniff(src: &FileSource) -> Result<ImageFormat> {
     if head.starts_with(b"COWD") {
         return Err(unsupported("VMDK (ESX COW sparse)"));
     }
-    if head.starts_with(b"# Disk DescriptorFile") {
-        return Err(unsupported("VMDK (descriptor)"));
+    if head.starts_with(DESCRIPTOR_MAGIC) {
+        return Ok(ImageFormat::Vmdk);
     }
     if head.starts_with(&vhdx::VHDX_MAGIC) {
         return Ok(ImageFormat::Vhdx);
@@ -120,15 +145,59 @@ fn sniff(src: &FileSource) -> Result<ImageFormat> {
 }
 
 impl Image {
-    /// Opens the image at `path`, sniffing its format and following its backing chain.
+    /// Opens the image at `path`, sniffing its format and following its backing chain, with
+    /// the default [`ImageOptions`]: files the image names (backing files, VMDK extents)
+    /// must lie in the folder of the image that names them.
     pub fn open(path: impl AsRef<Path>) -> Result<Image> {
+        Self::open_with(path, &ImageOptions::default())
+    }
+
+    /// Opens the image at `path` like [`Image::open`], letting the files it names lie in the
+    /// folders `options` allows too. A named file outside them, or a `json:` or protocol
+    /// name, is refused with [`Error::RefusedFile`] before it is opened.
+    pub fn open_with(path: impl AsRef<Path>, options: &ImageOptions) -> Result<Image> {
+        let path = path.as_ref();
+        let allowed = options.resolve()?;
         let mut chain = Vec::new();
-        Self::open_in_chain(path.as_ref(), None, &mut chain)
+        let file = FileSource::open(path)?;
+        Self::open_in_chain(path, file, None, &allowed, &mut chain)
+    }
+
+    /// Opens a file `image` names as its `what`, after checking it against the rule.
+    fn open_named(
+        image: &Path,
+        what: &'static str,
+        name: &str,
+        allowed: &[PathBuf],
+    ) -> Result<(PathBuf, FileSource)> {
+        let named = named::resolve_named(image, what, name, allowed)?;
+        let meta = std::fs::metadata(&named.canonical).map_err(|source| Error::Io {
+            path: named.joined.clone(),
+            offset: 0,
+            source,
+        })?;
+        let kind = meta.file_type();
+        // A FIFO would block the open, a character device is no disk.
+        if !kind.is_file() && !kind.is_block_device() {
+            return Err(Error::RefusedFile {
+                image: image.to_path_buf(),
+                what,
+                name: name.to_string(),
+                rule: format!(
+                    "{} is not a regular file or a block device",
+                    named.canonical.display()
+                ),
+            });
+        }
+        let file = FileSource::open_named(&named.canonical, &named.joined)?;
+        Ok((named.joined, file))
     }
 
     fn open_in_chain(
         path: &Path,
+        file: FileSource,
         forced: Option<ImageFormat>,
+        allowed: &[PathBuf],
         chain: &mut Vec<PathBuf>,
     ) -> Result<Image> {
         let canonical = std::fs::canonicalize(path).map_err(|source| Error::Io {
@@ -151,65 +220,67 @@ impl Image {
             }
         }
         chain.push(canonical);
-        let file = FileSource::open(path)?;
         let format = match forced {
             Some(f) => f,
             None => sniff(&file)?,
         };
+        let image = |backing, inner| Image {
+            path: path.to_path_buf(),
+            format,
+            backing,
+            inner,
+        };
         match format {
-            ImageFormat::Raw => Ok(Image {
-                path: path.to_path_buf(),
-                format,
-                backing: None,
-                inner: Inner::Raw(file),
-            }),
-            ImageFormat::Vmdk => Ok(Image {
-                path: path.to_path_buf(),
-                format,
-                backing: None,
-                inner: Inner::Vmdk(Box::new(VmdkImage::from_source(file)?)),
-            }),
-            ImageFormat::Vhdx => Ok(Image {
-                path: path.to_path_buf(),
-                format,
-                backing: None,
-                inner: Inner::Vhdx(Box::new(VhdxImage::from_source(file)?)),
-            }),
+            ImageFormat::Raw => Ok(image(None, Inner::Raw(file))),
+            ImageFormat::Vmdk if is_vmdk_descriptor(&file)? => {
+                let name = file.name();
+                let len = file.len();
+                if len > vmdk_descriptor::MAX_DESCRIPTOR {
+                    return Err(Error::Corrupt {
+                        source_name: name,
+                        offset: 0,
+                        reason: format!("VMDK descriptor of {len} bytes"),
+                    });
+                }
+                let mut text = vec![0u8; len as usize];
+                file.read_at(0, &mut text)?;
+                let lines = vmdk_descriptor::parse(&String::from_utf8_lossy(&text), &name)?;
+                let mut open = |extent: &str| {
+                    Self::open_named(path, "extent", extent, allowed).map(|(_, f)| f)
+                };
+                let disk = VmdkDescriptorImage::open(name, &lines, &mut open)?;
+                Ok(image(None, Inner::VmdkDescriptor(Box::new(disk))))
+            }
+            ImageFormat::Vmdk => Ok(image(
+                None,
+                Inner::Vmdk(Box::new(VmdkImage::from_source(file)?)),
+            )),
+            ImageFormat::Vhdx => Ok(image(
+                None,
+                Inner::Vhdx(Box::new(VhdxImage::from_source(file)?)),
+            )),
             ImageFormat::Qcow2 => {
-                let mut image = Qcow2Image::from_source(file)?;
+                let mut qcow2 = Qcow2Image::from_source(file)?;
                 let mut backing_path = None;
-                if let Some(name) = image.header().backing_file.clone() {
-                    let bad = |reason: String| Error::BackingChain {
-                        path: path.to_path_buf(),
-                        reason,
-                    };
-                    if name.starts_with("json:") || name.contains("://") {
-                        return Err(bad(format!("backing file {name:?} is not a local file")));
-                    }
-                    let resolved = match path.parent() {
-                        Some(dir) if Path::new(&name).is_relative() => dir.join(&name),
-                        _ => PathBuf::from(&name),
-                    };
-                    let backing_format = match image.header().backing_format.as_deref() {
+                if let Some(name) = qcow2.header().backing_file.clone() {
+                    let backing_format = match qcow2.header().backing_format.as_deref() {
                         None => None,
                         Some("raw") => Some(ImageFormat::Raw),
                         Some("qcow2") => Some(ImageFormat::Qcow2),
                         Some(other) => {
-                            return Err(bad(format!(
-                                "backing file format {other:?} is not supported"
-                            )))
+                            return Err(Error::BackingChain {
+                                path: path.to_path_buf(),
+                                reason: format!("backing file format {other:?} is not supported"),
+                            })
                         }
                     };
-                    let backing = Self::open_in_chain(&resolved, backing_format, chain)?;
-                    image = image.with_backing(Box::new(backing));
-                    backing_path = Some(resolved);
+                    let (joined, file) = Self::open_named(path, "backing file", &name, allowed)?;
+                    let backing =
+                        Self::open_in_chain(&joined, file, backing_format, allowed, chain)?;
+                    qcow2 = qcow2.with_backing(Box::new(backing));
+                    backing_path = Some(joined);
                 }
-                Ok(Image {
-                    path: path.to_path_buf(),
-                    format,
-                    backing: backing_path,
-                    inner: Inner::Qcow2(Box::new(image)),
-                })
+                Ok(image(backing_path, Inner::Qcow2(Box::new(qcow2))))
             }
         }
     }
@@ -244,6 +315,7 @@ impl ReadAt for Image {
             Inner::Raw(f) => f.read_at(offset, buf),
             Inner::Qcow2(q) => q.read_at(offset, buf),
             Inner::Vmdk(v) => v.read_at(offset, buf),
+            Inner::VmdkDescriptor(v) => v.read_at(offset, buf),
             Inner::Vhdx(v) => v.read_at(offset, buf),
         }
     }
@@ -253,6 +325,7 @@ impl ReadAt for Image {
             Inner::Raw(f) => f.len(),
             Inner::Qcow2(q) => q.len(),
             Inner::Vmdk(v) => v.len(),
+            Inner::VmdkDescriptor(v) => v.len(),
             Inner::Vhdx(v) => v.len(),
         }
     }

@@ -6,9 +6,11 @@
 //! zlib-compressed grain behind a marker (`streamOptimized`), a zero grain, or unallocated
 //! (zeros). Runs of grains that are contiguous in the file are read with one `pread`.
 //!
-//! Limits: images with a parent (differencing, `parentCID` other than `ffffffff`), split or
-//! flat extents described by a separate descriptor file, and ESX `COWD` extents are refused
-//! with [`Error::Unsupported`] / [`Error::UnsupportedFormat`].
+//! Extents named by a separate descriptor file (split and flat images) are read by
+//! `vmdk_descriptor`, through [`crate::Image::open`].
+//!
+//! Limits: images with a parent (differencing, `parentCID` other than `ffffffff`) and ESX
+//! `COWD` extents are refused with [`Error::Unsupported`] / [`Error::UnsupportedFormat`].
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,6 +19,8 @@ use flate2::{Decompress, FlushDecompress};
 use crate::bytes::{le32, le64};
 use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
+
+use super::vmdk_descriptor::MAX_DESCRIPTOR;
 
 /// The four bytes a sparse extent starts with.
 pub const VMDK_MAGIC: [u8; 4] = *b"KDMV";
@@ -28,7 +32,6 @@ const MAX_GD_BYTES: u64 = 32 << 20;
 /// 1 MiB grains at most (VMware writes 64 KiB).
 const MAX_GRAIN_SECTORS: u64 = 2048;
 const MAX_GTES: u32 = 1 << 16;
-const MAX_DESCRIPTOR: u64 = 1 << 20;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Cache entries are replaced whole: a poisoned lock still guards consistent data.
@@ -74,6 +77,16 @@ impl VmdkImage {
 
     /// [`VmdkImage::from_source`] for an already boxed source.
     pub fn from_boxed(file: Box<dyn ReadAt>) -> Result<VmdkImage> {
+        Self::open_sparse(file, false)
+    }
+
+    /// A sparse extent named by a separate descriptor file: its own embedded descriptor,
+    /// if any, is not consulted (the naming descriptor is the one that counts).
+    pub(crate) fn extent_from_boxed(file: Box<dyn ReadAt>) -> Result<VmdkImage> {
+        Self::open_sparse(file, true)
+    }
+
+    fn open_sparse(file: Box<dyn ReadAt>, as_extent: bool) -> Result<VmdkImage> {
         let corrupt = |offset: u64, reason: String| Error::Corrupt {
             source_name: file.name(),
             offset,
@@ -149,7 +162,7 @@ impl VmdkImage {
 
         // The embedded descriptor: only self-contained images without a parent are read.
         let (desc_at, desc_sectors) = (le64(&h, 28), le64(&h, 36));
-        if desc_at != 0 && desc_sectors != 0 {
+        if desc_at != 0 && desc_sectors != 0 && !as_extent {
             let bytes = desc_sectors.saturating_mul(SECTOR).min(MAX_DESCRIPTOR);
             let start = desc_at.saturating_mul(SECTOR);
             if start.saturating_add(bytes) > len {

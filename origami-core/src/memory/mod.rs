@@ -186,7 +186,11 @@ impl MemoryDump {
     /// Opens a dump file, sniffing its format by magic: ELF core, kdump-compressed, LiME,
     /// or else raw guest-physical bytes from address 0.
     ///
-    /// The file is mapped read-only; it must not be truncated while the dump is open.
+    /// The file is mapped read-only and parsed in place: no process may modify or truncate
+    /// it while the dump is open (a write would break what the parsers were promised, a
+    /// truncation raises `SIGBUS`). When that cannot be promised, read the file into memory
+    /// and use [`MemoryDump::from_bytes`]; a running VM's RAM file is opened with
+    /// [`MemoryDump::open_live`], which copes with a writer.
     pub fn open(path: impl AsRef<Path>) -> Result<MemoryDump> {
         let path = path.as_ref();
         let store = Store::map_file(path)?;

@@ -1,9 +1,14 @@
 //! The bytes under a memory source: a read-only map of a dump file, a shared map of a
 //! running VM's RAM file, or an owned buffer (snapshots, in-memory parsing).
 //!
-//! Limits: a dump file must not be truncated while it is mapped (the kernel would signal
-//! `SIGBUS` on access); a live RAM file is written by the guest while we read, so reads of
-//! it can be torn, which the owning [`super::MemoryDump`] reports through `is_live`.
+//! A dump file is parsed through a `&[u8]` of its mapping, which is sound only while no
+//! process modifies the file (see [`Store::map_file`]). A live RAM file is never seen
+//! through a reference: reads copy out with volatile loads (`crate::shared`), and may be
+//! torn by the guest's writes, which the owning [`super::MemoryDump`] reports through
+//! `is_live`.
+//!
+//! Limits: a mapped file that another process truncates raises `SIGBUS` on access (this
+//! process ends); QEMU never shrinks a RAM file while the VM runs.
 
 use std::fs::File;
 use std::path::Path;
@@ -51,9 +56,13 @@ impl Store {
         if len == 0 {
             return Ok(Store::Owned(Vec::new()));
         }
-        // SAFETY: the map is read-only and private; dump files are not modified while
-        // Origami reads them (documented on `MemoryDump::open`). A concurrent writer could
-        // only change bytes we read, which are plain `u8`s with no invalid values.
+        // SAFETY: `Mmap` derefs to a `&[u8]` of the file, and Rust lets the compiler assume
+        // the bytes behind a shared reference do not change while it lives. That holds only
+        // if no process writes or truncates the file while it is mapped: a precondition of
+        // `MemoryDump::open` (documented there) that cannot be checked here. It is the
+        // usual contract of mapping a file; a dump file is written once and then only read.
+        // A caller that cannot promise it reads the file into memory (`from_bytes`), or
+        // opens a running VM's RAM with `open_live`, which forms no reference.
         let map = unsafe { MmapOptions::new().map(&file) }.map_err(|e| io(path, e))?;
         Ok(Store::Mapped(map))
     }
@@ -119,17 +128,12 @@ impl Store {
             Store::Owned(v) => copy_from(v, start, buf, name),
             Store::Live(m) => {
                 // SAFETY: `start + buf.len() <= m.len()` was checked above, so the source range
-                // lies inside the mapping, which lives as long as `self`; `buf` is a distinct
-                // Rust allocation, so they do not overlap. The guest may write these bytes
-                // meanwhile: the copy is then torn (documented), but every byte value is a
-                // valid `u8`, and we never form a reference to the shared memory.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        m.as_ptr().add(start),
-                        buf.as_mut_ptr(),
-                        buf.len(),
-                    );
-                }
+                // lies inside the mapping, which lives as long as `self`; `buf` is our own
+                // allocation, so they do not overlap. QEMU writes these bytes meanwhile; that
+                // is sound because no reference to the mapping ever exists (`bytes()` gives
+                // none for a live store) and the copy is made with volatile loads the
+                // compiler cannot assume stable (see `crate::shared`). The copy may be torn.
+                unsafe { crate::shared::copy_from_shared(m.as_ptr().add(start), buf) };
                 Ok(())
             }
         }
