@@ -8,9 +8,10 @@
 
 use std::time::Instant;
 
-use origami_examples::fleet::{crawl_fleet_into, FleetOptions};
-use origami_examples::manifest::{MachineSpec, Manifest};
+use origami_examples::fleet::crawl_into_index;
 use origami_index::TantivyIndex;
+use origami_introspect::fleet::{Fleet, Machine};
+use origami_introspect::{CrawlOptions, Target};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -40,37 +41,26 @@ fn main() {
             Some(p("memdump/memory.elf")),
         ),
     ];
-    let manifest = Manifest {
-        machines: (0..n)
-            .map(|i| {
-                let (kind, disks, memory) = &kinds[i % kinds.len()];
-                MachineSpec {
-                    name: format!("{kind}-{i:03}"),
-                    disks: disks.clone(),
-                    memory: memory.clone(),
-                    system_map: None,
-                }
-            })
-            .collect(),
-    };
+    let machines: Vec<Machine> = (0..n)
+        .map(|i| {
+            let (kind, disks, memory) = &kinds[i % kinds.len()];
+            let mut target = Target::default();
+            for d in disks {
+                target = target.with_disk(d);
+            }
+            if let Some(m) = memory {
+                target = target.with_memory(m);
+            }
+            Machine::new(format!("{kind}-{i:03}"), target)
+        })
+        .collect();
     let scratch = std::env::temp_dir().join(format!("origami-bench-fleet-{}", std::process::id()));
     // Warm the discovery cache (one crawl of each memory kind).
-    let warm = Manifest {
-        machines: manifest
-            .machines
-            .iter()
-            .take(kinds.len())
-            .cloned()
-            .collect(),
-    };
     let idx = TantivyIndex::in_ram().expect("in-RAM index");
-    let _ = crawl_fleet_into(
-        &warm,
+    let _ = crawl_into_index(
+        &mut Fleet::builder().jobs(2).build(CrawlOptions::default()),
+        &machines[..kinds.len().min(n)],
         &idx,
-        &FleetOptions {
-            jobs: 2,
-            ..Default::default()
-        },
         None::<&mut origami_frame::FrameWriter<Vec<u8>>>,
         |_, _| {},
     );
@@ -85,13 +75,10 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         let index = TantivyIndex::open_or_create(&dir).expect("index");
         let t = Instant::now();
-        let report = crawl_fleet_into(
-            &manifest,
+        let report = crawl_into_index(
+            &mut Fleet::builder().jobs(jobs).build(CrawlOptions::default()),
+            &machines,
             &index,
-            &FleetOptions {
-                jobs,
-                ..Default::default()
-            },
             None::<&mut origami_frame::FrameWriter<Vec<u8>>>,
             |_, _| {},
         )

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{MachineSpec, Manifest};
+use crate::manifest::{Entry, ManifestFile};
 
 /// The demo machines: name, compressed disk file name, and its bytes.
 pub const MACHINES: &[(&str, &str, &[u8])] = &[
@@ -74,7 +74,7 @@ pub const QUERIES: &[&str] = &[
 /// `dir/fleet.toml`; returns the manifest's path.
 pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let mut manifest = Manifest::default();
+    let mut manifest = ManifestFile::default();
     for (name, file, zst) in MACHINES {
         let path = dir.join(file);
         if !path.exists() {
@@ -83,7 +83,7 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
         }
-        manifest.machines.push(MachineSpec {
+        manifest.machines.push(Entry {
             name: name.to_string(),
             disks: vec![PathBuf::from(file)],
             memory: None,

@@ -1,11 +1,12 @@
-//! The `origami` command's library side: the fleet manifest, the parallel fleet crawl, the
-//! demo fleet, and text rendering. The binary is `src/bin/origami.rs`.
+//! The `origami` command's library side: the fleet manifest (read into the library's
+//! [`origami_introspect::fleet::Machine`]s), the sink that indexes a fleet's frames, the demo
+//! fleet, and text rendering. The binary is `src/bin/origami.rs`.
 //!
 //! ```
 //! use origami_examples::manifest::Manifest;
 //! let m = Manifest::parse("[[machine]]\nname = \"web-01\"\ndisks = [\"web-01.qcow2\"]\n",
 //!                         std::path::Path::new("/fleet")).unwrap();
-//! assert_eq!(m.machines[0].disks[0], std::path::Path::new("/fleet/web-01.qcow2"));
+//! assert_eq!(m.machines[0].target.disks[0], std::path::Path::new("/fleet/web-01.qcow2"));
 //! ```
 #![warn(missing_docs)]
 

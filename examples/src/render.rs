@@ -6,7 +6,7 @@ use std::fmt::Write;
 use origami_frame::FrameDiff;
 use origami_index::{FrameVersion, SearchResults};
 
-use crate::fleet::FleetReport;
+use origami_introspect::fleet::FleetReport;
 
 /// Search results as a terminal page: machines like web results by site, then facets.
 pub fn results(query: &str, r: &SearchResults) -> String {
@@ -66,6 +66,9 @@ pub fn fleet_summary(r: &FleetReport) -> String {
     );
     for (m, why) in &r.failed {
         let _ = writeln!(s, "   FAILED {m}: {why}");
+    }
+    for m in &r.read_nothing {
+        let _ = writeln!(s, "   EMPTY  {m}: no source could be read (errors below)");
     }
     for (m, errs) in &r.feature_errors {
         for e in errs {

@@ -32,7 +32,8 @@ use origami_frame::{Frame, Section};
 use crate::disk::{config, file, os, package, user};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble, Assembly, PartitionInfo, Volume};
-use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree, WalkLimits};
+use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree};
+use crate::limits::Limits;
 use crate::linux::{self, LinuxOptions, MEMORY_SECTIONS};
 use crate::target::{Disk, Memory, Target};
 use crate::timing::millis;
@@ -48,10 +49,7 @@ pub struct CrawlOptions {
     exclude_set: GlobSet,
     config_globs: Vec<String>,
     config_etc: bool,
-    config_max_size: u64,
-    max_status_size: u64,
-    max_passwd_size: u64,
-    walk_limits: WalkLimits,
+    limits: Limits,
     use_cache: bool,
     cache_dir: Option<PathBuf>,
     disk: DiskOptions,
@@ -69,10 +67,7 @@ impl Default for CrawlOptions {
             exclude_set: GlobSet::empty(),
             config_globs: Vec::new(),
             config_etc: true,
-            config_max_size: config::DEFAULT_MAX_SIZE,
-            max_status_size: package::dpkg::DEFAULT_MAX_STATUS,
-            max_passwd_size: user::DEFAULT_MAX_SIZE,
-            walk_limits: WalkLimits::default(),
+            limits: Limits::DEFAULT,
             use_cache: true,
             cache_dir: None,
             disk: DiskOptions::default(),
@@ -93,8 +88,8 @@ pub const DISK_SECTIONS: [Section; 5] = [
 ];
 
 impl CrawlOptions {
-    /// A builder starting from the defaults: every section, no hashing, config text of
-    /// `/etc` up to 64 KiB a file.
+    /// A builder starting from the defaults: every section, no hashing, config text
+    /// of `/etc`, the bounds of [`Limits::DEFAULT`].
     pub fn builder() -> CrawlOptionsBuilder {
         CrawlOptionsBuilder {
             options: CrawlOptions::default(),
@@ -104,6 +99,11 @@ impl CrawlOptions {
     /// The sections that will be crawled.
     pub fn sections(&self) -> &BTreeSet<Section> {
         &self.sections
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -158,27 +158,10 @@ impl CrawlOptionsBuilder {
         self
     }
 
-    /// The bound on one config file's content (default 64 KiB).
-    pub fn config_max_size(mut self, bytes: u64) -> Self {
-        self.options.config_max_size = bytes;
-        self
-    }
-
-    /// The bound on the dpkg status file (default 64 MiB).
-    pub fn max_status_size(mut self, bytes: u64) -> Self {
-        self.options.max_status_size = bytes;
-        self
-    }
-
-    /// The bound on `/etc/passwd` and `/etc/group` (default 4 MiB).
-    pub fn max_passwd_size(mut self, bytes: u64) -> Self {
-        self.options.max_passwd_size = bytes;
-        self
-    }
-
-    /// Bounds of the tree walks.
-    pub fn walk_limits(mut self, limits: WalkLimits) -> Self {
-        self.options.walk_limits = limits;
+    /// Every bound of the crawl: file sizes read, list lengths, memory, time (default
+    /// [`Limits::DEFAULT`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.options.limits = limits;
         self
     }
 
@@ -495,21 +478,21 @@ impl Crawler {
                     e
                 }
                 Section::Package => {
-                    let (p, e) = package::crawl_with(tree, o.max_status_size);
+                    let (p, e) = package::crawl_with(tree, o.limits.dpkg_status);
                     frame.package = p;
                     e
                 }
                 Section::User => {
-                    let (u, e) = user::crawl(tree, o.max_passwd_size);
+                    let (u, e) = user::crawl(tree, o.limits.passwd);
                     frame.user = u;
                     e
                 }
                 Section::Config => {
                     let opts = config::ConfigOptions {
-                        max_size: o.config_max_size,
+                        max_size: o.limits.config_file,
                         etc: o.config_etc,
                         globs: o.config_globs.clone(),
-                        limits: o.walk_limits,
+                        limits: o.limits.walk,
                     };
                     let (c, e) = config::crawl(tree, &opts);
                     frame.config = c;
@@ -520,7 +503,7 @@ impl Crawler {
                         hash: o.hash_files,
                         max_hash_size: o.max_hash_size,
                         exclude: o.exclude_set.clone(),
-                        limits: o.walk_limits,
+                        limits: o.limits.walk,
                         hash_threads: o.threads,
                     };
                     let (f, e) = file::crawl(tree, &opts);

@@ -7,7 +7,8 @@
 //! text; paths resolve inside the guest, never on the host. On the memory side ([`linux`])
 //! the kernel, its symbols (kallsyms) and types (BTF) are found in the dump itself, then its
 //! processes, connections and modules are read. A section that fails lands in
-//! `_frame.errors` and the rest goes on.
+//! `_frame.errors` and the rest goes on. The [`fleet`] engine crawls many machines at once on
+//! a bounded pool, with per-machine timeouts, handing each frame to the caller's sink.
 //!
 //! A disk is an image file or any [`ReadAt`](origami_core::ReadAt) the caller holds (a
 //! storage API, a snapshot service, bytes in memory); the memory is a dump file or the
@@ -75,7 +76,9 @@
 mod crawler;
 pub mod disk;
 mod error;
+pub mod fleet;
 pub mod fs;
+mod limits;
 mod target;
 mod timing;
 
@@ -83,6 +86,7 @@ pub use crawler::{
     open_guest, CrawlOptions, CrawlOptionsBuilder, Crawler, DiskOptions, DISK_SECTIONS,
 };
 pub use error::{Error, Result};
+pub use limits::Limits;
 /// The frame model, re-exported for callers that only link this crate.
 pub use origami_frame as frame;
 pub use target::{Disk, Memory, MemorySource, Target};

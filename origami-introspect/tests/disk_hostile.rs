@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use origami_core::FileSource;
 use origami_introspect::fs::{open_filesystem, GuestTree};
-use origami_introspect::{CrawlOptions, Crawler, Error, Target};
+use origami_introspect::{CrawlOptions, Crawler, Error, Limits, Target};
 
 struct Scratch(PathBuf);
 
@@ -225,9 +225,11 @@ fn oversized_databases_are_refused_with_errors_in_the_frame() {
 
     // Raising the bound parses the garbage without blowing memory: garbage lines are
     // reported (a bounded number), and nothing is invented.
+    let mut limits = Limits::default();
+    limits.dpkg_status = 128 << 20;
+    limits.passwd = 16 << 20;
     let options = CrawlOptions::builder()
-        .max_status_size(128 << 20)
-        .max_passwd_size(16 << 20)
+        .limits(limits)
         .sections([
             origami_introspect::frame::Section::Package,
             origami_introspect::frame::Section::User,

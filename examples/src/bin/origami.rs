@@ -1,23 +1,26 @@
 //! `origami`: crawl machines from outside, index their frames, search the fleet.
 //!
 //! Exit codes: 0 success; 1 an error (the message says what to do); 2 bad usage;
-//! 3 a fleet crawl finished but some machines gave no frame; 4 a search matched nothing.
+//! 3 a machine gave nothing: every source of a `crawl` failed (its frame, with the errors,
+//! is still written), or some machines of a fleet gave no frame or read nothing;
+//! 4 a search matched nothing.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use origami_examples::fleet::{crawl_fleet_into, target_of, FleetOptions, FleetReport};
-use origami_examples::manifest::{MachineSpec, Manifest};
+use origami_examples::fleet::crawl_into_index;
+use origami_examples::manifest::Manifest;
 use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
 use origami_index::{Index, SearchOptions, TantivyIndex};
-use origami_introspect::Crawler;
+use origami_introspect::fleet::{read_nothing, Fleet, FleetReport};
+use origami_introspect::{CrawlOptions, Crawler, Limits, Target};
 use tracing::warn;
 
 /// Observe virtual machines from outside: crawl their disks and memory into frames, index a
@@ -61,6 +64,21 @@ struct CrawlKnobs {
     /// every text file under /etc is always taken), e.g. '/home/*/.bash_history'.
     #[arg(long = "config", value_name = "GLOB")]
     config: Vec<String>,
+    /// Read no guest file larger than SIZE whole (config texts, the dpkg status,
+    /// passwd/group, os-release, fstab); a larger one is an error in the frame, or cut
+    /// for a config text. SIZE takes K, M, G (powers of 1024). Default: each file's own
+    /// bound (64K for a config text, 64M for the dpkg status, ...).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_file_size: Option<u64>,
+    /// The bound on one config file's text (default 64K); a longer text is cut.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_config_size: Option<u64>,
+    /// The most entries the file and config walks visit (default 10000000).
+    #[arg(long, value_name = "N")]
+    max_entries: Option<u64>,
+    /// The most guest bytes one crawl reads whole, all reads together (default 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
 }
 
 #[derive(Args)]
@@ -103,6 +121,10 @@ struct FleetArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Give up on a machine whose crawl takes longer than SECS seconds (it is reported as
+    /// timed out; default: no limit).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Option<Duration>,
     #[command(flatten)]
     knobs: CrawlKnobs,
 }
@@ -162,6 +184,35 @@ struct DemoArgs {
     jobs: usize,
 }
 
+/// A size in bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024; `KiB`, `MB` ... are read
+/// the same).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)")),
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)"))
+}
+
+/// A positive number of seconds (`--timeout 90`, `--timeout 0.5`).
+fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+}
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -199,13 +250,51 @@ fn main() -> ExitCode {
 }
 
 impl CrawlKnobs {
-    fn fleet_options(&self, jobs: usize) -> FleetOptions {
-        FleetOptions {
-            jobs,
-            hash: self.hash,
-            no_cache: self.no_cache,
-            config_globs: self.config.clone(),
+    /// The crawl options these flags say; `system` is the frame's system id.
+    fn crawl_options(&self, system: Option<&str>) -> Result<CrawlOptions> {
+        let mut b = CrawlOptions::builder()
+            .hash_files(self.hash)
+            .use_cache(!self.no_cache);
+        // The library uses a discovery cache only in a folder its caller names: the CLI
+        // names the conventional one unless told not to.
+        if !self.no_cache {
+            if let Some(dir) = origami_introspect::linux::cache::default_dir() {
+                b = b.cache_dir(dir);
+            }
         }
+        for g in &self.config {
+            b = b.config_glob(g.clone());
+        }
+        if let Some(n) = system.filter(|n| !n.is_empty()) {
+            b = b.system(n);
+        }
+        Ok(b.limits(self.limits()).build()?)
+    }
+
+    /// The bounds these flags say, over the defaults.
+    fn limits(&self) -> Limits {
+        let mut l = Limits::DEFAULT;
+        if let Some(n) = self.max_file_size {
+            for bound in [
+                &mut l.config_file,
+                &mut l.dpkg_status,
+                &mut l.passwd,
+                &mut l.os_release,
+                &mut l.fstab,
+            ] {
+                *bound = (*bound).min(n);
+            }
+        }
+        if let Some(n) = self.max_config_size {
+            l.config_file = n;
+        }
+        if let Some(n) = self.max_entries {
+            l.walk.max_entries = n;
+        }
+        if let Some(n) = self.max_memory {
+            l.memory = n;
+        }
+        l
     }
 }
 
@@ -213,19 +302,19 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     if a.disks.is_empty() && a.memory.is_none() {
         bail!("nothing to crawl: give --disk IMG (repeatable) and/or --memory DUMP");
     }
-    let spec = MachineSpec {
-        name: a.name.clone().unwrap_or_default(),
-        disks: a.disks,
-        memory: a.memory,
-        system_map: a.system_map,
-    };
-    let options = a
-        .knobs
-        .fleet_options(1)
-        .crawl_options(a.name.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let mut target = Target::default();
+    for d in a.disks {
+        target = target.with_disk(d);
+    }
+    if let Some(m) = a.memory {
+        target = target.with_memory(m);
+    }
+    if let Some(s) = a.system_map {
+        target = target.with_system_map(s);
+    }
+    let options = a.knobs.crawl_options(a.name.as_deref())?;
     let frame = Crawler::new(options)
-        .crawl(&target_of(&spec))
+        .crawl(&target)
         .context("crawl failed")?;
     for e in &frame.meta.errors {
         warn!("{}: {}", e.feature, e.message);
@@ -240,6 +329,10 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
             std::fs::write(&p, text + "\n").with_context(|| format!("writing {}", p.display()))?
         }
         None => println!("{text}"),
+    }
+    if read_nothing(&frame) {
+        eprintln!("origami: no source could be read; the frame records why");
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -262,24 +355,28 @@ fn progress(len: usize, what: &str) -> ProgressBar {
 fn run_fleet(
     manifest: &Manifest,
     index: &TantivyIndex,
-    options: &FleetOptions,
+    fleet: &mut Fleet,
     frames_out: Option<&mut FrameWriter<BufWriter<File>>>,
 ) -> Result<FleetReport> {
     let pb = progress(manifest.machines.len(), "crawling");
-    let report = crawl_fleet_into(manifest, index, options, frames_out, |spec, outcome| {
+    let report = crawl_into_index(fleet, &manifest.machines, index, frames_out, |m, error| {
         pb.inc(1);
-        pb.set_message(spec.name.clone());
-        if let Err(e) = outcome {
-            warn!("{}: {e}", spec.name);
+        pb.set_message(m.name.clone());
+        if let Some(e) = error {
+            warn!("{}: {e}", m.name);
         }
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     pb.finish_and_clear();
     Ok(report)
 }
 
 fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&a.manifest).map_err(anyhow::Error::msg)?;
+    let manifest = Manifest::load(&a.manifest)?;
+    let mut fleet = Fleet::builder().jobs(a.jobs);
+    if let Some(limit) = a.timeout {
+        fleet = fleet.timeout(limit);
+    }
+    let mut fleet = fleet.build(a.knobs.crawl_options(None)?);
     let index = open_index(&a.index, true)?;
     let mut frames_out = match &a.frames {
         Some(p) => Some(FrameWriter::new(BufWriter::new(
@@ -287,12 +384,7 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
         ))),
         None => None,
     };
-    let report = run_fleet(
-        &manifest,
-        &index,
-        &a.knobs.fleet_options(a.jobs),
-        frames_out.as_mut(),
-    )?;
+    let report = run_fleet(&manifest, &index, &mut fleet, frames_out.as_mut())?;
     if let Some(w) = frames_out {
         w.into_inner().context("writing frames")?;
     }
@@ -301,11 +393,13 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
     } else {
         print!("{}", render::fleet_summary(&report));
     }
-    Ok(if report.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(
+        if report.failed.is_empty() && report.read_nothing.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        },
+    )
 }
 
 fn open_index(dir: &Path, create: bool) -> Result<TantivyIndex> {
@@ -427,24 +521,24 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         dir.display(),
         t.elapsed().as_secs_f64()
     )?;
-    let manifest = Manifest::load(&manifest_path).map_err(anyhow::Error::msg)?;
+    let manifest = Manifest::load(&manifest_path)?;
     let index_dir = dir.join("index");
     if index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)
             .with_context(|| format!("clearing {}", index_dir.display()))?;
     }
     let index = open_index(&index_dir, true)?;
-    let options = FleetOptions {
-        jobs: a.jobs,
-        config_globs: demo::CONFIG_GLOBS.iter().map(|g| g.to_string()).collect(),
-        ..FleetOptions::default()
-    };
+    let mut options = CrawlOptions::builder();
+    for g in demo::CONFIG_GLOBS {
+        options = options.config_glob(*g);
+    }
+    let mut fleet = Fleet::builder().jobs(a.jobs).build(options.build()?);
     writeln!(
         out,
         "2. Crawling them with {} jobs and indexing each frame as it arrives ...",
         a.jobs
     )?;
-    let report = run_fleet(&manifest, &index, &options, None)?;
+    let report = run_fleet(&manifest, &index, &mut fleet, None)?;
     write!(out, "{}", render::fleet_summary(&report))?;
     writeln!(out, "\n3. Searching the index ({}):", index_dir.display())?;
     for q in demo::QUERIES {

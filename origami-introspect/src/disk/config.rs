@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::fs::{display_path, GuestTree, WalkControl, WalkLimits};
 
 /// The default bound on one file's content.
-pub const DEFAULT_MAX_SIZE: u64 = 64 << 10;
+pub const DEFAULT_MAX_SIZE: u64 = crate::Limits::DEFAULT.config_file;
 /// The most per-file errors reported.
 const MAX_REPORTED: usize = 20;
 

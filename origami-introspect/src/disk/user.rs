@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fs::GuestTree;
 
 /// The default bound on `/etc/passwd` and `/etc/group`.
-pub const DEFAULT_MAX_SIZE: u64 = 4 << 20;
+pub const DEFAULT_MAX_SIZE: u64 = crate::Limits::DEFAULT.passwd;
 /// The most problems reported per file.
 const MAX_REPORTED: usize = 10;
 

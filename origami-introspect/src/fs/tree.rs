@@ -52,7 +52,7 @@ pub struct Resolved {
 }
 
 /// Bounds of a walk, so that a hostile or corrupt tree cannot make it endless.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalkLimits {
     /// The most entries visited in all.
     pub max_entries: u64,
@@ -63,12 +63,9 @@ pub struct WalkLimits {
 }
 
 impl Default for WalkLimits {
+    /// The walk bounds of [`crate::Limits::DEFAULT`].
     fn default() -> Self {
-        WalkLimits {
-            max_entries: 10_000_000,
-            max_depth: 512,
-            max_dir_entries: 1_000_000,
-        }
+        crate::Limits::DEFAULT.walk
     }
 }
 

@@ -16,7 +16,7 @@ use crate::fs::GuestTree;
 /// Where dpkg keeps its status database.
 pub const STATUS_PATH: &str = "/var/lib/dpkg/status";
 /// The default bound on the status file's size.
-pub const DEFAULT_MAX_STATUS: u64 = 64 << 20;
+pub const DEFAULT_MAX_STATUS: u64 = crate::Limits::DEFAULT.dpkg_status;
 /// The most parse errors reported for one file (the rest are counted in the last one).
 const MAX_REPORTED: usize = 10;
 
