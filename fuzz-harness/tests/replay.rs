@@ -81,6 +81,14 @@ static ALLOCATOR: Counting = Counting;
 /// One replay at a time, so that the counters belong to the input being replayed.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Fails the test with `msg`, printed first: the fs targets' quiet panic hook (process-wide
+/// once installed) hides panic messages, the tests' own included, but libtest shows what a
+/// failing test printed.
+fn fail(msg: String) -> ! {
+    eprintln!("{msg}");
+    panic!("{msg}");
+}
+
 /// The `fuzz/` folder of the repository.
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -95,7 +103,7 @@ fn files(kind: &str, target: &str) -> Vec<PathBuf> {
     };
     let mut files: Vec<PathBuf> = entries
         .map(|e| {
-            e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            e.unwrap_or_else(|e| fail(format!("{}: {e}", dir.display())))
                 .path()
         })
         .filter(|p| p.is_file())
@@ -123,7 +131,8 @@ fn replay(target: &str, run: fn(&[u8])) {
         let files = files(kind, target);
         counts.push(format!("{} {kind}", files.len()));
         for path in files {
-            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let data =
+                std::fs::read(&path).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
             let base = LIVE.load(Ordering::Relaxed);
             PEAK.store(base, Ordering::Relaxed);
             LARGEST.store(0, Ordering::Relaxed);
@@ -142,17 +151,14 @@ fn replay(target: &str, run: fn(&[u8])) {
             }
         }
     }
-    // Printed with the failures: the fs targets' quiet panic hook hides panic messages,
-    // the test's own included, but libtest shows what a failing test printed.
     eprintln!("{target}: replayed {}", counts.join(", "));
-    for f in &failures {
-        eprintln!("{f}");
+    if !failures.is_empty() {
+        fail(format!(
+            "{target}: {} inputs failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        ));
     }
-    assert!(
-        failures.is_empty(),
-        "{target}: {} inputs failed",
-        failures.len()
-    );
 }
 
 macro_rules! replay_tests {
@@ -181,8 +187,8 @@ replay_tests! {
 
 /// The `[[bin]]` names of a cargo-fuzz manifest.
 fn fuzz_binaries(manifest: &Path) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let text = std::fs::read_to_string(manifest)
+        .unwrap_or_else(|e| fail(format!("{}: {e}", manifest.display())));
     let mut names = Vec::new();
     let mut in_bin = false;
     for line in text.lines().map(str::trim) {
@@ -206,43 +212,42 @@ fn fuzz_binaries(manifest: &Path) -> Vec<String> {
 #[cfg(all(feature = "guest", feature = "index"))]
 #[test]
 fn every_fuzz_binary_is_a_harness_target_and_every_input_folder_a_target() {
-    let known: Vec<&str> = origami_fuzz_harness::TARGETS.iter().map(|t| t.0).collect();
+    let mut known: Vec<&str> = origami_fuzz_harness::TARGETS.iter().map(|t| t.0).collect();
+    known.sort();
     let mut binaries = Vec::new();
     for crate_dir in [fuzz_dir(), fuzz_dir().join("index")] {
         for name in fuzz_binaries(&crate_dir.join("Cargo.toml")) {
             let source = crate_dir.join("fuzz_targets").join(format!("{name}.rs"));
             let text = std::fs::read_to_string(&source)
-                .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+                .unwrap_or_else(|e| fail(format!("{}: {e}", source.display())));
             let call = format!("origami_fuzz_harness::{name}(");
-            assert!(
-                text.contains(&call),
-                "{} does not call {call}",
-                source.display()
-            );
+            if !text.contains(&call) {
+                fail(format!("{} does not call {call}", source.display()));
+            }
             binaries.push(name);
         }
     }
     binaries.sort();
+    if binaries != known {
+        fail(format!(
+            "fuzz binaries {binaries:?} != harness targets {known:?}"
+        ));
+    }
     let mut replayed = REPLAYED.to_vec();
     replayed.sort();
-    let mut expected: Vec<String> = known.iter().map(|s| s.to_string()).collect();
-    expected.sort();
-    assert_eq!(binaries, expected, "fuzz binaries vs harness targets");
-    let mut known_sorted = known.clone();
-    known_sorted.sort();
-    assert_eq!(replayed, known_sorted, "replay tests vs harness targets");
+    if replayed != known {
+        fail(format!(
+            "replay tests {replayed:?} != harness targets {known:?}"
+        ));
+    }
     for kind in ["seeds", "corpus", "regressions"] {
         let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind)) else {
             continue;
         };
-        for e in entries {
-            let e = e.unwrap();
-            if e.path().is_dir() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                assert!(
-                    known.contains(&name.as_str()),
-                    "fuzz/{kind}/{name}: no such target"
-                );
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() && !known.contains(&name.as_str()) {
+                fail(format!("fuzz/{kind}/{name}: no such target"));
             }
         }
     }
