@@ -49,9 +49,12 @@ pub use linux::{linux_btf, linux_kallsyms};
 #[cfg(feature = "guest")]
 pub use memory::{memory_elf, memory_kdump, memory_lime, page_walk, vmcoreinfo};
 
+/// A target's body: returns when the input passes, panics when it does not.
+pub type Target = fn(&[u8]);
+
 /// Every target built with the enabled features, by name (the name of its cargo-fuzz
 /// binary and of its folders under `fuzz/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     #[cfg(feature = "guest")]
     ("dpkg_status", dpkg_status),
     #[cfg(feature = "guest")]
