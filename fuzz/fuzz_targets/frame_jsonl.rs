@@ -1,12 +1,4 @@
-//! Any bytes through the JSON Lines frame reader: errors, never panics.
+//! `origami_fuzz_harness::frame_jsonl` (fuzz-harness/src/), replayed by `cargo test` over the
+//! committed inputs.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    for item in origami_frame::FrameReader::new(data).max_line(1 << 20) {
-        if let Ok(frame) = item {
-            let _ = frame.diff(&origami_frame::Frame::default());
-            let _ = frame.to_json();
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| origami_fuzz_harness::frame_jsonl(data));

@@ -1,30 +1,4 @@
-//! Any bytes as a window of kernel memory through the kallsyms search and decoder: errors,
-//! never panics, and bounded work. The first 8 bytes, when present, choose explicit table
-//! positions so the decoder is also driven directly, past the search's own checks.
+//! `origami_fuzz_harness::linux_kallsyms` (fuzz-harness/src/), replayed by `cargo test` over the
+//! committed inputs.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-use origami_introspect::linux::kallsyms::{decode, find_tables, SymbolTable, Tables};
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(t) = find_tables(data) {
-        if let Ok(syms) = decode(data, &t) {
-            let _ = SymbolTable::from_symbols(syms).get("init_task");
-        }
-    }
-    if data.len() >= 8 {
-        let (head, w) = data.split_at(8);
-        let at = |i: usize| usize::from(u16::from_le_bytes([head[i], head[i + 1]]));
-        let t = Tables {
-            offsets: at(0),
-            relative_base: 0xffff_ffff_8100_0000,
-            num_syms: u32::from(head[6]) * 16,
-            names: at(2),
-            token_table: at(4),
-            token_index: usize::from(head[7]) * 8,
-        };
-        let _ = decode(w, &t);
-    }
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = SymbolTable::parse_system_map(text).get("linux_banner");
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| origami_fuzz_harness::linux_kallsyms(data));

@@ -1,18 +1,4 @@
-//! Any bytes, given the lime magic, through MemoryDump: errors, never panics, and reads of
-//! whatever opens stay in bounds.
+//! `origami_fuzz_harness::memory_lime` (fuzz-harness/src/), replayed by `cargo test` over the
+//! committed inputs.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-
-mod memory_common;
-
-const MAGIC: &[u8] = b"EMiL";
-
-fuzz_target!(|data: &[u8]| {
-    let mut bytes = data.to_vec();
-    if bytes.len() >= MAGIC.len() {
-        bytes[..MAGIC.len()].copy_from_slice(MAGIC);
-    }
-    if let Ok(dump) = origami_core::memory::MemoryDump::from_bytes(bytes, "fuzz") {
-        memory_common::exercise(&dump);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| origami_fuzz_harness::memory_lime(data));
