@@ -18,8 +18,9 @@ use super::kallsyms::SymbolTable;
 use super::layout::{needed_symbols, Layout};
 use super::LinuxOptions;
 
-/// The entry format this version writes.
-const FORMAT: u32 = 2;
+/// The entry format this version writes (3: the mount, kernel-log and panic-state needs and
+/// bitfield positions were added to the layouts; an entry of an older format lacks them).
+const FORMAT: u32 = 3;
 
 /// The largest cache file read.
 const MAX_ENTRY: u64 = 4 << 20;
@@ -27,7 +28,7 @@ const MAX_ENTRY: u64 = 4 << 20;
 /// One kernel build's discovery results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// The entry format (2 in this version); other formats are ignored and rebuilt.
+    /// The entry format (3 in this version); other formats are ignored and rebuilt.
     pub format: u32,
     /// The banner the entry is for.
     pub banner: String,

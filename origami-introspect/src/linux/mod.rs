@@ -1,5 +1,6 @@
 //! Linux guests from memory alone: the kernel, its symbols and types found in the dump, then
-//! processes, connections, modules, host name, uptime and memory figures.
+//! processes, connections, modules, mounts, the kernel log, host name, uptime, memory
+//! figures and the taint and panic state.
 //!
 //! [`discover()`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
 //! root), its symbols (a given `System.map`, else kallsyms recovered from memory) and its
@@ -23,10 +24,13 @@
 pub mod btf;
 pub mod cache;
 pub mod discover;
+pub mod health;
 pub mod kallsyms;
 pub mod kmem;
 pub mod layout;
 pub mod modules;
+pub mod mounts;
+pub mod printk;
 pub mod sockets;
 pub mod sysinfo;
 pub mod tasks;
@@ -203,6 +207,52 @@ pub fn crawl_kernel(kernel: &Kernel, phys: &dyn PhysicalMemory, frame: &mut Fram
         Err(e) => frame.record_error("module", e.to_string()),
     }
     frame.meta.timings.insert("module".into(), ms(t));
+
+    crawl_mounts_log_health(kernel, &km, frame);
+}
+
+/// Mounts, the kernel log and the panic state into `frame` (`mount`, `kernel_log`, and
+/// `os.tainted` / `taint_flags` / `oopsed` / `oops_in_progress` / `panicked` /
+/// `panic_cpu`), with timings and errors. The features themselves are pure functions in
+/// [`mounts`], [`printk`] and [`health`].
+fn crawl_mounts_log_health(kernel: &Kernel, km: &kmem::Kmem<'_>, frame: &mut Frame) {
+    let t = Instant::now();
+    match mounts::mounts(kernel, km) {
+        Ok(m) => {
+            for e in m.errors {
+                frame.record_error("mount", e.to_string());
+            }
+            frame.mount = m.mounts;
+        }
+        Err(e) => frame.record_error("mount", e.to_string()),
+    }
+    frame.meta.timings.insert("mount".into(), ms(t));
+
+    let t = Instant::now();
+    match printk::kernel_log(kernel, km) {
+        Ok(log) => {
+            for e in log.errors {
+                frame.record_error("kernel_log", e.to_string());
+            }
+            frame.kernel_log = log.records;
+        }
+        Err(e) => frame.record_error("kernel_log", e.to_string()),
+    }
+    frame.meta.timings.insert("kernel_log".into(), ms(t));
+
+    let t = Instant::now();
+    match health::health(kernel, km) {
+        Ok(h) => {
+            frame.os.tainted = Some(h.tainted);
+            frame.os.taint_flags = Some(h.taint_flags.clone());
+            frame.os.oopsed = Some(h.oopsed);
+            frame.os.oops_in_progress = Some(h.oops_in_progress);
+            frame.os.panicked = Some(h.panicked());
+            frame.os.panic_cpu = h.panic_cpu;
+        }
+        Err(e) => frame.record_error("os", format!("panic state: {e}")),
+    }
+    frame.meta.timings.insert("os.health".into(), ms(t));
 }
 
 /// Discovers the kernel in `mem` and fills `frame` (see [`crawl_kernel`]); a discovery
