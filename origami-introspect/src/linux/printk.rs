@@ -134,7 +134,7 @@ pub fn text_span(begin: u64, next: u64, size_bits: u32) -> std::result::Result<S
             "block {begin:#x}..{next:#x} is not inside the ring"
         ));
     };
-    if begin % BLOCK_ID != 0 || next % BLOCK_ID != 0 {
+    if !begin.is_multiple_of(BLOCK_ID) || !next.is_multiple_of(BLOCK_ID) {
         return Err(format!("block {begin:#x}..{next:#x} is not aligned"));
     }
     if len < BLOCK_ID {
