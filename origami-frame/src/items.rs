@@ -481,13 +481,23 @@ impl Item for Mount {
     }
 }
 
-/// One record of the kernel log (`kernel_log` section; key: `seq`).
+/// One line of the kernel log (`kernel_log` section; key: `seq`, or `seq.line` for the
+/// second and later lines of a record).
+///
+/// Nearly every printk record is one line. A record whose text holds newlines is printed by
+/// `dmesg` (the kernel's syslog interface) as several lines, each behind the record's time
+/// stamp; the frame follows `dmesg` and holds one item per line, all with the record's
+/// sequence number, time, level and facility, told apart by [`KernelLogRecord::line`].
+/// Each message is then one line, as people search for it and as `dmesg` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KernelLogRecord {
     /// The record's sequence number (counts every record since boot, including those the
     /// ring buffer has since dropped).
     pub seq: u64,
+    /// The line's number within its record: 0 for the first (and usually only) line.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub line: u32,
     /// When it was logged: nanoseconds since boot on the kernel's log clock (what `dmesg`
     /// shows as `[seconds.micros]`).
     pub time: u64,
@@ -496,7 +506,7 @@ pub struct KernelLogRecord {
     /// The syslog facility: 0 (`kern`) for the kernel's own messages, 1 (`user`) for lines
     /// written to `/dev/kmsg`, ...
     pub facility: u8,
-    /// The text, without a trailing newline; a record of several lines keeps its `\n`s.
+    /// The line's text, without its newline.
     pub message: String,
     /// Fields this version does not name.
     #[serde(flatten)]
@@ -506,7 +516,11 @@ pub struct KernelLogRecord {
 impl Item for KernelLogRecord {
     const SECTION: Section = Section::KernelLog;
     fn key(&self) -> String {
-        self.seq.to_string()
+        if self.line == 0 {
+            self.seq.to_string()
+        } else {
+            format!("{}.{}", self.seq, self.line)
+        }
     }
 }
 
@@ -548,6 +562,9 @@ mod tests {
         let back: KernelLogRecord =
             serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+        let second = KernelLogRecord { line: 1, ..r };
+        assert_eq!(second.key(), "42.1");
+        assert_eq!(serde_json::to_value(&second).unwrap()["line"], 1);
     }
 
     #[test]

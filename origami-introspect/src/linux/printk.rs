@@ -15,6 +15,9 @@
 //! headed by the record's own id; anything else counts as invalid, never as text. On live
 //! memory the descriptor is read again after its text and the record dropped if it changed.
 //!
+//! As `dmesg` does, a record whose text holds newlines becomes one frame item per line (all
+//! with the record's sequence number, time, level and facility; see [`lines_of`]).
+//!
 //! Limits: the 5.10+ ring only (earlier kernels' `log_buf` of `struct printk_log` records is
 //! not read); the record's device info (`SUBSYSTEM=`, `DEVICE=`) and caller id are not
 //! read. Every walk is bounded by the ring's own size and by [`MAX_RECORDS`] and
@@ -82,7 +85,7 @@ impl Skipped {
 /// What [`kernel_log`] reads.
 #[derive(Debug, Default)]
 pub struct KernelLog {
-    /// The records, in sequence order.
+    /// The records, in sequence order, one item per line of a record's text.
     pub records: Vec<KernelLogRecord>,
     /// Records passed over, by why.
     pub skipped: Skipped,
@@ -143,6 +146,24 @@ pub fn text_span(begin: u64, next: u64, size_bits: u32) -> std::result::Result<S
         ));
     }
     Ok(Span::Block { index, len })
+}
+
+/// A record as the frame holds it: one item per line of its text (see
+/// [`KernelLogRecord`]), numbered from 0.
+pub fn lines_of(r: KernelLogRecord) -> Vec<KernelLogRecord> {
+    if !r.message.contains('\n') {
+        return vec![r];
+    }
+    r.message
+        .split('\n')
+        .zip(0u32..)
+        .map(|(text, line)| KernelLogRecord {
+            line,
+            message: text.to_string(),
+            extra: r.extra.clone(),
+            ..r
+        })
+        .collect()
 }
 
 /// The `[%5lu.%06lu] ` time prefix `dmesg` puts before every line of a record.
@@ -385,7 +406,7 @@ pub fn kernel_log(k: &Kernel, km: &Kmem<'_>) -> Result<KernelLog> {
                     break;
                 }
                 last_seq = Some(r.seq);
-                log.records.push(r);
+                log.records.extend(lines_of(r));
             }
             Read::Skip(count) => count(&mut log.skipped),
             Read::Invalid(e) => {
@@ -445,6 +466,35 @@ mod tests {
             text_span(begin, 24, 8),
             Ok(Span::Block { index: 0, len: 24 })
         );
+    }
+
+    #[test]
+    fn a_record_of_several_lines_is_one_item_a_line() {
+        let r = KernelLogRecord {
+            seq: 7,
+            time: 9,
+            level: 4,
+            message: "first\n  second\n".into(),
+            ..KernelLogRecord::default()
+        };
+        let lines = lines_of(r);
+        let got: Vec<(u64, u32, u64, u8, &str)> = lines
+            .iter()
+            .map(|l| (l.seq, l.line, l.time, l.level, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (7, 0, 9, 4, "first"),
+                (7, 1, 9, 4, "  second"),
+                (7, 2, 9, 4, "")
+            ]
+        );
+        let one = KernelLogRecord {
+            message: "one".into(),
+            ..KernelLogRecord::default()
+        };
+        assert_eq!(lines_of(one.clone()), vec![one]);
     }
 
     #[test]
