@@ -396,3 +396,37 @@ fn resolve(btf: &Btf, spec: &str) -> Result<FieldInfo> {
         what: "empty".into(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FieldInfo;
+
+    #[test]
+    fn bitfields_are_shifted_and_masked() {
+        // `u8 flags:5; u8 level:3;` in one byte: level is its top three bits.
+        let level = FieldInfo {
+            offset: 19,
+            size: 1,
+            alt: 0,
+            bit: 5,
+            bits: 3,
+        };
+        assert_eq!(level.value_in(&[0b1010_0110]), 0b101);
+        let flags = FieldInfo {
+            bit: 0,
+            bits: 5,
+            ..level
+        };
+        assert_eq!(flags.value_in(&[0b1010_0110]), 0b0_0110);
+        // An ordinary member is its little-endian value, whatever the buffer's length.
+        let plain = FieldInfo {
+            bit: 0,
+            bits: 0,
+            size: 2,
+            ..level
+        };
+        assert_eq!(plain.value_in(&[0x34, 0x12]), 0x1234);
+        assert_eq!(plain.value_in(&[]), 0);
+        assert_eq!(plain.value_in(&[1; 12]), 0x0101_0101_0101_0101);
+    }
+}

@@ -244,11 +244,11 @@ fn crawl_mounts_log_health(kernel: &Kernel, km: &kmem::Kmem<'_>, frame: &mut Fra
     match health::health(kernel, km) {
         Ok(h) => {
             frame.os.tainted = Some(h.tainted);
-            frame.os.taint_flags = Some(h.taint_flags.clone());
             frame.os.oopsed = Some(h.oopsed);
             frame.os.oops_in_progress = Some(h.oops_in_progress);
             frame.os.panicked = Some(h.panicked());
             frame.os.panic_cpu = h.panic_cpu;
+            frame.os.taint_flags = Some(h.taint_flags);
         }
         Err(e) => frame.record_error("os", format!("panic state: {e}")),
     }
