@@ -101,6 +101,10 @@ pub struct FrameDiff {
     pub connection: SectionDiff<crate::Connection>,
     /// Kernel modules.
     pub module: SectionDiff<crate::Module>,
+    /// Mounts.
+    pub mount: SectionDiff<crate::Mount>,
+    /// Kernel log records.
+    pub kernel_log: SectionDiff<crate::KernelLogRecord>,
 }
 
 /// How many items of one section were added, removed and changed.
@@ -143,6 +147,8 @@ impl FrameDiff {
             Section::Process => c(&self.process),
             Section::Connection => c(&self.connection),
             Section::Module => c(&self.module),
+            Section::Mount => c(&self.mount),
+            Section::KernelLog => c(&self.kernel_log),
         }
     }
 }
@@ -165,6 +171,61 @@ impl Frame {
             process: SectionDiff::between(&older.process, &self.process),
             connection: SectionDiff::between(&older.connection, &self.connection),
             module: SectionDiff::between(&older.module, &self.module),
+            mount: SectionDiff::between(&older.mount, &self.mount),
+            kernel_log: SectionDiff::between(&older.kernel_log, &self.kernel_log),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Frame, KernelLogRecord, Mount, Section};
+
+    fn log(seq: u64, message: &str) -> KernelLogRecord {
+        KernelLogRecord {
+            seq,
+            time: seq * 1000,
+            level: 6,
+            message: message.into(),
+            ..KernelLogRecord::default()
+        }
+    }
+
+    #[test]
+    fn mounts_and_log_records_diff_by_key() {
+        let mut old = Frame::new("vm");
+        let tmp = Mount {
+            device: "tmpfs".into(),
+            path: "/tmp".into(),
+            fs_type: "tmpfs".into(),
+            options: "rw".into(),
+            ..Mount::default()
+        };
+        old.mount.push(tmp.clone());
+        old.kernel_log = vec![log(0, "a"), log(1, "b")];
+        let mut new = old.clone();
+        // Remounted read-only, and a second file system mounted over /tmp.
+        new.mount[0].options = "ro".into();
+        new.mount.push(Mount {
+            device: "/dev/vdb".into(),
+            fs_type: "ext4".into(),
+            stack: 1,
+            ..tmp
+        });
+        // The ring dropped record 0 and gained record 2.
+        new.kernel_log = vec![log(1, "b"), log(2, "c")];
+        let d = new.diff(&old);
+        assert_eq!(
+            d.mount.keys(),
+            (vec!["/tmp#1".into()], vec![], vec!["/tmp".into()])
+        );
+        assert_eq!(
+            d.kernel_log.keys(),
+            (vec!["2".into()], vec!["0".into()], vec![])
+        );
+        assert_eq!(d.counts(Section::Mount).changed, 1);
+        assert_eq!(d.counts(Section::KernelLog).removed, 1);
+        assert!(!d.is_empty());
+        assert!(new.diff(&new).is_empty());
     }
 }

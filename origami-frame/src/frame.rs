@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::items::{
-    ConfigItem, Connection, Extra, FileItem, Module, Os, Package, Process, Section, User,
+    ConfigItem, Connection, Extra, FileItem, KernelLogRecord, Module, Mount, Os, Package, Process,
+    Section, User,
 };
 
 /// The schema version this crate writes into `_frame.schema_version`.
@@ -97,6 +98,10 @@ pub struct Frame {
     pub connection: Vec<Connection>,
     /// Kernel modules.
     pub module: Vec<Module>,
+    /// Mounted file systems.
+    pub mount: Vec<Mount>,
+    /// Kernel log records, in sequence order.
+    pub kernel_log: Vec<KernelLogRecord>,
     /// Top-level sections this version does not name.
     #[serde(flatten)]
     pub extra: Extra,
@@ -140,6 +145,8 @@ impl Frame {
             + self.process.len()
             + self.connection.len()
             + self.module.len()
+            + self.mount.len()
+            + self.kernel_log.len()
     }
 
     /// How many items one section holds.
@@ -153,6 +160,8 @@ impl Frame {
             Section::Process => self.process.len(),
             Section::Connection => self.connection.len(),
             Section::Module => self.module.len(),
+            Section::Mount => self.mount.len(),
+            Section::KernelLog => self.kernel_log.len(),
         }
     }
 
@@ -171,5 +180,73 @@ impl Frame {
     /// Reads a frame from JSON text.
     pub fn from_json(text: &str) -> Result<Frame, serde_json::Error> {
         serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn frame_with_mount_and_log() -> Frame {
+        let mut f = Frame::new("vm");
+        f.mount.push(Mount {
+            device: "tmpfs".into(),
+            path: "/tmp".into(),
+            fs_type: "tmpfs".into(),
+            options: "rw,relatime,size=65536k,inode64".into(),
+            mount_id: Some(27),
+            ..Mount::default()
+        });
+        f.kernel_log.push(KernelLogRecord {
+            seq: 0,
+            time: 0,
+            level: 5,
+            facility: 0,
+            message: "Linux version 6.1.0".into(),
+            ..KernelLogRecord::default()
+        });
+        f
+    }
+
+    #[test]
+    fn mount_and_kernel_log_round_trip_with_unknown_fields() {
+        let f = frame_with_mount_and_log();
+        assert_eq!(f.item_count(), 2);
+        assert_eq!(f.section_len(Section::Mount), 1);
+        assert_eq!(f.section_len(Section::KernelLog), 1);
+        let mut v: Value = serde_json::from_str(&f.to_json()).unwrap();
+        assert_eq!(v["mount"][0]["type"], "tmpfs");
+        assert_eq!(v["kernel_log"][0]["seq"], 0);
+        v["mount"][0]["propagation"] = json!("shared:1");
+        v["kernel_log"][0]["caller"] = json!("T1");
+        let back = Frame::from_json(&v.to_string()).unwrap();
+        assert_eq!(back.mount[0].extra["propagation"], "shared:1");
+        let again: Value = serde_json::from_str(&back.to_json()).unwrap();
+        assert_eq!(again, v);
+    }
+
+    #[test]
+    fn frames_without_the_new_sections_read_them_as_empty_and_write_arrays() {
+        let f = Frame::from_json(r#"{"_frame":{"system":"x"},"module":[]}"#).unwrap();
+        assert!(f.mount.is_empty() && f.kernel_log.is_empty());
+        let v: Value = serde_json::from_str(&f.to_json()).unwrap();
+        assert_eq!(v["mount"], json!([]));
+        assert_eq!(v["kernel_log"], json!([]));
+    }
+
+    #[test]
+    fn panic_state_fields_live_in_os() {
+        let mut f = Frame::new("vm");
+        f.os.tainted = Some(1 << 7);
+        f.os.taint_flags = Some("D".into());
+        f.os.oopsed = Some(true);
+        f.os.panicked = Some(true);
+        f.os.panic_cpu = Some(1);
+        let v: Value = serde_json::from_str(&f.to_json()).unwrap();
+        assert_eq!(v["os"]["tainted"], 128);
+        assert_eq!(v["os"]["panic_cpu"], 1);
+        assert!(v["os"].get("oops_in_progress").is_none());
+        assert_eq!(Frame::from_json(&f.to_json()).unwrap(), f);
     }
 }

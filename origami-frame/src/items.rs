@@ -30,11 +30,16 @@ pub enum Section {
     Connection,
     /// Loaded kernel modules.
     Module,
+    /// Mounted file systems (from memory: the initial mount namespace).
+    Mount,
+    /// Kernel log records (from memory: the printk ring buffer).
+    #[serde(rename = "kernel_log")]
+    KernelLog,
 }
 
 impl Section {
     /// Every section, in frame order.
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 10] = [
         Section::Os,
         Section::File,
         Section::Config,
@@ -43,6 +48,8 @@ impl Section {
         Section::Process,
         Section::Connection,
         Section::Module,
+        Section::Mount,
+        Section::KernelLog,
     ];
 
     /// The section's name as it appears in a frame's JSON (`"process"`, ...).
@@ -56,6 +63,8 @@ impl Section {
             Section::Process => "process",
             Section::Connection => "connection",
             Section::Module => "module",
+            Section::Mount => "mount",
+            Section::KernelLog => "kernel_log",
         }
     }
 
@@ -111,6 +120,28 @@ pub struct Os {
     /// Boot time, RFC 3339, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_time: Option<String>,
+    /// The running kernel's taint mask, the number `/proc/sys/kernel/tainted` shows (from
+    /// memory); 0 for an untainted kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tainted: Option<u64>,
+    /// The set taint bits as the kernel's own letters, lowest bit first (`P` proprietary
+    /// module, `D` died in an oops, `W` warning, `O` out-of-tree module, `E` unsigned
+    /// module, ...; `?` for a bit this version does not name); empty when untainted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taint_flags: Option<String>,
+    /// True when the kernel has oopsed since boot (taint bit `D`, `TAINT_DIE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oopsed: Option<bool>,
+    /// True when an oops is being handled right now (`oops_in_progress` is non-zero; it stays
+    /// so in a kernel that panicked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oops_in_progress: Option<bool>,
+    /// True when the kernel has panicked (`panic_cpu` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub panicked: Option<bool>,
+    /// The CPU that panicked, when the kernel has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub panic_cpu: Option<u32>,
     /// Fields this version does not name.
     #[serde(flatten)]
     pub extra: Extra,
@@ -401,9 +432,140 @@ impl Item for Module {
     }
 }
 
+/// A mounted file system (`mount` section; key: `path`, or `path#N` for the N-th file
+/// system mounted over the same path).
+///
+/// A path can carry several mounts at once: a second file system mounted on `/mnt` hides
+/// the first without unmounting it, and `/proc/mounts` lists both. Such mounts are told
+/// apart by [`Mount::stack`], their position in mount order among the mounts at that path,
+/// rather than by the kernel's mount id: ids are handed out anew at every boot and remount,
+/// so keys built on them would make every reboot look like a new set of mounts, while the
+/// stack position is as stable as the mount order. A path that itself ends in `#N` could in
+/// principle share a key with an over-mount; the diff then keeps the later item.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Mount {
+    /// The device or source, as `/proc/mounts` shows it (`/dev/vda1`, `tmpfs`, `none`).
+    pub device: String,
+    /// Where it is mounted, an absolute path as seen from the guest's init process.
+    pub path: String,
+    /// The file-system type (`ext4`, `tmpfs`, `fuse.sshfs`).
+    #[serde(rename = "type")]
+    pub fs_type: String,
+    /// Mount options, comma-separated as in `/proc/mounts` (`rw,nosuid,relatime,size=65536k`).
+    pub options: String,
+    /// The kernel's mount id (the first column of `/proc/PID/mountinfo`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_id: Option<u32>,
+    /// Position among the mounts at the same path, in mount order: 0 for the first, 1 for a
+    /// file system mounted over it, and so on.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stack: u32,
+    /// Fields this version does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Item for Mount {
+    const SECTION: Section = Section::Mount;
+    fn key(&self) -> String {
+        if self.stack == 0 {
+            self.path.clone()
+        } else {
+            format!("{}#{}", self.path, self.stack)
+        }
+    }
+}
+
+/// One line of the kernel log (`kernel_log` section; key: `seq`, or `seq.line` for the
+/// second and later lines of a record).
+///
+/// Nearly every printk record is one line. A record whose text holds newlines is printed by
+/// `dmesg` (the kernel's syslog interface) as several lines, each behind the record's time
+/// stamp; the frame follows `dmesg` and holds one item per line, all with the record's
+/// sequence number, time, level and facility, told apart by [`KernelLogRecord::line`].
+/// Each message is then one line, as people search for it and as `dmesg` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KernelLogRecord {
+    /// The record's sequence number (counts every record since boot, including those the
+    /// ring buffer has since dropped).
+    pub seq: u64,
+    /// The line's number within its record: 0 for the first (and usually only) line.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub line: u32,
+    /// When it was logged: nanoseconds since boot on the kernel's log clock (what `dmesg`
+    /// shows as `[seconds.micros]`).
+    pub time: u64,
+    /// The syslog level: 0 (`emerg`) to 7 (`debug`).
+    pub level: u8,
+    /// The syslog facility: 0 (`kern`) for the kernel's own messages, 1 (`user`) for lines
+    /// written to `/dev/kmsg`, ...
+    pub facility: u8,
+    /// The line's text, without its newline.
+    pub message: String,
+    /// Fields this version does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Item for KernelLogRecord {
+    const SECTION: Section = Section::KernelLog;
+    fn key(&self) -> String {
+        if self.line == 0 {
+            self.seq.to_string()
+        } else {
+            format!("{}.{}", self.seq, self.line)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts_at_one_path_have_distinct_keys() {
+        let under = Mount {
+            device: "tmpfs".into(),
+            path: "/mnt".into(),
+            fs_type: "tmpfs".into(),
+            ..Default::default()
+        };
+        let over = Mount {
+            device: "/dev/vdb".into(),
+            stack: 1,
+            ..under.clone()
+        };
+        assert_eq!(under.key(), "/mnt");
+        assert_eq!(over.key(), "/mnt#1");
+        // The stack position is written only when it is not 0.
+        let v = serde_json::to_value(&under).unwrap();
+        assert!(v.get("stack").is_none() && v["type"] == "tmpfs");
+        assert_eq!(serde_json::to_value(&over).unwrap()["stack"], 1);
+    }
+
+    #[test]
+    fn kernel_log_records_are_keyed_by_sequence() {
+        let r = KernelLogRecord {
+            seq: 42,
+            time: 1_500_000_000,
+            level: 6,
+            message: "hello".into(),
+            ..Default::default()
+        };
+        assert_eq!(r.key(), "42");
+        let back: KernelLogRecord =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let second = KernelLogRecord { line: 1, ..r };
+        assert_eq!(second.key(), "42.1");
+        assert_eq!(serde_json::to_value(&second).unwrap()["line"], 1);
+    }
 
     #[test]
     fn connection_keys_bracket_ipv6() {
@@ -424,5 +586,9 @@ mod tests {
             assert_eq!(Section::from_name(s.name()), Some(s));
         }
         assert_eq!(Section::from_name("nope"), None);
+        assert_eq!(
+            serde_json::to_value(Section::KernelLog).unwrap(),
+            Section::KernelLog.name()
+        );
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use origami_core::memory::{DumpFormat, MemoryDump, PageCache, PhysicalMemory, RamLayout};
 use origami_core::{AttachProblem, Error};
 use origami_introspect::frame::Frame;
-use origami_introspect::linux::{crawl_into, crawl_kernel, discover, LinuxOptions};
+use origami_introspect::linux::{crawl, crawl_kernel, discover, LinuxOptions};
 use origami_testsupport::qemu::{FixtureVm, GuestTruth, RamBacking, VmOptions};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -40,7 +40,7 @@ fn have_tools() -> bool {
 fn differences(mem: &MemoryDump, truth: &GuestTruth) -> Vec<String> {
     let opts = LinuxOptions::default().no_cache();
     let mut frame = Frame::new("qemu-pid");
-    crawl_into(mem, &opts, &mut frame);
+    crawl(mem, &opts).merge_into(&mut frame);
     let mut bad: Vec<String> = frame.meta.errors.iter().map(|e| format!("{e:?}")).collect();
     if frame.os.kernel.as_deref() != Some(truth.release.as_str()) {
         bad.push(format!("kernel {:?}", frame.os.kernel));
@@ -98,7 +98,7 @@ fn crawl_matches_the_guest_through_a_page_cache(mem: &MemoryDump, truth: &GuestT
     let cached = PageCache::new(mem);
     for _ in 0..2 {
         let mut frame = Frame::new("cached");
-        crawl_kernel(&kernel, &cached, &mut frame);
+        crawl_kernel(&kernel, &cached, &LinuxOptions::default()).merge_into(&mut frame);
         cached.clear();
         assert!(frame.meta.errors.is_empty(), "{:#?}", frame.meta.errors);
         let got: BTreeSet<(u32, String)> = frame

@@ -94,6 +94,9 @@ pub struct Field {
     /// Bitfield width in bits (0 when the member is not a bitfield; `offset` is then the
     /// byte holding its first bit).
     pub bitfield_bits: u32,
+    /// For a bitfield, the position of its first bit within the byte at `offset` (counted
+    /// from the least significant bit, as x86-64 lays bitfields out); 0 otherwise.
+    pub bit: u32,
 }
 
 /// The kernel's type information.
@@ -385,6 +388,7 @@ impl Btf {
         let mut offset = 0u64;
         let mut last = None;
         let mut width = 0;
+        let mut bit = 0;
         for part in path.split('.') {
             let container = self.resolve(cur)?;
             let mut budget = MAX_LOOKUP_STEPS;
@@ -392,6 +396,7 @@ impl Btf {
                 .find_member(container, part, 0, &mut budget)?
                 .ok_or_else(|| malformed(format!("{ty}.{path}"), format!("no member {part}")))?;
             offset += bits / 8;
+            bit = (bits % 8) as u32;
             width = w;
             cur = type_id;
             last = Some(type_id);
@@ -402,6 +407,7 @@ impl Btf {
             size: self.size_of(type_id)?,
             type_id,
             bitfield_bits: width,
+            bit,
         })
     }
 

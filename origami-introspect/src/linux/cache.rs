@@ -24,8 +24,10 @@ use sha2::{Digest, Sha256};
 use super::kallsyms::SymbolTable;
 use super::layout::{needed_symbols, Layout};
 
-/// The entry format this version writes.
-const FORMAT: u32 = 3;
+/// The entry format this version writes (4: entries bound to the kernel's bytes, and the
+/// mount, kernel-log and panic-state needs and bitfield positions added to the layouts; an
+/// entry of an older format is not used).
+const FORMAT: u32 = 4;
 
 /// The largest cache file read.
 const MAX_ENTRY: u64 = 4 << 20;

@@ -7,7 +7,9 @@
 //! kernel and the kernel's host name win over the disk's; the disk's architecture and
 //! os-release fields stay.
 
-use origami_frame::{Connection, Frame, Module, Process};
+use origami_frame::{Connection, Frame, KernelLogRecord, Module, Mount, Process};
+
+use super::health::Health;
 
 use crate::error::Error;
 
@@ -33,7 +35,7 @@ pub struct RunningOs {
 }
 
 /// An error a memory crawl met, with the frame feature it belongs to (`kernel`, `os`,
-/// `process`, `connection`, `module`).
+/// `process`, `connection`, `module`, `mount`, `kernel_log`).
 #[derive(Debug)]
 pub struct FeatureFailure {
     /// The feature.
@@ -55,6 +57,12 @@ pub struct MemoryFacts {
     pub connection: Option<Vec<Connection>>,
     /// Loaded kernel modules.
     pub module: Option<Vec<Module>>,
+    /// Mounted file systems of the initial mount namespace.
+    pub mount: Option<Vec<Mount>>,
+    /// The printk ring buffer's records, one item per line.
+    pub kernel_log: Option<Vec<KernelLogRecord>>,
+    /// Taint, oops and panic state (with the `os` section).
+    pub health: Option<Health>,
     /// The errors met; a section with errors may still hold what was read before them.
     pub errors: Vec<FeatureFailure>,
     /// How long each step took, in milliseconds (`kernel`, `kernel.*`, `os.memory`,
@@ -111,6 +119,20 @@ impl MemoryFacts {
         }
         if let Some(m) = self.module {
             frame.module = m;
+        }
+        if let Some(m) = self.mount {
+            frame.mount = m;
+        }
+        if let Some(k) = self.kernel_log {
+            frame.kernel_log = k;
+        }
+        if let Some(h) = self.health {
+            frame.os.tainted = Some(h.tainted);
+            frame.os.oopsed = Some(h.oopsed);
+            frame.os.oops_in_progress = Some(h.oops_in_progress);
+            frame.os.panicked = Some(h.panicked());
+            frame.os.panic_cpu = h.panic_cpu;
+            frame.os.taint_flags = Some(h.taint_flags);
         }
         for f in self.errors {
             frame.record_error(f.feature, f.error.to_string());

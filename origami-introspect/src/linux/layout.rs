@@ -120,6 +120,77 @@ pub const NEEDS: &[Need] = &[
         ],
         sizes: &["seqcount_raw_spinlock"],
     },
+    // Mounts, the kernel log and the panic state (mounts.rs, printk.rs, health.rs). Symbols
+    // a feature can do without (the file systems whose own options it decodes, idmapped
+    // mounts) are listed here too, so that the cache keeps them; their absence is no error.
+    Need {
+        feature: "mount",
+        symbols: &[
+            "init_nsproxy",
+            "init_task",
+            "_totalram_pages",
+            "shm_mnt",
+            "shmem_ops",
+            "ramfs_ops",
+            "devpts_sops",
+            "proc_sops",
+            "kernfs_sops",
+            "init_user_ns",
+            "nop_mnt_idmap",
+        ],
+        fields: &[
+            "nsproxy.mnt_ns",
+            "mnt_namespace.root",
+            "mnt_namespace.list|mounts",
+            "mount.mnt_parent",
+            "mount.mnt_mountpoint",
+            "mount.mnt",
+            "mount.mnt.mnt_root",
+            "mount.mnt.mnt_sb",
+            "mount.mnt.mnt_flags",
+            "mount.mnt_devname",
+            "mount.mnt_id",
+            "super_block.s_type",
+            "super_block.s_flags",
+            "super_block.s_op",
+            "super_block.s_fs_info",
+            "file_system_type.name",
+            "dentry.d_parent",
+            "dentry.d_name.name",
+            "dentry.d_name.len",
+        ],
+        sizes: &[],
+    },
+    Need {
+        feature: "kernel_log",
+        symbols: &["prb"],
+        fields: &[
+            "printk_ringbuffer.desc_ring",
+            "printk_ringbuffer.text_data_ring",
+            "prb_desc_ring.count_bits",
+            "prb_desc_ring.descs",
+            "prb_desc_ring.infos",
+            "prb_desc_ring.head_id",
+            "prb_desc_ring.tail_id",
+            "prb_data_ring.size_bits",
+            "prb_data_ring.data",
+            "prb_desc.state_var",
+            "prb_desc.text_blk_lpos.begin",
+            "prb_desc.text_blk_lpos.next",
+            "printk_info.seq",
+            "printk_info.ts_nsec",
+            "printk_info.text_len",
+            "printk_info.facility",
+            "printk_info.level",
+        ],
+        sizes: &["prb_desc", "printk_info"],
+    },
+    Need {
+        feature: "health",
+        symbols: &["tainted_mask", "panic_cpu", "oops_in_progress"],
+        fields: &[],
+        sizes: &[],
+    },
 ];
 
 /// Optional extras a feature uses when the kernel has them (no error when absent).
@@ -142,6 +213,44 @@ pub const OPTIONAL_FIELDS: &[&str] = &[
     // Kernel threads' full names (6.1+), which /proc shows instead of the 15-byte comm.
     "task_struct.worker_private|set_child_tid",
     "kthread.full_name",
+    // Mounts: the list (before 6.8) or rbtree (6.8+) node of a mount, PID 1's root (what
+    // /proc/1/mounts is relative to), sub-types, idmapped mounts, and the file systems whose
+    // own options are decoded (tmpfs/devtmpfs, ramfs, devpts, proc; sysfs through kernfs).
+    "mount.mnt_list",
+    "mount.mnt_node",
+    "rb_node.rb_left",
+    "rb_node.rb_right",
+    "task_struct.fs",
+    "fs_struct.root.mnt",
+    "fs_struct.root.dentry",
+    "super_block.s_subtype",
+    "super_operations.show_options",
+    "vfsmount.mnt_userns|mnt_idmap",
+    "shmem_sb_info.max_blocks",
+    "shmem_sb_info.max_inodes",
+    "shmem_sb_info.mode",
+    "shmem_sb_info.uid",
+    "shmem_sb_info.gid",
+    "shmem_sb_info.full_inums",
+    "shmem_sb_info.huge",
+    "shmem_sb_info.mpol",
+    "shmem_sb_info.noswap",
+    "ramfs_fs_info.mount_opts.mode",
+    "pts_fs_info.mount_opts.setuid",
+    "pts_fs_info.mount_opts.setgid",
+    "pts_fs_info.mount_opts.uid",
+    "pts_fs_info.mount_opts.gid",
+    "pts_fs_info.mount_opts.mode",
+    "pts_fs_info.mount_opts.ptmxmode",
+    "pts_fs_info.mount_opts.max",
+    "proc_fs_info.pid_gid",
+    "proc_fs_info.hide_pid",
+    "proc_fs_info.pidonly",
+    "kernfs_super_info.root",
+    "kernfs_root.syscall_ops",
+    "kernfs_syscall_ops.show_options",
+    "mempolicy.mode",
+    "printk_info.flags",
 ];
 
 /// Every symbol any feature needs (what a cache entry keeps).
@@ -158,6 +267,32 @@ pub struct FieldInfo {
     pub size: u64,
     /// Which alternative matched (0 for the first name).
     pub alt: u8,
+    /// For a bitfield, its first bit within the byte at `offset` (least significant first).
+    #[serde(default)]
+    pub bit: u8,
+    /// For a bitfield, its width in bits; 0 for an ordinary member.
+    #[serde(default)]
+    pub bits: u8,
+}
+
+impl FieldInfo {
+    /// The member's value taken out of the bytes read at its `offset` (little-endian; a
+    /// bitfield is shifted and masked to its width).
+    pub fn value_in(&self, bytes: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        let v = u64::from_le_bytes(b);
+        if self.bits == 0 {
+            return v;
+        }
+        let v = v >> self.bit.min(63);
+        if self.bits >= 64 {
+            v
+        } else {
+            v & ((1u64 << self.bits) - 1)
+        }
+    }
 }
 
 /// The resolved layouts of one kernel build.
@@ -248,6 +383,8 @@ fn resolve(btf: &Btf, spec: &str) -> Result<FieldInfo> {
                     offset: f.offset,
                     size: f.size,
                     alt: alt as u8,
+                    bit: f.bit.min(7) as u8,
+                    bits: f.bitfield_bits.min(64) as u8,
                 })
             }
             Err(e) => last = Some(e),
@@ -258,4 +395,38 @@ fn resolve(btf: &Btf, spec: &str) -> Result<FieldInfo> {
         location: spec.into(),
         what: "empty".into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldInfo;
+
+    #[test]
+    fn bitfields_are_shifted_and_masked() {
+        // `u8 flags:5; u8 level:3;` in one byte: level is its top three bits.
+        let level = FieldInfo {
+            offset: 19,
+            size: 1,
+            alt: 0,
+            bit: 5,
+            bits: 3,
+        };
+        assert_eq!(level.value_in(&[0b1010_0110]), 0b101);
+        let flags = FieldInfo {
+            bit: 0,
+            bits: 5,
+            ..level
+        };
+        assert_eq!(flags.value_in(&[0b1010_0110]), 0b0_0110);
+        // An ordinary member is its little-endian value, whatever the buffer's length.
+        let plain = FieldInfo {
+            bit: 0,
+            bits: 0,
+            size: 2,
+            ..level
+        };
+        assert_eq!(plain.value_in(&[0x34, 0x12]), 0x1234);
+        assert_eq!(plain.value_in(&[]), 0);
+        assert_eq!(plain.value_in(&[1; 12]), 0x0101_0101_0101_0101);
+    }
 }

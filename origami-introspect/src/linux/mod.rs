@@ -1,5 +1,6 @@
 //! Linux guests from memory alone: the kernel, its symbols and types found in the dump, then
-//! processes, connections, modules, host name, uptime and memory figures.
+//! processes, connections, modules, mounts, the kernel log, host name, uptime, memory
+//! figures and the taint and panic state.
 //!
 //! [`discover()`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
 //! root), its symbols (a given `System.map`, else kallsyms recovered from memory) and its
@@ -29,13 +30,16 @@ pub mod btf;
 pub mod cache;
 pub mod discover;
 pub mod facts;
+pub mod health;
 pub mod image;
 pub mod kallsyms;
 pub mod kernel;
 pub mod kmem;
 pub mod layout;
 pub mod modules;
+pub mod mounts;
 mod placement;
+pub mod printk;
 pub mod sockets;
 mod symbols;
 pub mod sysinfo;
@@ -55,11 +59,13 @@ use crate::error::{Error, Result};
 use crate::timing::millis;
 
 /// The sections a memory crawl can fill.
-pub const MEMORY_SECTIONS: [Section; 4] = [
+pub const MEMORY_SECTIONS: [Section; 6] = [
     Section::Os,
     Section::Process,
     Section::Connection,
     Section::Module,
+    Section::Mount,
+    Section::KernelLog,
 ];
 
 /// How the memory crawl runs.
@@ -242,7 +248,53 @@ pub fn crawl_kernel(
         }
         facts.timings.push(("module".into(), millis(t)));
     }
+    mounts_log_health(kernel, &km, opts, &mut facts);
     facts
+}
+
+/// Mounts, the kernel log and the panic state, each when `opts` asks for its section (the
+/// panic state goes with `os`). The features themselves are pure functions in [`mounts`],
+/// [`printk`] and [`health`].
+fn mounts_log_health(
+    kernel: &Kernel,
+    km: &kmem::Kmem<'_>,
+    opts: &LinuxOptions,
+    facts: &mut MemoryFacts,
+) {
+    if opts.wants(Section::Mount) {
+        let t = Instant::now();
+        match mounts::mounts(kernel, km) {
+            Ok(m) => {
+                for e in m.errors {
+                    facts.fail("mount", e);
+                }
+                facts.mount = Some(m.mounts);
+            }
+            Err(e) => facts.fail("mount", e),
+        }
+        facts.timings.push(("mount".into(), millis(t)));
+    }
+    if opts.wants(Section::KernelLog) {
+        let t = Instant::now();
+        match printk::kernel_log(kernel, km) {
+            Ok(log) => {
+                for e in log.errors {
+                    facts.fail("kernel_log", e);
+                }
+                facts.kernel_log = Some(log.records);
+            }
+            Err(e) => facts.fail("kernel_log", e),
+        }
+        facts.timings.push(("kernel_log".into(), millis(t)));
+    }
+    if opts.wants(Section::Os) {
+        let t = Instant::now();
+        match health::health(kernel, km) {
+            Ok(h) => facts.health = Some(h),
+            Err(e) => facts.fail("os", e),
+        }
+        facts.timings.push(("os.health".into(), millis(t)));
+    }
 }
 
 /// Discovers the kernel in guest memory and reads the sections `opts` asks for (see
