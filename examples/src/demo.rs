@@ -88,6 +88,7 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
             disks: vec![PathBuf::from(file)],
             memory: None,
             system_map: None,
+            backing_dirs: Vec::new(),
         });
     }
     let path = dir.join("fleet.toml");

@@ -5,7 +5,8 @@
 //! ```
 //! use origami_examples::manifest::Manifest;
 //! let m = Manifest::parse("[[machine]]\nname = \"web-01\"\ndisks = [\"web-01.qcow2\"]\n",
-//!                         std::path::Path::new("/fleet")).unwrap();
+//!                         std::path::Path::new("/fleet"),
+//!                         &origami_introspect::CrawlOptions::builder()).unwrap();
 //! assert_eq!(m.machines[0].target.disks[0], std::path::Path::new("/fleet/web-01.qcow2"));
 //! ```
 #![warn(missing_docs)]

@@ -7,14 +7,18 @@
 //! disks = ["images/web-01.qcow2"]
 //! memory = "dumps/web-01.elf"      # optional: a dump or a running VM's memory file
 //! system_map = "maps/System.map"   # optional
+//! backing_dirs = ["images/base"]   # optional: folders its images may name backing
+//!                                  # files and extents in, besides their own
 //! ```
 //!
-//! Relative paths are resolved against the manifest's folder.
+//! Relative paths are resolved against the manifest's folder. A machine with
+//! `backing_dirs` is crawled with its own options: the fleet's plus those folders
+//! ([`CrawlOptionsBuilder::allow_backing_dir`]).
 
 use std::path::{Path, PathBuf};
 
 use origami_introspect::fleet::Machine;
-use origami_introspect::Target;
+use origami_introspect::{CrawlOptionsBuilder, Target};
 use serde::{Deserialize, Serialize};
 
 /// A fleet read from a manifest.
@@ -56,6 +60,14 @@ pub enum ManifestError {
     /// A machine with neither disks nor memory.
     #[error("machine {0:?} has neither disks nor memory")]
     NothingToCrawl(String),
+    /// A machine's own crawl options cannot be built.
+    #[error("machine {name:?}: {source}")]
+    Options {
+        /// The machine.
+        name: String,
+        /// Why.
+        source: origami_introspect::Error,
+    },
 }
 
 /// One `[[machine]]` table as written in the file.
@@ -69,6 +81,8 @@ pub(crate) struct Entry {
     pub(crate) memory: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) system_map: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) backing_dirs: Vec<PathBuf>,
 }
 
 /// The file's top level.
@@ -87,8 +101,13 @@ impl ManifestFile {
 }
 
 impl Manifest {
-    /// Parses manifest text; relative paths are resolved against `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Manifest, ManifestError> {
+    /// Parses manifest text; relative paths are resolved against `base`. A machine with
+    /// `backing_dirs` gets its own options: `options` plus those folders.
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        options: &CrawlOptionsBuilder,
+    ) -> Result<Manifest, ManifestError> {
         let file: ManifestFile = toml::from_str(text)?;
         let mut seen = std::collections::BTreeSet::new();
         let abs = |p: &PathBuf| {
@@ -119,19 +138,31 @@ impl Manifest {
             if let Some(s) = &e.system_map {
                 target = target.with_system_map(abs(s));
             }
-            machines.push(Machine::new(e.name, target));
+            let mut machine = Machine::new(e.name, target);
+            if !e.backing_dirs.is_empty() {
+                let mut own = options.clone();
+                for d in &e.backing_dirs {
+                    own = own.allow_backing_dir(abs(d));
+                }
+                let own = own.build().map_err(|source| ManifestError::Options {
+                    name: machine.name.clone(),
+                    source,
+                })?;
+                machine = machine.with_options(own);
+            }
+            machines.push(machine);
         }
         Ok(Manifest { machines })
     }
 
-    /// Reads and parses a manifest file.
-    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    /// Reads and parses a manifest file (see [`Manifest::parse`]).
+    pub fn load(path: &Path, options: &CrawlOptionsBuilder) -> Result<Manifest, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Manifest::parse(&text, base).map_err(|e| ManifestError::In {
+        Manifest::parse(&text, base, options).map_err(|e| ManifestError::In {
             path: path.to_path_buf(),
             source: Box::new(e),
         })
@@ -140,6 +171,9 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
+    use origami_introspect::frame::Section;
+    use origami_introspect::CrawlOptions;
+
     use super::*;
 
     #[test]
@@ -147,6 +181,7 @@ mod tests {
         let m = Manifest::parse(
             "[[machine]]\nname = \"a\"\ndisks = [\"x.img\", \"/abs/y.qcow2\"]\nmemory = \"m.elf\"\n\n[[machine]]\nname = \"b\"\ndisks = [\"z.img\"]\n",
             Path::new("/fleet"),
+            &CrawlOptions::builder(),
         )
         .unwrap();
         assert_eq!(m.machines.len(), 2);
@@ -160,6 +195,24 @@ mod tests {
             Some(PathBuf::from("/fleet/m.elf"))
         );
         assert_eq!(m.machines[1].target.memory, None);
+        assert!(m.machines.iter().all(|m| m.options.is_none()));
+    }
+
+    #[test]
+    fn backing_dirs_give_a_machine_its_own_options() {
+        let m = Manifest::parse(
+            "[[machine]]\nname = \"a\"\ndisks = [\"a.qcow2\"]\nbacking_dirs = [\"base\"]\n\n[[machine]]\nname = \"b\"\ndisks = [\"b.qcow2\"]\n",
+            Path::new("/fleet"),
+            &CrawlOptions::builder().sections([Section::Os]),
+        )
+        .unwrap();
+        // Its own options are the fleet's plus the folder.
+        let own = m.machines[0].options.as_ref().unwrap();
+        assert_eq!(
+            own.sections().iter().copied().collect::<Vec<_>>(),
+            [Section::Os]
+        );
+        assert!(m.machines[1].options.is_none());
     }
 
     #[test]
@@ -168,16 +221,21 @@ mod tests {
         assert!(matches!(
             Manifest::parse(
                 "[[machine]]\nname=\"a\"\ndisks=[\"x\"]\n[[machine]]\nname=\"a\"\ndisks=[\"y\"]\n",
-                base
+                base,
+                &CrawlOptions::builder()
             ),
             Err(ManifestError::Duplicate(n)) if n == "a"
         ));
         assert!(matches!(
-            Manifest::parse("[[machine]]\nname=\"a\"\n", base),
+            Manifest::parse("[[machine]]\nname=\"a\"\n", base, &CrawlOptions::builder()),
             Err(ManifestError::NothingToCrawl(_))
         ));
         assert!(matches!(
-            Manifest::parse("[[machine]]\nname=\"a\"\ndisk=[\"x\"]\n", base),
+            Manifest::parse(
+                "[[machine]]\nname=\"a\"\ndisk=[\"x\"]\n",
+                base,
+                &CrawlOptions::builder()
+            ),
             Err(ManifestError::Toml(_))
         ));
     }
@@ -190,9 +248,11 @@ mod tests {
                 disks: vec!["w.img".into()],
                 memory: None,
                 system_map: None,
+                backing_dirs: vec![],
             }],
         };
-        let m = Manifest::parse(&file.to_toml(), Path::new("/d")).unwrap();
+        let m =
+            Manifest::parse(&file.to_toml(), Path::new("/d"), &CrawlOptions::builder()).unwrap();
         assert_eq!(m.machines[0].target.disks, [PathBuf::from("/d/w.img")]);
     }
 }

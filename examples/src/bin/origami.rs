@@ -20,7 +20,7 @@ use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
 use origami_index::{Index, SearchOptions, TantivyIndex};
 use origami_introspect::fleet::{read_nothing, Fleet, FleetReport};
-use origami_introspect::{CrawlOptions, Crawler, Limits, Target};
+use origami_introspect::{CrawlOptions, CrawlOptionsBuilder, Crawler, Limits, Target};
 use tracing::warn;
 
 /// Observe virtual machines from outside: crawl their disks and memory into frames, index a
@@ -79,6 +79,11 @@ struct CrawlKnobs {
     /// The most guest bytes one crawl reads whole, all reads together (default 1G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<u64>,
+    /// Let disk images name backing files (and VMDK extents) in DIR too, besides their own
+    /// folder (repeatable). Image headers are user input: by default a file an image
+    /// names must lie in the image's own folder.
+    #[arg(long = "allow-backing", value_name = "DIR")]
+    allow_backing: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -107,7 +112,8 @@ struct CrawlArgs {
 
 #[derive(Args)]
 struct FleetArgs {
-    /// The fleet manifest ([[machine]] tables with name, disks, memory, system_map).
+    /// The fleet manifest (`[[machine]]` tables: name, disks, memory, system_map,
+    /// backing_dirs).
     manifest: PathBuf,
     /// The index folder (created when missing).
     #[arg(long, value_name = "DIR")]
@@ -251,10 +257,11 @@ fn main() -> ExitCode {
 
 impl CrawlKnobs {
     /// The crawl options these flags say; `system` is the frame's system id.
-    fn crawl_options(&self, system: Option<&str>) -> Result<CrawlOptions> {
+    fn options(&self, system: Option<&str>) -> CrawlOptionsBuilder {
         let mut b = CrawlOptions::builder()
             .hash_files(self.hash)
-            .use_cache(!self.no_cache);
+            .use_cache(!self.no_cache)
+            .limits(self.limits());
         // The library uses a discovery cache only in a folder its caller names: the CLI
         // names the conventional one unless told not to.
         if !self.no_cache {
@@ -265,10 +272,13 @@ impl CrawlKnobs {
         for g in &self.config {
             b = b.config_glob(g.clone());
         }
+        for d in &self.allow_backing {
+            b = b.allow_backing_dir(d);
+        }
         if let Some(n) = system.filter(|n| !n.is_empty()) {
             b = b.system(n);
         }
-        Ok(b.limits(self.limits()).build()?)
+        b
     }
 
     /// The bounds these flags say, over the defaults.
@@ -312,7 +322,7 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     if let Some(s) = a.system_map {
         target = target.with_system_map(s);
     }
-    let options = a.knobs.crawl_options(a.name.as_deref())?;
+    let options = a.knobs.options(a.name.as_deref()).build()?;
     let frame = Crawler::new(options)
         .crawl(&target)
         .context("crawl failed")?;
@@ -371,12 +381,13 @@ fn run_fleet(
 }
 
 fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&a.manifest)?;
+    let options = a.knobs.options(None);
+    let manifest = Manifest::load(&a.manifest, &options)?;
     let mut fleet = Fleet::builder().jobs(a.jobs);
     if let Some(limit) = a.timeout {
         fleet = fleet.timeout(limit);
     }
-    let mut fleet = fleet.build(a.knobs.crawl_options(None)?);
+    let mut fleet = fleet.build(options.build()?);
     let index = open_index(&a.index, true)?;
     let mut frames_out = match &a.frames {
         Some(p) => Some(FrameWriter::new(BufWriter::new(
@@ -521,17 +532,17 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         dir.display(),
         t.elapsed().as_secs_f64()
     )?;
-    let manifest = Manifest::load(&manifest_path)?;
+    let mut options = CrawlOptions::builder();
+    for g in demo::CONFIG_GLOBS {
+        options = options.config_glob(*g);
+    }
+    let manifest = Manifest::load(&manifest_path, &options)?;
     let index_dir = dir.join("index");
     if index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)
             .with_context(|| format!("clearing {}", index_dir.display()))?;
     }
     let index = open_index(&index_dir, true)?;
-    let mut options = CrawlOptions::builder();
-    for g in demo::CONFIG_GLOBS {
-        options = options.config_glob(*g);
-    }
     let mut fleet = Fleet::builder().jobs(a.jobs).build(options.build()?);
     writeln!(
         out,

@@ -75,22 +75,33 @@ pub use sink::{Progress, Sink};
 
 use crate::{CrawlOptions, Crawler, Target};
 
-/// One machine of a fleet: a name (its frames' system id) and what to crawl.
+/// One machine of a fleet: a name (its frames' system id), what to crawl and, when it
+/// differs from the fleet's, how.
 #[derive(Debug, Clone)]
 pub struct Machine {
     /// The system id its frame carries; unique within a fleet.
     pub name: String,
     /// Its disks and memory.
     pub target: Target,
+    /// Options for this machine alone (for example the folders its images may name
+    /// backing files in); `None` crawls it with the fleet's.
+    pub options: Option<Arc<CrawlOptions>>,
 }
 
 impl Machine {
-    /// A machine named `name`.
+    /// A machine named `name`, crawled with the fleet's options.
     pub fn new(name: impl Into<String>, target: Target) -> Machine {
         Machine {
             name: name.into(),
             target,
+            options: None,
         }
+    }
+
+    /// The machine crawled with `options` instead of the fleet's.
+    pub fn with_options(mut self, options: CrawlOptions) -> Machine {
+        self.options = Some(Arc::new(options));
+        self
     }
 }
 
@@ -190,7 +201,7 @@ impl Fleet {
         FleetBuilder::new()
     }
 
-    /// The crawl options every machine is crawled with.
+    /// The crawl options every machine without its own is crawled with.
     pub fn options(&self) -> &CrawlOptions {
         self.crawler.options()
     }
@@ -209,7 +220,11 @@ impl Fleet {
         sink: S,
     ) -> Result<FleetReport, FleetError> {
         let crawler = self.crawler.clone();
-        self.run(machines, sink, Arc::new(move |m| crawler.crawl(&m.target)))
+        let crawl = move |m: &Machine| match &m.options {
+            Some(own) => Crawler::new(CrawlOptions::clone(own)).crawl(&m.target),
+            None => crawler.crawl(&m.target),
+        };
+        self.run(machines, sink, Arc::new(crawl))
     }
 
     fn run<S: Sink>(
