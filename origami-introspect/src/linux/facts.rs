@@ -76,6 +76,27 @@ impl MemoryFacts {
         self.errors.push(FeatureFailure { feature, error });
     }
 
+    /// What a feature read, its errors recorded: the items of `Ok((items, errors))` (a
+    /// feature that went on past some errors), `None` after recording `Err(e)`.
+    pub fn keep<T>(
+        &mut self,
+        feature: &'static str,
+        read: std::result::Result<(T, Vec<Error>), Error>,
+    ) -> Option<T> {
+        match read {
+            Ok((items, errors)) => {
+                for e in errors {
+                    self.fail(feature, e);
+                }
+                Some(items)
+            }
+            Err(e) => {
+                self.fail(feature, e);
+                None
+            }
+        }
+    }
+
     /// Writes the facts into `frame`. The running kernel's release and host name replace
     /// what the disk said (the host name also becomes `_frame.hostname`), as does the boot
     /// time; the disk's architecture stays when it has one; `kernel_banner`,

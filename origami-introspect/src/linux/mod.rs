@@ -196,24 +196,14 @@ pub fn crawl_kernel(
                     facts.fail(walk_feature, e);
                 }
                 if want_proc {
-                    let (procs, errors) = tasks::processes(kernel, &km, &tasks);
-                    for e in errors {
-                        facts.fail("process", e);
-                    }
-                    facts.process = Some(procs);
+                    let procs = Ok(tasks::processes(kernel, &km, &tasks));
+                    facts.process = facts.keep("process", procs);
                     facts.timings.push(("process".into(), millis(t)));
                 }
                 if want_conn {
                     let t = Instant::now();
-                    match sockets::connections(kernel, &km, &tasks) {
-                        Ok((conns, errors)) => {
-                            for e in errors {
-                                facts.fail("connection", e);
-                            }
-                            facts.connection = Some(conns);
-                        }
-                        Err(e) => facts.fail("connection", e),
-                    }
+                    let conns = sockets::connections(kernel, &km, &tasks);
+                    facts.connection = facts.keep("connection", conns);
                     facts.timings.push(("connection".into(), millis(t)));
                 }
             }
@@ -237,15 +227,7 @@ pub fn crawl_kernel(
 
     if opts.wants(Section::Module) {
         let t = Instant::now();
-        match modules::modules(kernel, &km) {
-            Ok((mods, errors)) => {
-                for e in errors {
-                    facts.fail("module", e);
-                }
-                facts.module = Some(mods);
-            }
-            Err(e) => facts.fail("module", e),
-        }
+        facts.module = facts.keep("module", modules::modules(kernel, &km));
         facts.timings.push(("module".into(), millis(t)));
     }
     mounts_log_health(kernel, &km, opts, &mut facts);
