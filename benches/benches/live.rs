@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use origami_core::memory::{MemoryDump, PageCache, RamLayout};
-use origami_introspect::frame::Frame;
+use origami_introspect::frame::{Frame, Section};
 use origami_introspect::linux::{crawl_kernel, discover, LinuxOptions};
 use origami_testsupport::qemu::{FixtureVm, RamBacking, VmOptions};
 
@@ -29,6 +29,8 @@ const BOOT: Duration = Duration::from_secs(900);
 
 fn bench_crawls(c: &mut Criterion, name: &str, mem: &MemoryDump) {
     let kernel = discover(mem, &LinuxOptions::default().no_cache()).expect("discover");
+    // Processes and connections: the sections a watcher re-reads many times a second.
+    let opts = LinuxOptions::default().with_sections([Section::Process, Section::Connection]);
     let mut g = c.benchmark_group("live");
     g.sample_size(30);
     g.measurement_time(Duration::from_secs(10));
@@ -36,7 +38,7 @@ fn bench_crawls(c: &mut Criterion, name: &str, mem: &MemoryDump) {
     g.bench_function(format!("crawl_warm/{name}"), |b| {
         b.iter(|| {
             let mut f = Frame::new("bench");
-            crawl_kernel(&kernel, mem, &mut f);
+            crawl_kernel(&kernel, mem, &opts).merge_into(&mut f);
             assert!(f.process.len() > 40, "{:?}", f.meta.errors);
             f
         })
@@ -46,7 +48,7 @@ fn bench_crawls(c: &mut Criterion, name: &str, mem: &MemoryDump) {
     g.bench_function(format!("crawl_warm_page_cache/{name}"), |b| {
         b.iter(|| {
             let mut f = Frame::new("bench");
-            crawl_kernel(&kernel, &cached, &mut f);
+            crawl_kernel(&kernel, &cached, &opts).merge_into(&mut f);
             cached.clear();
             assert!(f.process.len() > 40, "{:?}", f.meta.errors);
             f

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 
 use origami_frame::{
-    ConfigItem, Connection, Extra, FileItem, Frame, Item, Module, Os, Package, Process, Section,
+    ConfigItem, Connection, Extra, FileItem, Frame, Item, KernelLogRecord, Module, Mount, Os,
+    Package, Process, Section,
     User,
 };
 use serde_json::Value;
@@ -326,6 +327,24 @@ pub(crate) fn module_doc(m: &Module) -> ItemDoc {
     d
 }
 
+pub(crate) fn mount_doc(m: &Mount) -> ItemDoc {
+    let mut d = ItemDoc {
+        names: vec![lc(&m.path)],
+        exact: vec![lc(&m.path), lc(&m.device), lc(&m.fs_type)],
+        ..ItemDoc::default()
+    };
+    d.text = format!("{} {} {} {}", m.device, m.path, m.fs_type, m.options);
+    push_extra_text(&mut d.text, &m.extra);
+    d
+}
+
+pub(crate) fn kernel_log_doc(r: &KernelLogRecord) -> ItemDoc {
+    let mut d = ItemDoc::default();
+    d.text.clone_from(&r.message);
+    push_extra_text(&mut d.text, &r.extra);
+    d
+}
+
 /// The bytes an item's content hash covers, written field by field into a buffer.
 ///
 /// Fields are laid out in a buffer and hashed in one shot: one-shot xxh3 of a short input is
@@ -390,8 +409,25 @@ impl HashContent for Os {
             .o(&self.kernel)
             .o(&self.arch)
             .o(&self.hostname)
-            .o(&self.boot_time)
-            .extra(&self.extra);
+            .o(&self.boot_time);
+        // The panic state only when a memory crawl read it, so that the hashes of frames
+        // without it are those of earlier versions.
+        if self.tainted.is_some()
+            || self.taint_flags.is_some()
+            || self.oopsed.is_some()
+            || self.oops_in_progress.is_some()
+            || self.panicked.is_some()
+            || self.panic_cpu.is_some()
+        {
+            h.s("health")
+                .u(self.tainted.unwrap_or(u64::MAX))
+                .o(&self.taint_flags)
+                .u(self.oopsed.map_or(2, u64::from))
+                .u(self.oops_in_progress.map_or(2, u64::from))
+                .u(self.panicked.map_or(2, u64::from))
+                .u(self.panic_cpu.map_or(u64::MAX, u64::from));
+        }
+        h.extra(&self.extra);
     }
 }
 
@@ -482,6 +518,32 @@ impl HashContent for Connection {
             .u(u64::from(self.remote_port))
             .s(&self.state)
             .u(self.pid.map_or(u64::MAX, u64::from))
+            .extra(&self.extra);
+    }
+}
+
+impl HashContent for Mount {
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Mount);
+        h.s(&self.device)
+            .s(&self.path)
+            .s(&self.fs_type)
+            .s(&self.options)
+            .u(self.mount_id.map_or(u64::MAX, u64::from))
+            .u(u64::from(self.stack))
+            .extra(&self.extra);
+    }
+}
+
+impl HashContent for KernelLogRecord {
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::KernelLog);
+        h.u(self.seq)
+            .u(u64::from(self.line))
+            .u(self.time)
+            .u(u64::from(self.level))
+            .u(u64::from(self.facility))
+            .s(&self.message)
             .extra(&self.extra);
     }
 }
@@ -592,6 +654,18 @@ impl HashKey for Connection {
         hp(h, &self.remote_address, self.remote_port);
     }
 }
+impl HashKey for Mount {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
+        h.0.extend_from_slice(self.key().as_bytes());
+    }
+}
+
+impl HashKey for KernelLogRecord {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
+        h.0.extend_from_slice(self.key().as_bytes());
+    }
+}
+
 impl HashKey for Module {
     fn write_key(&self, h: &mut KeyHasher<'_>) {
         h.0.extend_from_slice(self.name.as_bytes());
@@ -693,6 +767,8 @@ pub(crate) fn item_key(section: Section, item_json: &str) -> serde_json::Result<
         Section::Process => key::<Process>(item_json),
         Section::Connection => key::<Connection>(item_json),
         Section::Module => key::<Module>(item_json),
+        Section::Mount => key::<Mount>(item_json),
+        Section::KernelLog => key::<KernelLogRecord>(item_json),
     }
 }
 
@@ -786,6 +862,26 @@ pub(crate) fn snippet(section: Section, item_json: &str, terms: &SnippetTerms) -
         Section::Module => get::<Module>(item_json).map_or_else(
             || clip(item_json),
             |m| clip(&format!("{} size {} {}", m.name, m.size, m.state)),
+        ),
+        Section::Mount => get::<Mount>(item_json).map_or_else(
+            || clip(item_json),
+            |m| {
+                clip(&format!(
+                    "{} on {} type {} ({})",
+                    m.device, m.path, m.fs_type, m.options
+                ))
+            },
+        ),
+        Section::KernelLog => get::<KernelLogRecord>(item_json).map_or_else(
+            || clip(item_json),
+            |r| {
+                clip(&format!(
+                    "[{:5}.{:06}] {}",
+                    r.time / 1_000_000_000,
+                    r.time % 1_000_000_000 / 1_000,
+                    r.message
+                ))
+            },
         ),
         Section::Os => get::<Os>(item_json).map_or_else(
             || clip(item_json),

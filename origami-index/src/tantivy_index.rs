@@ -25,7 +25,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use origami_frame::{
-    ConfigItem, Connection, FileItem, Frame, FrameDiff, Module, Os, Package, Process, Section, User,
+    ConfigItem, Connection, FileItem, Frame, FrameDiff, KernelLogRecord, Module, Mount, Os, Package,
+    Process, Section, User,
 };
 use serde::Serialize;
 use tantivy::collector::DocSetCollector;
@@ -198,7 +199,7 @@ struct SectionDigest {
 struct SystemState {
     items: doc::PrehashedMap<Current>,
     /// By `Section as usize`: the sections of the latest frame (unknown after a reopen).
-    sections: [Option<SectionDigest>; 8],
+    sections: [Option<SectionDigest>; Section::ALL.len()],
     last_ts: u64,
     frames: u64,
     generation: u32,
@@ -995,6 +996,8 @@ fn item_doc_from_json(
         Section::Process => parse::<Process>(json, |x| doc::process_doc(x, r)),
         Section::Connection => parse::<Connection>(json, |x| doc::connection_doc(x, r)),
         Section::Module => parse::<Module>(json, doc::module_doc),
+        Section::Mount => parse::<Mount>(json, doc::mount_doc),
+        Section::KernelLog => parse::<KernelLogRecord>(json, doc::kernel_log_doc),
     }
 }
 
@@ -1057,7 +1060,7 @@ struct FrameWrite<'a> {
     json: Vec<u8>,
     /// By `Section as usize`: sections found unchanged as a whole (their items were not
     /// looked at, so they are not marked seen).
-    skipped: [bool; 8],
+    skipped: [bool; Section::ALL.len()],
 }
 
 impl FrameWrite<'_> {
@@ -1232,7 +1235,7 @@ impl crate::Index for TantivyIndex {
             closes: Vec::new(),
             docs: Vec::new(),
             json: Vec::new(),
-            skipped: [false; 8],
+            skipped: [false; Section::ALL.len()],
         };
         let mut scratch = std::mem::take(&mut st.scratch);
         let sc = &mut scratch;
@@ -1255,6 +1258,8 @@ impl crate::Index for TantivyIndex {
             doc::connection_doc(x, &resolver)
         });
         w.section(f, &mut state, sc, &frame.module, doc::module_doc);
+        w.section(f, &mut state, sc, &frame.mount, doc::mount_doc);
+        w.section(f, &mut state, sc, &frame.kernel_log, doc::kernel_log_doc);
         st.scratch = scratch;
         let (gen, skipped) = (w.gen, w.skipped);
         state.items.retain(|&kh, cur| {
@@ -1504,6 +1509,8 @@ fn push_item(frame: &mut Frame, section: Section, json: &str) -> serde_json::Res
         Section::Process => frame.process.push(serde_json::from_str(json)?),
         Section::Connection => frame.connection.push(serde_json::from_str(json)?),
         Section::Module => frame.module.push(serde_json::from_str(json)?),
+        Section::Mount => frame.mount.push(serde_json::from_str(json)?),
+        Section::KernelLog => frame.kernel_log.push(serde_json::from_str(json)?),
     }
     Ok(())
 }
@@ -1586,6 +1593,8 @@ pub mod raw {
                 doc::connection_doc(x, &resolver)
             });
             section(o, c, &frame.module, doc::module_doc);
+            section(o, c, &frame.mount, doc::mount_doc);
+            section(o, c, &frame.kernel_log, doc::kernel_log_doc);
             out
         }
     }
