@@ -62,7 +62,10 @@ fn assert_same_results(a: &Value, b: &Value, at: &str) {
                     "took" => assert!(va.is_number() && vb.is_number(), "{at}.took"),
                     "score" => {
                         let (fa, fb) = (va.as_f64().unwrap(), vb.as_f64().unwrap());
-                        assert!((fa - fb).abs() <= 1e-3 * fa.abs().max(fb.abs()).max(1.0), "{at}.score {fa} {fb}");
+                        assert!(
+                            (fa - fb).abs() <= 1e-3 * fa.abs().max(fb.abs()).max(1.0),
+                            "{at}.score {fa} {fb}"
+                        );
                     }
                     _ => assert_same_results(va, vb, &format!("{at}.{k}")),
                 }
@@ -136,24 +139,39 @@ fn api_search_is_the_cli_json_and_answers_match_the_demo_fleet() {
     let page = get(s.addr, &format!("/search?q={IP}"));
     assert_eq!(page.status, 200);
     for (m, files) in &want {
-        assert!(page.body.contains(&format!("href=\"/machines/{m}\"")), "{m}");
+        assert!(
+            page.body.contains(&format!("href=\"/machines/{m}\"")),
+            "{m}"
+        );
         for (_, path) in files {
             assert!(page.body.contains(&html_escaped(path)), "{m}: {path}");
         }
-        let facet = format!("data-clause=\"host:{m}\">{m}</a><span class=\"n\">{}</span>", files.len());
+        let facet = format!(
+            "data-clause=\"host:{m}\">{m}</a><span class=\"n\">{}</span>",
+            files.len()
+        );
         assert!(page.body.contains(&facet), "facet {facet} in {}", page.body);
     }
     for m in machines {
         let name = m["name"].as_str().unwrap();
         if !want.contains_key(name) {
-            assert!(!page.body.contains(&format!("href=\"/machines/{name}\"")), "{name}");
+            assert!(
+                !page.body.contains(&format!("href=\"/machines/{name}\"")),
+                "{name}"
+            );
         }
     }
     // The facet entry adds its filter, and on the filtered page removes it again.
     let href = format!("href=\"/search?q={IP}%20host%3Aweb-01\"");
     assert!(page.body.contains(&href), "{href}");
     let filtered = get(s.addr, &format!("/search?q={IP}%20host%3Aweb-01"));
-    assert!(filtered.body.contains(&format!("class=\"facet on\" href=\"/search?q={IP}\"")), "{}", filtered.body);
+    assert!(
+        filtered
+            .body
+            .contains(&format!("class=\"facet on\" href=\"/search?q={IP}\"")),
+        "{}",
+        filtered.body
+    );
     assert!(!filtered.body.contains("href=\"/machines/lb-01\""));
 
     // Every machine's packages, and its users, as the generator installed them.
@@ -187,10 +205,15 @@ fn api_search_is_the_cli_json_and_answers_match_the_demo_fleet() {
         .as_str()
         .unwrap();
     assert!(
-        first_row.starts_with(&format!("<tr class=\"err\"><td><a href=\"/machines/{broken_name}\">")),
+        first_row.starts_with(&format!(
+            "<tr class=\"err\"><td><a href=\"/machines/{broken_name}\">"
+        )),
         "failing machines first: {first_row}"
     );
-    for m in machines.iter().filter(|m| m["broken"].as_bool() != Some(true)) {
+    for m in machines
+        .iter()
+        .filter(|m| m["broken"].as_bool() != Some(true))
+    {
         let name = m["name"].as_str().unwrap();
         let v = get(s.addr, &format!("/api/machines/{name}")).json();
         let names = |section: &str| -> BTreeSet<String> {
@@ -217,11 +240,15 @@ fn api_search_is_the_cli_json_and_answers_match_the_demo_fleet() {
         assert_eq!(page.status, 200);
         for p in &want_pkgs {
             assert!(
-                page.body.contains(&format!(">{}</a></td>", html_escaped(p))),
+                page.body
+                    .contains(&format!(">{}</a></td>", html_escaped(p))),
                 "{name}: {p}"
             );
         }
-        assert!(page.body.contains(&format!("package <span class=\"n\">{}</span>", want_pkgs.len())));
+        assert!(page.body.contains(&format!(
+            "package <span class=\"n\">{}</span>",
+            want_pkgs.len()
+        )));
     }
 }
 
@@ -239,7 +266,14 @@ fn a_bad_query_shows_its_caret_under_the_column() {
     assert_eq!(r.json()["error"]["column"].as_u64(), Some(caret_col as u64));
     let page = get(s.addr, &format!("/search?q={}", enc(q)));
     assert_eq!(page.status, 400);
-    let pre = page.body.split("<pre>").nth(1).unwrap().split("</pre>").next().unwrap();
+    let pre = page
+        .body
+        .split("<pre>")
+        .nth(1)
+        .unwrap()
+        .split("</pre>")
+        .next()
+        .unwrap();
     let mut lines = pre.lines();
     assert_eq!(lines.next().unwrap(), q);
     let caret_line = lines.next().unwrap();
@@ -249,7 +283,9 @@ fn a_bad_query_shows_its_caret_under_the_column() {
         "{pre}"
     );
     // The query stays in the box to be fixed.
-    assert!(page.body.contains(&format!("value=\"{}\"", html_escaped(q))));
+    assert!(page
+        .body
+        .contains(&format!("value=\"{}\"", html_escaped(q))));
 }
 
 #[test]
@@ -258,14 +294,24 @@ fn machine_history_diff_and_as_of_follow_the_frames() {
     let index = dir.join("index");
     let (a, b) = two_frames("diff-01");
     index_frames(&index, &[a.clone(), b.clone()]);
-    let history = origami(&["history", "--index", index.to_str().unwrap(), "diff-01", "--json"]);
+    let history = origami(&[
+        "history",
+        "--index",
+        index.to_str().unwrap(),
+        "diff-01",
+        "--json",
+    ]);
     assert!(history.status.success());
     let history: Value = serde_json::from_slice(&history.stdout).unwrap();
 
     let s = serve(&index, &[]);
     let from = "2026-11-20T10:00:00Z";
     let to = "2026-11-21T10:00:00Z";
-    let d = get(s.addr, &format!("/api/machines/diff-01/diff?from={from}&to={to}")).json();
+    let d = get(
+        s.addr,
+        &format!("/api/machines/diff-01/diff?from={from}&to={to}"),
+    )
+    .json();
     // The same JSON as `origami history --json` gives for that change.
     assert_eq!(d["diff"], history["changes"][0]);
     let keys = |what: &str| -> BTreeSet<String> {
@@ -312,14 +358,23 @@ fn machine_history_diff_and_as_of_follow_the_frames() {
     assert_eq!(page.status, 200);
     let b = &page.body;
     assert!(b.contains("<li class=\"add\"><span class=\"sign\">+</span> <span class=\"dkey\">delta:amd64</span>"), "{b}");
-    assert!(b.contains("<li class=\"rem\"><span class=\"sign\">−</span> <span class=\"dkey\">alpha:amd64</span>"));
+    assert!(b.contains(
+        "<li class=\"rem\"><span class=\"sign\">−</span> <span class=\"dkey\">alpha:amd64</span>"
+    ));
     assert!(b.contains("<span class=\"dkey\">bravo:amd64</span><div class=\"field\"><span class=\"fname\">version</span> <del>2.0</del> → <ins>2.1</ins>"));
     // The timeline has one dot per frame; the table a row per frame.
     assert_eq!(b.matches("<circle").count(), 2);
     assert_eq!(b.matches("name=\"from\"").count(), 2);
     // as_of by a form's datetime-local value (no offset: UTC).
-    let page = get(s.addr, "/machines/diff-01?as_of=2026-11-20T12:00:00&section=package");
-    assert!(page.body.contains(">alpha</a>") && !page.body.contains(">delta</a>"), "{}", page.body);
+    let page = get(
+        s.addr,
+        "/machines/diff-01?as_of=2026-11-20T12:00:00&section=package",
+    );
+    assert!(
+        page.body.contains(">alpha</a>") && !page.body.contains(">delta</a>"),
+        "{}",
+        page.body
+    );
     let page = get(s.addr, "/machines/diff-01?as_of=2020-01-01");
     assert_eq!(page.status, 404);
     assert!(page.body.contains("no frame at or before"));
@@ -341,14 +396,20 @@ fn a_hostile_guest_is_shown_as_text() {
         format!("/machines/{PWN_SYSTEM}?section=package"),
         format!("/machines/{PWN_SYSTEM}?section=user"),
         format!("/machines/{PWN_SYSTEM}?section=config&key=%2Fetc%2Fmotd&hl=script"),
-        format!("/machines/{PWN_SYSTEM}?section=package&key={}", enc(&format!("{PWN_PKG}:amd64"))),
+        format!(
+            "/machines/{PWN_SYSTEM}?section=package&key={}",
+            enc(&format!("{PWN_PKG}:amd64"))
+        ),
     ];
     let mut shown = BTreeSet::new();
     for p in &pages {
         let r = get(s.addr, p);
         assert_eq!(r.status, 200, "{p}: {}", r.body);
         let csp = r.header("content-security-policy").unwrap_or("");
-        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{p}");
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{p}"
+        );
         assert!(!csp.contains("unsafe-inline"));
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
         for raw in ["<script>window", "<img src=x", "<svg onload", "\"><svg"] {
@@ -361,13 +422,22 @@ fn a_hostile_guest_is_shown_as_text() {
         }
         // The only script is the site's own file.
         assert_eq!(r.body.matches("<script").count(), 1, "{p}");
-        assert!(r.body.contains("<script src=\"/static/app.js\" defer></script>"));
+        assert!(r
+            .body
+            .contains("<script src=\"/static/app.js\" defer></script>"));
     }
-    assert_eq!(shown.len(), 3, "each hostile string is shown, escaped, somewhere");
+    assert_eq!(
+        shown.len(),
+        3,
+        "each hostile string is shown, escaped, somewhere"
+    );
     // The API gives the strings back as data.
     let v = get(s.addr, &format!("/api/machines/{PWN_SYSTEM}")).json();
     assert_eq!(v["frame"]["package"][0]["name"], PWN_PKG);
-    assert_eq!(v["frame"]["_frame"]["errors"][0]["message"], format!("dpkg status: {PWN_CMD}"));
+    assert_eq!(
+        v["frame"]["_frame"]["errors"][0]["message"],
+        format!("dpkg status: {PWN_CMD}")
+    );
 }
 
 #[test]
@@ -382,7 +452,13 @@ fn read_only_bounded_and_loopback_by_default() {
     let r = request(s.addr, "HEAD", "/machines", &[], "");
     assert_eq!((r.status, r.body.as_str()), (200, ""));
     // A page asked for under another host name (DNS rebinding) is refused.
-    let r = request(s.addr, "GET", "/api/machines", &[("Host", "evil.example")], "");
+    let r = request(
+        s.addr,
+        "GET",
+        "/api/machines",
+        &[("Host", "evil.example")],
+        "",
+    );
     assert_eq!(r.status, 421);
     // A huge request head is cut off.
     let big = "x".repeat(64 << 10);
@@ -414,7 +490,10 @@ fn read_only_bounded_and_loopback_by_default() {
         let out = origami(&args);
         assert_eq!(out.status.code(), Some(1), "{extra:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("--token") || err.contains("token must be"), "{err}");
+        assert!(
+            err.contains("--token") || err.contains("token must be"),
+            "{err}"
+        );
         assert!(out.stdout.is_empty());
     }
     // No index: a message that says how to make one.
@@ -430,7 +509,9 @@ fn with_a_token_nothing_is_served_without_it() {
     let s = serve(&index, &["--token", token]);
     let r = get(s.addr, "/api/search?q=openssl");
     assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
     for p in ["/", "/search?q=openssl", "/machines", "/machines/web-01"] {
         let r = get(s.addr, p);
         assert_eq!(r.status, 401, "{p}");
@@ -438,19 +519,40 @@ fn with_a_token_nothing_is_served_without_it() {
         assert!(!r.body.contains("href=\"/machines/web-01"), "{p}");
     }
     let bearer = format!("Bearer {token}");
-    let r = request(s.addr, "GET", "/api/search?q=openssl", &[("Authorization", &bearer)], "");
+    let r = request(
+        s.addr,
+        "GET",
+        "/api/search?q=openssl",
+        &[("Authorization", &bearer)],
+        "",
+    );
     assert_eq!(r.status, 200);
-    let r = request(s.addr, "GET", "/api/search?q=openssl", &[("Authorization", "Bearer nope")], "");
+    let r = request(
+        s.addr,
+        "GET",
+        "/api/search?q=openssl",
+        &[("Authorization", "Bearer nope")],
+        "",
+    );
     assert_eq!(r.status, 401);
     // The login form: a wrong token is refused, the right one sets the cookie.
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     let r = request(s.addr, "POST", "/login", &form, "token=wrong");
     assert_eq!(r.status, 401);
     assert!(r.header("set-cookie").is_none());
-    let r = request(s.addr, "POST", "/login", &form, &format!("token={}", enc(token)));
+    let r = request(
+        s.addr,
+        "POST",
+        "/login",
+        &form,
+        &format!("token={}", enc(token)),
+    );
     assert_eq!(r.status, 303);
     let cookie = r.header("set-cookie").unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().unwrap();
     assert!(!pair.contains(token), "the cookie is not the token itself");
     let r = request(s.addr, "GET", "/machines", &[("Cookie", pair)], "");
@@ -459,6 +561,12 @@ fn with_a_token_nothing_is_served_without_it() {
     // The stylesheet is served to the login page without a token; nothing else is.
     assert_eq!(get(s.addr, "/static/style.css").status, 200);
     // POST stays refused everywhere but /login, even with the token.
-    let r = request(s.addr, "POST", "/api/search?q=x", &[("Authorization", &bearer)], "");
+    let r = request(
+        s.addr,
+        "POST",
+        "/api/search?q=x",
+        &[("Authorization", &bearer)],
+        "",
+    );
     assert_eq!(r.status, 405);
 }

@@ -115,7 +115,8 @@ impl Cdp {
     }
 
     fn key(&mut self, key: &str, code: &str, vk: u32, text: Option<&str>) {
-        let mut down = json!({"type": "keyDown", "key": key, "code": code, "windowsVirtualKeyCode": vk});
+        let mut down =
+            json!({"type": "keyDown", "key": key, "code": code, "windowsVirtualKeyCode": vk});
         if let Some(t) = text {
             down["text"] = json!(t);
         }
@@ -176,7 +177,10 @@ fn launch() -> Option<Browser> {
                 break (p.trim().to_string(), path.trim().to_string());
             }
         }
-        assert!(Instant::now() < deadline, "chromium wrote no DevToolsActivePort");
+        assert!(
+            Instant::now() < deadline,
+            "chromium wrote no DevToolsActivePort"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let (ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}{path}")).unwrap();
@@ -224,12 +228,20 @@ fn second_web01_frame(index: &Path) -> (String, String) {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = origami(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut f = Frame::from_json(&String::from_utf8_lossy(&out.stdout)).unwrap();
     let removed = "php8.2-fpm".to_string();
     let before = f.package.len();
     f.package.retain(|p| p.name != removed);
-    assert_eq!(f.package.len() + 1, before, "web-01 has {removed} (fleet.json)");
+    assert_eq!(
+        f.package.len() + 1,
+        before,
+        "web-01 has {removed} (fleet.json)"
+    );
     let added = "backdoor-tools".to_string();
     f.package.push(Package {
         name: added.clone(),
@@ -292,7 +304,11 @@ fn search_facet_machine_and_diff_in_a_browser() {
     );
     let mut got = c.strings(RESULTS_JS);
     got.sort();
-    assert_eq!(got, expected_results(None), "machines and files that mention {IP}");
+    assert_eq!(
+        got,
+        expected_results(None),
+        "machines and files that mention {IP}"
+    );
     assert!(c
         .eval("document.querySelector('mark') && document.querySelector('mark').textContent")
         .as_str()
@@ -302,7 +318,10 @@ fn search_facet_machine_and_diff_in_a_browser() {
     c.navigating(|c| {
         c.eval("document.querySelector('a.facet[data-clause=\"host:web-01\"]').click()");
     });
-    assert_eq!(c.eval("document.getElementById('q').value"), json!(format!("{IP} host:web-01")));
+    assert_eq!(
+        c.eval("document.getElementById('q').value"),
+        json!(format!("{IP} host:web-01"))
+    );
     assert_eq!(c.strings(RESULTS_JS), expected_results(Some("web-01")));
     assert_eq!(
         c.eval("document.querySelector('a.facet.on').textContent"),
@@ -320,7 +339,10 @@ fn search_facet_machine_and_diff_in_a_browser() {
 
     // Open the machine from the keyboard: j selects the first hit, Enter opens its machine.
     c.key("j", "KeyJ", 74, Some("j"));
-    assert_eq!(c.eval("document.querySelectorAll('li.hit.cur').length"), json!(1));
+    assert_eq!(
+        c.eval("document.querySelectorAll('li.hit.cur').length"),
+        json!(1)
+    );
     c.navigating(|c| c.key("Enter", "Enter", 13, Some("\r")));
     assert_eq!(c.eval("location.pathname"), json!("/machines/web-01"));
     let truth = fleet_truth();
@@ -354,8 +376,10 @@ fn search_facet_machine_and_diff_in_a_browser() {
     c.navigating(|c| {
         c.eval("document.querySelector('form.difform button').click()");
     });
-    let add = c.strings("[...document.querySelectorAll('.diff li.add .dkey')].map(k => k.textContent)");
-    let rem = c.strings("[...document.querySelectorAll('.diff li.rem .dkey')].map(k => k.textContent)");
+    let add =
+        c.strings("[...document.querySelectorAll('.diff li.add .dkey')].map(k => k.textContent)");
+    let rem =
+        c.strings("[...document.querySelectorAll('.diff li.rem .dkey')].map(k => k.textContent)");
     let chg = c.eval("document.querySelectorAll('.diff li.chg').length");
     assert_eq!(add, vec![format!("{added}:amd64")]);
     assert_eq!(rem.len(), 1);
@@ -369,9 +393,16 @@ fn search_facet_machine_and_diff_in_a_browser() {
     c.navigating(|c| {
         c.eval("[...document.querySelectorAll('nav.tabs a')].find(a => a.textContent.startsWith('package ')).click()");
     });
-    assert!(c.eval("location.search").as_str().unwrap().contains("as_of="));
+    assert!(c
+        .eval("location.search")
+        .as_str()
+        .unwrap()
+        .contains("as_of="));
     let then: BTreeSet<String> = c.strings(pkgs_js).into_iter().collect();
-    assert!(then.contains(&removed) && !then.contains(&added), "{then:?}");
+    assert!(
+        then.contains(&removed) && !then.contains(&added),
+        "{then:?}"
+    );
 
     // The screenshot of the search page for the README.
     c.goto(&format!("{base}/search?q={IP}"));

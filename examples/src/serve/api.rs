@@ -58,7 +58,9 @@ impl Fail {
     /// The JSON answer.
     pub fn json(&self) -> Response {
         let v = match self {
-            Fail::Query(q, e) => json!({"error": {"column": e.column, "message": e.message}, "query": q}),
+            Fail::Query(q, e) => {
+                json!({"error": {"column": e.column, "message": e.message}, "query": q})
+            }
             other => json!({"error": other.message()}),
         };
         Response::json(self.status(), pretty(&v))
@@ -239,7 +241,9 @@ pub fn machine(
 ) -> Result<MachineView, Fail> {
     let versions = app.index.history(system)?;
     if versions.is_empty() {
-        return Err(Fail::NotFound(format!("no frames of {system:?} in the index")));
+        return Err(Fail::NotFound(format!(
+            "no frames of {system:?} in the index"
+        )));
     }
     let current = match as_of {
         None => versions.len() - 1,
@@ -436,7 +440,9 @@ pub fn api_diff(app: &App, req: &Request, system: &str) -> Response {
     let run = || -> Result<Value, Fail> {
         let versions = app.index.history(system)?;
         if versions.is_empty() {
-            return Err(Fail::NotFound(format!("no frames of {system:?} in the index")));
+            return Err(Fail::NotFound(format!(
+                "no frames of {system:?} in the index"
+            )));
         }
         let (from, to) = diff_range(req, &versions)?;
         let diff = app.index.changes(system, from, to)?;

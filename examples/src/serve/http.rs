@@ -311,7 +311,10 @@ fn build(req: &httparse::Request<'_, '_>, limits: &Limits) -> Result<(Request, u
         })
         .collect();
     if headers.iter().any(|(n, _)| n == "transfer-encoding") {
-        return Err(Response::text(501, "chunked request bodies are not accepted\n"));
+        return Err(Response::text(
+            501,
+            "chunked request bodies are not accepted\n",
+        ));
     }
     let mut content_length = 0usize;
     for (n, v) in &headers {
@@ -424,16 +427,23 @@ mod tests {
         });
         let r = roundtrip(addr, b"GET /a%2Fb?q=x+y&n=1 HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
-        assert!(r.contains("Content-Security-Policy: default-src 'none'"), "{r}");
+        assert!(
+            r.contains("Content-Security-Policy: default-src 'none'"),
+            "{r}"
+        );
         assert!(r.contains("X-Content-Type-Options: nosniff"), "{r}");
         assert!(r.contains("frame-ancestors 'none'"), "{r}");
-        assert!(r.ends_with(
-            "Get /a%2Fb [(\"q\", \"x y\"), (\"n\", \"1\")] 0"
-        ), "{r}");
+        assert!(
+            r.ends_with("Get /a%2Fb [(\"q\", \"x y\"), (\"n\", \"1\")] 0"),
+            "{r}"
+        );
 
         // HEAD: the headers only.
         let r = roundtrip(addr, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n"),
+            "{r}"
+        );
 
         // A head that never ends is cut at the limit.
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();

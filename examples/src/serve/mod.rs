@@ -229,10 +229,7 @@ impl App {
             ["api", "machines", name] => api::api_machine(self, req, name),
             ["api", "machines", name, "diff"] => api::api_diff(self, req, name),
             ["api", ..] => api::Fail::NotFound("no such API path".into()).json(),
-            _ => pages::error_page(
-                &api::Fail::NotFound(format!("no page at {}", req.path)),
-                "",
-            ),
+            _ => pages::error_page(&api::Fail::NotFound(format!("no page at {}", req.path)), ""),
         }
     }
 
@@ -342,12 +339,11 @@ impl Server {
         if !args.index.join("meta.json").exists() {
             return Err(ServeError::NoIndex(args.index.clone()));
         }
-        let index = TantivyIndex::open_or_create(&args.index).map_err(|source| {
-            ServeError::Index {
+        let index =
+            TantivyIndex::open_or_create(&args.index).map_err(|source| ServeError::Index {
                 path: args.index.clone(),
                 source,
-            }
-        })?;
+            })?;
         let listener = TcpListener::bind(args.listen).map_err(|source| ServeError::Io {
             what: format!("listening on {}", args.listen),
             source,
@@ -451,7 +447,13 @@ mod tests {
         ] {
             assert!(host_is_loopback(Some(ok)), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:8080", "10.0.0.1", "[2001:db8::1]:1", ""] {
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1",
+            "[2001:db8::1]:1",
+            "",
+        ] {
             assert!(!host_is_loopback(Some(bad)), "{bad}");
         }
         assert!(host_is_loopback(None));

@@ -34,6 +34,15 @@ pub fn ago(now: OffsetDateTime, t: OffsetDateTime) -> String {
     }
 }
 
+/// A crawl's duration: `16 ms`, `2.4 s`.
+fn took(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 /// A short, readable UTC time: `2026-11-20 10:00:05 UTC`.
 pub fn when(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -121,8 +130,14 @@ fn syntax_help(h: &mut Html) {
         .lit("<code>-word</code> excludes, <code>OR</code> between two terms, <code>*</code> and <code>?</code> are wildcards.</p><table>");
     let rows: [(&str, &str); 12] = [
         ("host:web-*", "host name or system id"),
-        ("type:process", "item kind: os file config package user process connection module"),
-        ("name:nginx", "a process, package, user, module or file name"),
+        (
+            "type:process",
+            "item kind: os file config package user process connection module",
+        ),
+        (
+            "name:nginx",
+            "a process, package, user, module or file name",
+        ),
         ("path:/etc/ssh/*", "a file or config path"),
         ("port:22", "a connection's local or remote port"),
         ("pkg:openssl", "an installed package"),
@@ -320,8 +335,12 @@ pub fn search_page(app: &App, req: &Request) -> Response {
         Err(f) => return error_page(&f, &q),
     };
     let now = OffsetDateTime::now_utc();
-    let fresh: HashMap<String, OffsetDateTime> =
-        app.index.systems().unwrap_or_default().into_iter().collect();
+    let fresh: HashMap<String, OffsetDateTime> = app
+        .index
+        .systems()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     m.lit("<p class=\"summary\"><b>")
         .show(r.total_hits)
         .lit("</b> matches on <b>")
@@ -405,7 +424,11 @@ fn machine_result(
         .class("count")
         .open()
         .show(mr.matched)
-        .text(if mr.matched == 1 { " match" } else { " matches" })
+        .text(if mr.matched == 1 {
+            " match"
+        } else {
+            " matches"
+        })
         .close("span");
     m.lit("</header><ol class=\"hits\">");
     for hit in &mr.hits {
@@ -465,7 +488,12 @@ fn machine_result(
             };
             let u = Url::new("/search")
                 .q("q", &nq)
-                .q("hits", &api::MAX_HITS.min(options.hits_per_machine.max(5) * 10).to_string())
+                .q(
+                    "hits",
+                    &api::MAX_HITS
+                        .min(options.hits_per_machine.max(5) * 10)
+                        .to_string(),
+                )
                 .q_opt("as_of", as_of);
             m.tag("a")
                 .class("more")
@@ -536,9 +564,20 @@ fn facets(m: &mut Html, q: &str, r: &SearchResults, req: &Request) {
                 Some(c) => {
                     let (nq, on) = toggle(q, &c);
                     let mut t = m.tag("a");
-                    t = if on { t.class("facet on") } else { t.class("facet") };
+                    t = if on {
+                        t.class("facet on")
+                    } else {
+                        t.class("facet")
+                    };
                     t.href(&search_url(&nq, req))
-                        .attr("title", &if on { format!("remove {c}") } else { format!("add {c}") })
+                        .attr(
+                            "title",
+                            &if on {
+                                format!("remove {c}")
+                            } else {
+                                format!("add {c}")
+                            },
+                        )
                         .attr("data-clause", &c)
                         .open()
                         .text(value)
@@ -676,7 +715,7 @@ pub fn fleet_page(app: &App, req: &Request) -> Response {
             m.lit(" <span class=\"bad\">stale</span>");
         }
         m.lit("</td><td class=\"num\">")
-            .text(&format!("{:.1} s", s.latest.duration_ms as f64 / 1000.0))
+            .text(&took(s.latest.duration_ms))
             .lit("</td><td class=\"num\">")
             .show(s.latest.items)
             .lit("</td><td class=\"num\">")
@@ -759,9 +798,9 @@ fn columns(section: Section) -> &'static [&'static str] {
 
 fn field_text(section: Section, col: &str, v: &Value) -> String {
     match (section, col, v) {
-        (Section::File, "mode", Value::Number(n)) => {
-            n.as_u64().map_or_else(|| n.to_string(), |m| format!("{m:o}"))
-        }
+        (Section::File, "mode", Value::Number(n)) => n
+            .as_u64()
+            .map_or_else(|| n.to_string(), |m| format!("{m:o}")),
         _ => cell(v),
     }
 }
@@ -879,7 +918,11 @@ fn table(
             }
             td.open();
             if ci == 0 {
-                m.tag("a").href(&link).open().marked(&clip(&text, 300), terms).close("a");
+                m.tag("a")
+                    .href(&link)
+                    .open()
+                    .marked(&clip(&text, 300), terms)
+                    .close("a");
             } else {
                 m.marked(&clip(&text, 300), terms);
             }
@@ -972,7 +1015,7 @@ fn machine_header(m: &mut Html, view: &MachineView, system: &str) {
         .lit(" (")
         .text(&ago(now, v.timestamp))
         .lit(") · crawl took ")
-        .text(&format!("{:.2} s", v.duration_ms as f64 / 1000.0))
+        .text(&took(v.duration_ms))
         .lit(" · ")
         .show(v.items)
         .lit(" items · ")
@@ -1107,7 +1150,11 @@ fn timeline(m: &mut Html, view: &MachineView, system: &str) {
     for (i, v) in vs.iter().enumerate().skip(first_shown).rev() {
         let ts = api::rfc3339(v.timestamp);
         let row = m.tag("tr");
-        let row = if i == view.current { row.class("cur") } else { row };
+        let row = if i == view.current {
+            row.class("cur")
+        } else {
+            row
+        };
         row.open().lit("<td>");
         m.tag("input")
             .attr("type", "radio")
@@ -1150,7 +1197,7 @@ fn timeline(m: &mut Html, view: &MachineView, system: &str) {
             );
         }
         m.lit("</td><td class=\"num\">")
-            .text(&format!("{:.2} s", v.duration_ms as f64 / 1000.0))
+            .text(&took(v.duration_ms))
             .lit("</td><td>");
         if !v.errors.is_empty() {
             m.tag("span")
@@ -1183,7 +1230,10 @@ fn changed_fields(m: &mut Html, old: &Value, new: &Value) {
     );
     let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
     for k in keys.into_iter().take(32) {
-        let (a, b) = (o.get(k).unwrap_or(&Value::Null), n.get(k).unwrap_or(&Value::Null));
+        let (a, b) = (
+            o.get(k).unwrap_or(&Value::Null),
+            n.get(k).unwrap_or(&Value::Null),
+        );
         if a == b {
             continue;
         }
@@ -1374,9 +1424,8 @@ fn state_view(
                     .lit(" <span class=\"n\">")
                     .show(rows.len())
                     .lit("</span></h3>");
-                let order: Vec<(usize, usize)> = (0..rows.len().min(OVERVIEW_ROWS))
-                    .map(|i| (i, 0))
-                    .collect();
+                let order: Vec<(usize, usize)> =
+                    (0..rows.len().min(OVERVIEW_ROWS)).map(|i| (i, 0)).collect();
                 table(m, *s, rows, &order, base, hl);
                 if rows.len() > OVERVIEW_ROWS {
                     m.tag("a")
@@ -1515,7 +1564,10 @@ mod tests {
             "a parenthesis would end the value"
         );
         assert_eq!(facet_clause("host", "\"><svg onload=x>"), None);
-        assert_eq!(clauses("  a  \"b c\" (d e) f:\"g h\" "), vec!["a", "\"b c\"", "(d e)", "f:\"g h\""]);
+        assert_eq!(
+            clauses("  a  \"b c\" (d e) f:\"g h\" "),
+            vec!["a", "\"b c\"", "(d e)", "f:\"g h\""]
+        );
     }
 
     #[test]
@@ -1529,8 +1581,20 @@ mod tests {
 
     #[test]
     fn process_tree_survives_cycles_and_orphans() {
-        let row = |pid: u64, ppid: u64| (pid.to_string(), serde_json::json!({"pid": pid, "ppid": ppid}));
-        let rows = vec![row(1, 0), row(5, 1), row(6, 5), row(7, 8), row(8, 7), row(9, 42)];
+        let row = |pid: u64, ppid: u64| {
+            (
+                pid.to_string(),
+                serde_json::json!({"pid": pid, "ppid": ppid}),
+            )
+        };
+        let rows = vec![
+            row(1, 0),
+            row(5, 1),
+            row(6, 5),
+            row(7, 8),
+            row(8, 7),
+            row(9, 42),
+        ];
         let t = process_tree(&rows);
         assert_eq!(t.len(), rows.len());
         assert_eq!(&t[..3], &[(0, 0), (1, 1), (2, 2)]);
