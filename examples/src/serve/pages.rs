@@ -543,11 +543,14 @@ fn pager(m: &mut Html, q: &str, r: &SearchResults, o: &SearchOptions, req: &Requ
     m.lit("</nav>");
 }
 
+/// A facet: its title, the query field its entries filter on, and the counts.
+type FacetGroup<'a> = (&'static str, &'static str, &'a [(String, u64)]);
+
 /// The facet sidebar: each entry adds its filter to the query, or removes it when it is
 /// there.
 fn facets(m: &mut Html, q: &str, r: &SearchResults, req: &Request) {
     m.lit("<aside class=\"facets\">");
-    let groups: [(&str, &str, &Vec<(String, u64)>); 4] = [
+    let groups: [FacetGroup<'_>; 4] = [
         ("kind", "type", &r.facets.kind),
         ("host", "host", &r.facets.host),
         ("os", "os", &r.facets.os),
