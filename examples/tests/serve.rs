@@ -431,6 +431,13 @@ fn a_hostile_guest_is_shown_as_text() {
         3,
         "each hostile string is shown, escaped, somewhere"
     );
+    // The machine's crawl error shows, in red, on its search results.
+    let r = get(s.addr, &pages[0]);
+    let err = format!(
+        "<span class=\"bad\" title=\"package: dpkg status: {}\">crawl error</span>",
+        html_escaped(PWN_CMD)
+    );
+    assert!(r.body.contains(&err), "{}", r.body);
     // The API gives the strings back as data.
     let v = get(s.addr, &format!("/api/machines/{PWN_SYSTEM}")).json();
     assert_eq!(v["frame"]["package"][0]["name"], PWN_PKG);

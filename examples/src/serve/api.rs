@@ -159,6 +159,33 @@ pub struct MachineSummary {
     pub latest: FrameVersion,
 }
 
+/// How many frames `system` has and its latest frame's record (taken at `last`), from the
+/// cache when that frame is the one cached; `None` when the index lists no frame.
+pub fn latest_record(
+    app: &App,
+    system: &str,
+    last: OffsetDateTime,
+) -> Result<Option<(usize, FrameVersion)>, Fail> {
+    let cached = app
+        .fleet_cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(system).cloned());
+    if let Some((t, n, v)) = cached {
+        if t == last {
+            return Ok(Some((n, v)));
+        }
+    }
+    let h = app.index.history(system)?;
+    let Some(v) = h.last().cloned() else {
+        return Ok(None);
+    };
+    if let Ok(mut c) = app.fleet_cache.lock() {
+        c.insert(system.to_string(), (last, h.len(), v.clone()));
+    }
+    Ok(Some((h.len(), v)))
+}
+
 /// Every machine, sorted by system id. Frame records are cached by (system, latest time),
 /// so a fleet page costs one query per machine only when that machine has a new frame.
 pub fn fleet(app: &App) -> Result<Vec<MachineSummary>, Fail> {
@@ -184,25 +211,8 @@ pub fn fleet(app: &App) -> Result<Vec<MachineSummary>, Fail> {
     };
     let mut out = Vec::with_capacity(systems.len());
     for (system, last) in systems {
-        let (frames, latest) = {
-            let cached = app
-                .fleet_cache
-                .lock()
-                .ok()
-                .and_then(|c| c.get(&system).cloned());
-            match cached {
-                Some((t, n, v)) if t == last => (n, v),
-                _ => {
-                    let h = app.index.history(&system)?;
-                    let Some(v) = h.last().cloned() else {
-                        continue;
-                    };
-                    if let Ok(mut c) = app.fleet_cache.lock() {
-                        c.insert(system.clone(), (last, h.len(), v.clone()));
-                    }
-                    (h.len(), v)
-                }
-            }
+        let Some((frames, latest)) = latest_record(app, &system, last)? else {
+            continue;
         };
         let (os, hostname) = os
             .get(&system)

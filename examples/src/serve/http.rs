@@ -40,10 +40,11 @@ impl Default for Limits {
             max_body: 4 << 10,
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            // Workers mostly wait on sockets: a few slow clients must not hold them all.
             workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 16),
+                .map(|n| n.get() * 2)
+                .unwrap_or(4)
+                .clamp(8, 32),
             queue: 64,
         }
     }

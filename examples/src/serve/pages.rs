@@ -378,7 +378,7 @@ pub fn search_page(app: &App, req: &Request) -> Response {
     }
     let terms = mark_terms(&q);
     for mr in &r.machines {
-        machine_result(&mut m, mr, &q, &terms, &fresh, now, &options, req);
+        machine_result(&mut m, app, mr, &q, &terms, &fresh, now, &options, req);
     }
     pager(&mut m, &q, &r, &options, req);
     m.lit("</section></div>");
@@ -388,6 +388,7 @@ pub fn search_page(app: &App, req: &Request) -> Response {
 #[allow(clippy::too_many_arguments)]
 fn machine_result(
     m: &mut Html,
+    app: &App,
     mr: &MachineResult,
     q: &str,
     terms: &[String],
@@ -419,6 +420,25 @@ fn machine_result(
             .text("crawled ")
             .text(&ago(now, *t))
             .close("span");
+        // A machine whose last crawl failed in part says so, in red, with the reason.
+        if let Ok(Some((_, v))) = api::latest_record(app, &mr.system, *t) {
+            if let Some(e) = v.errors.first() {
+                let what = if v.errors.len() == 1 {
+                    "crawl error".to_string()
+                } else {
+                    format!("{} crawl errors", v.errors.len())
+                };
+                m.tag("span")
+                    .class("bad")
+                    .attr(
+                        "title",
+                        &format!("{}: {}", e.feature, clip(&e.message, 2000)),
+                    )
+                    .open()
+                    .text(&what)
+                    .close("span");
+            }
+        }
     }
     m.tag("span")
         .class("count")
@@ -458,7 +478,7 @@ fn machine_result(
             .close("a");
         let snip = hit.snippet.trim();
         if !snip.is_empty() && snip != hit.key {
-            m.lit("<span class=\"snip\">");
+            m.tag("span").class("snip").attr("title", snip).open();
             // A config snippet starts with its line number: `L5: text`.
             match snip.split_once(": ") {
                 Some((ln, rest))
