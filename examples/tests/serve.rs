@@ -384,8 +384,19 @@ fn machine_history_diff_and_as_of_follow_the_frames() {
 fn a_hostile_guest_is_shown_as_text() {
     let dir = scratch("serve-hostile");
     let index = dir.join("index");
-    index_frames(&index, &[hostile_frame()]);
+    // A machine named `..` too: a browser would take that as a path step.
+    index_frames(&index, &[hostile_frame(), origami_frame::Frame::new("..")]);
     let s = serve(&index, &[]);
+    let fleet = get(s.addr, "/machines").body;
+    let link = fleet
+        .split("<a href=\"")
+        .map(|h| h.split('"').next().unwrap())
+        .find(|h| h.starts_with("/machines/") && h.ends_with(".."))
+        .expect("a link to the machine named ..");
+    assert!(!link.ends_with("/.."), "{link}");
+    assert!(get(s.addr, link)
+        .body
+        .contains("<h1 class=\"mtitle\">..</h1>"));
     let pages = [
         format!("/search?q={}&hits=100", enc("host:evil*")),
         format!("/search?q={}", enc("mallory")),

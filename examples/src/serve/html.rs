@@ -108,6 +108,17 @@ impl Url {
         self
     }
 
+    /// Appends a machine name as a path segment. `.` and `..` would be taken by a browser
+    /// as path steps (even percent-encoded), so such a name, and a name that starts with
+    /// `~`, gets a `~` in front; [`name_from_segment`] takes it off.
+    pub fn name_seg(self, name: &str) -> Url {
+        if name == "." || name == ".." || name.starts_with('~') {
+            self.seg(&format!("~{name}"))
+        } else {
+            self.seg(name)
+        }
+    }
+
     /// Appends a query parameter, its value percent-encoded.
     pub fn q(mut self, key: &'static str, value: &str) -> Url {
         self.s.push(if self.has_query { '&' } else { '?' });
@@ -130,6 +141,11 @@ impl Url {
     pub fn as_str(&self) -> &str {
         &self.s
     }
+}
+
+/// The machine name in a decoded path segment made by [`Url::name_seg`].
+pub fn name_from_segment(seg: &str) -> &str {
+    seg.strip_prefix('~').unwrap_or(seg)
 }
 
 /// A page under construction. See the module documentation for the rules.
@@ -360,6 +376,12 @@ mod tests {
         assert_eq!(percent_decode("%ff", false), "\u{fffd}");
         let u = Url::new("/machines").seg("a/b");
         assert_eq!(u.as_str(), "/machines/a%2Fb");
+        for name in ["..", ".", "~x", "~", "a.b", "..."] {
+            let u = Url::new("/machines").name_seg(name);
+            let seg = percent_decode(u.as_str().rsplit('/').next().unwrap(), false);
+            assert!(seg != "." && seg != "..", "{name}");
+            assert_eq!(name_from_segment(&seg), name);
+        }
     }
 
     #[test]

@@ -223,11 +223,13 @@ impl App {
         match segs.as_slice() {
             [] | ["search"] => pages::search_page(self, req),
             ["machines"] => pages::fleet_page(self, req),
-            ["machines", name] => pages::machine_page(self, req, name),
+            ["machines", name] => pages::machine_page(self, req, html::name_from_segment(name)),
             ["api", "search"] => api::api_search(self, req),
             ["api", "machines"] => api::api_machines(self),
-            ["api", "machines", name] => api::api_machine(self, req, name),
-            ["api", "machines", name, "diff"] => api::api_diff(self, req, name),
+            ["api", "machines", name] => api::api_machine(self, req, html::name_from_segment(name)),
+            ["api", "machines", name, "diff"] => {
+                api::api_diff(self, req, html::name_from_segment(name))
+            }
             ["api", ..] => api::Fail::NotFound("no such API path".into()).json(),
             _ => pages::error_page(&api::Fail::NotFound(format!("no page at {}", req.path)), ""),
         }

@@ -398,7 +398,9 @@ fn machine_result(
     req: &Request,
 ) {
     let as_of = req.param_nonempty("as_of");
-    let murl = Url::new("/machines").seg(&mr.system).q_opt("as_of", as_of);
+    let murl = Url::new("/machines")
+        .name_seg(&mr.system)
+        .q_opt("as_of", as_of);
     m.lit("<article class=\"machine\"><header class=\"mhead\">")
         .tag("a")
         .class("mname")
@@ -454,7 +456,7 @@ fn machine_result(
     for hit in &mr.hits {
         let kind = hit.kind.name();
         let item = Url::new("/machines")
-            .seg(&mr.system)
+            .name_seg(&mr.system)
             .q("section", kind)
             .q("key", &hit.key)
             .q("hl", q)
@@ -723,7 +725,7 @@ pub fn fleet_page(app: &App, req: &Request) -> Response {
         };
         tr.open();
         m.lit("<td>")
-            .link(&Url::new("/machines").seg(&s.system), &s.system);
+            .link(&Url::new("/machines").name_seg(&s.system), &s.system);
         if !s.hostname.is_empty() && !s.hostname.eq_ignore_ascii_case(&s.system) {
             m.elem_c("span", "host", &s.hostname);
         }
@@ -979,9 +981,13 @@ pub fn machine_page(app: &App, req: &Request, system: &str) -> Response {
     let key = req.param("key");
     let hl = req.param("hl").map(mark_terms).unwrap_or_default();
     let diffing = req.param_nonempty("from").is_some() || req.param_nonempty("to").is_some();
-    let base = || Url::new("/machines").seg(system).q_opt("as_of", as_of_raw);
+    let base = || {
+        Url::new("/machines")
+            .name_seg(system)
+            .q_opt("as_of", as_of_raw)
+    };
 
-    let mut twin = Url::new("/api/machines").seg(system);
+    let mut twin = Url::new("/api/machines").name_seg(system);
     let mut m = Html::new();
     machine_header(&mut m, &view, system);
     timeline(&mut m, &view, system);
@@ -989,7 +995,7 @@ pub fn machine_page(app: &App, req: &Request, system: &str) -> Response {
         match api::diff_range(req, &view.versions) {
             Ok((from, to)) => {
                 twin = Url::new("/api/machines")
-                    .seg(system)
+                    .name_seg(system)
                     .seg("diff")
                     .q("from", &api::rfc3339(from))
                     .q("to", &api::rfc3339(to));
@@ -1074,14 +1080,14 @@ fn machine_header(m: &mut Html, view: &MachineView, system: &str) {
         m.lit("<p class=\"asof\">Viewing the machine as of ")
             .text(&when(t))
             .lit(" · ")
-            .link(&Url::new("/machines").seg(system), "see the latest")
+            .link(&Url::new("/machines").name_seg(system), "see the latest")
             .lit("</p>");
     }
     // The as_of picker: a GET form, so it works without script.
     m.tag("form")
         .class("asof-form")
         .attr("method", "get")
-        .url_attr("action", &Url::new("/machines").seg(system))
+        .url_attr("action", &Url::new("/machines").name_seg(system))
         .open()
         .lit("<label>as of (UTC) ");
     m.tag("input")
@@ -1119,7 +1125,7 @@ fn timeline(m: &mut Html, view: &MachineView, system: &str) {
         m.tag("a")
             .href(
                 &Url::new("/machines")
-                    .seg(system)
+                    .name_seg(system)
                     .q("as_of", &api::rfc3339(v.timestamp)),
             )
             .open();
@@ -1167,7 +1173,7 @@ fn timeline(m: &mut Html, view: &MachineView, system: &str) {
     m.tag("form")
         .class("difform")
         .attr("method", "get")
-        .url_attr("action", &Url::new("/machines").seg(system))
+        .url_attr("action", &Url::new("/machines").name_seg(system))
         .open()
         .lit("<table class=\"ftable\"><thead><tr><th>from</th><th>to</th><th>frame</th><th>items</th><th>changes</th><th>crawl</th><th>errors</th></tr></thead><tbody>");
     for (i, v) in vs.iter().enumerate().skip(first_shown).rev() {
@@ -1197,7 +1203,7 @@ fn timeline(m: &mut Html, view: &MachineView, system: &str) {
             .lit("</td><td>")
             .tag("a")
             .class("asof-link")
-            .href(&Url::new("/machines").seg(system).q("as_of", &ts))
+            .href(&Url::new("/machines").name_seg(system).q("as_of", &ts))
             .open()
             .text(&when(v.timestamp))
             .close("a")
@@ -1213,7 +1219,7 @@ fn timeline(m: &mut Html, view: &MachineView, system: &str) {
         if i > 0 {
             m.lit(" ").link(
                 &Url::new("/machines")
-                    .seg(system)
+                    .name_seg(system)
                     .q("from", &api::rfc3339(vs[i - 1].timestamp))
                     .q("to", &ts),
                 "diff",
@@ -1359,7 +1365,7 @@ fn diff_view(
                 .lit(": see ")
                 .link(
                     &Url::new("/api/machines")
-                        .seg(system)
+                        .name_seg(system)
                         .seg("diff")
                         .q("from", &api::rfc3339(from))
                         .q("to", &api::rfc3339(to)),
