@@ -15,6 +15,7 @@ pub mod demo;
 pub mod fleet;
 pub mod manifest;
 pub mod render;
+pub mod serve;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -186,15 +186,13 @@ mod tests {
         .unwrap();
         assert_eq!(m.machines.len(), 2);
         assert_eq!(m.machines[0].name, "a");
+        let names: Vec<String> = m.machines[0].target.disks.iter().map(|d| d.name()).collect();
+        assert_eq!(names, ["/fleet/x.img", "/abs/y.qcow2"]);
         assert_eq!(
-            m.machines[0].target.disks,
-            vec![PathBuf::from("/fleet/x.img"), PathBuf::from("/abs/y.qcow2")]
+            m.machines[0].target.memory.as_ref().map(|m| m.name()),
+            Some("/fleet/m.elf".to_string())
         );
-        assert_eq!(
-            m.machines[0].target.memory,
-            Some(PathBuf::from("/fleet/m.elf"))
-        );
-        assert_eq!(m.machines[1].target.memory, None);
+        assert!(m.machines[1].target.memory.is_none());
         assert!(m.machines.iter().all(|m| m.options.is_none()));
     }
 
@@ -253,6 +251,7 @@ mod tests {
         };
         let m =
             Manifest::parse(&file.to_toml(), Path::new("/d"), &CrawlOptions::builder()).unwrap();
-        assert_eq!(m.machines[0].target.disks, [PathBuf::from("/d/w.img")]);
+        let names: Vec<String> = m.machines[0].target.disks.iter().map(|d| d.name()).collect();
+        assert_eq!(names, ["/d/w.img"]);
     }
 }

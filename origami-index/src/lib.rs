@@ -269,4 +269,14 @@ pub struct FrameVersion {
     pub changed: u64,
     /// Items removed in this frame.
     pub removed: u64,
+    /// How long the crawl took, in milliseconds (`_frame.duration_ms`; 0 in records
+    /// written before this field).
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// What the crawl read (`_frame.source`: image and dump paths).
+    #[serde(default)]
+    pub source: Vec<String>,
+    /// The errors the crawl's features met (`_frame.errors`).
+    #[serde(default)]
+    pub errors: Vec<origami_frame::FeatureError>,
 }

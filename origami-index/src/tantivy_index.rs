@@ -1290,6 +1290,9 @@ impl crate::Index for TantivyIndex {
             added: w.stats.added,
             changed: w.stats.changed,
             removed: w.stats.removed,
+            duration_ms: frame.meta.duration_ms,
+            source: frame.meta.source.clone(),
+            errors: frame.meta.errors.clone(),
         };
         let mut rd = TantivyDocument::new();
         rd.add_text(f.system, system);

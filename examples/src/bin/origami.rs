@@ -50,6 +50,8 @@ enum Command {
     /// Build the demo fleet (9 small guest disks shipped with origami), crawl it, index it,
     /// and run example searches.
     Demo(DemoArgs),
+    /// Serve an index's search page and JSON API (loopback only unless --token is given).
+    Serve(origami_examples::serve::ServeArgs),
 }
 
 #[derive(Args, Clone)]
@@ -245,6 +247,9 @@ fn main() -> ExitCode {
         Command::Search(a) => cmd_search(a),
         Command::History(a) => cmd_history(a),
         Command::Demo(a) => cmd_demo(a),
+        Command::Serve(a) => origami_examples::serve::run_cli(a)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,470 @@
+//! `origami serve`: the fleet's search page and its JSON API, over an index.
+//!
+//! - [`http`]: a bounded HTTP/1.1 server (fixed worker pool, bounded request head, body and
+//!   read time); every response carries a strict Content-Security-Policy.
+//! - [`html`]: the one way pages make HTML: text escaped by construction, links percent-
+//!   encoded.
+//! - [`pages`]: search, fleet, machine (state by section, history, diff, `as_of`), login.
+//! - [`api`]: the JSON twins, the same JSON as `origami search --json`.
+//!
+//! Safe by default: it listens on loopback; any other address needs `--token` (a bearer
+//! token, or a login form that sets an `HttpOnly`, `SameSite=Strict` cookie) or an explicit
+//! `--insecure-no-auth`. Only `GET` and `HEAD` are answered (and `POST /login`). On loopback
+//! without a token, requests must name a loopback host, so a web page cannot read the API
+//! through DNS rebinding.
+//!
+//! ```no_run
+//! use origami_examples::serve::check_listen;
+//! let addr = "127.0.0.1:8080".parse().unwrap();
+//! check_listen(addr, None, false).unwrap();
+//! assert!(check_listen("0.0.0.0:8080".parse().unwrap(), None, false).is_err());
+//! ```
+
+pub mod api;
+pub mod html;
+pub mod http;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use origami_index::{FrameVersion, Index, TantivyIndex};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use self::http::{Limits, Method, Request, Response};
+
+/// What the server needs of an index: the [`Index`] reads, and the list of systems.
+pub trait ServedIndex: Index {
+    /// Every system and the time of its latest frame, sorted by system.
+    fn systems(&self) -> origami_index::Result<Vec<(String, OffsetDateTime)>>;
+}
+
+impl ServedIndex for TantivyIndex {
+    fn systems(&self) -> origami_index::Result<Vec<(String, OffsetDateTime)>> {
+        TantivyIndex::systems(self)
+    }
+}
+
+/// Errors of `origami serve` before it serves.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address is not loopback and neither a token nor `--insecure-no-auth` was
+    /// given.
+    #[error("refusing to listen on {0} without access control: give --token (or --token-file), or --insecure-no-auth if everyone who can reach {0} may read the fleet")]
+    Unprotected(SocketAddr),
+    /// The token is too short to resist guessing.
+    #[error("the token must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 16`)")]
+    ShortToken,
+    /// No index in the folder.
+    #[error("no index at {0} (build one with `origami crawl-fleet MANIFEST --index {0}` or `origami index --index {0} FRAMES.jsonl`)")]
+    NoIndex(PathBuf),
+    /// The index could not be opened.
+    #[error("opening the index at {path}: {source}")]
+    Index {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        source: origami_index::Error,
+    },
+    /// The address could not be bound, or a file read.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The shortest accepted token.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Checks that serving on `addr` is safe: loopback, or a token, or an explicit opt-out.
+pub fn check_listen(
+    addr: SocketAddr,
+    token: Option<&str>,
+    insecure_no_auth: bool,
+) -> Result<(), ServeError> {
+    if let Some(t) = token {
+        if t.chars().count() < MIN_TOKEN_LEN {
+            return Err(ServeError::ShortToken);
+        }
+        return Ok(());
+    }
+    if addr.ip().is_loopback() || insecure_no_auth {
+        Ok(())
+    } else {
+        Err(ServeError::Unprotected(addr))
+    }
+}
+
+/// Who may read.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Anyone who can connect.
+    Open,
+    /// Requests must carry the token (bearer header) or the login cookie.
+    Token {
+        /// The token.
+        token: String,
+        /// The login cookie's value (a hash of the token).
+        cookie: String,
+    },
+}
+
+impl Access {
+    /// Access with `token`, or open.
+    pub fn new(token: Option<String>) -> Access {
+        match token {
+            None => Access::Open,
+            Some(token) => {
+                let mut h = Sha256::new();
+                h.update(b"origami-serve-session\0");
+                h.update(token.as_bytes());
+                let cookie = h
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>();
+                Access::Token { token, cookie }
+            }
+        }
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const COOKIE: &str = "origami_session";
+const STYLE: &str = include_str!("static/style.css");
+const SCRIPT: &str = include_str!("static/app.js");
+
+/// The served application: the index, who may read, and a small cache.
+pub struct App {
+    /// The index (shared by every worker; searches do not block each other).
+    pub index: Arc<dyn ServedIndex>,
+    access: Access,
+    /// On loopback without a token: the `Host` values accepted (DNS-rebinding guard).
+    loopback_only_hosts: bool,
+    /// The latest frame record of each system, by the time of its latest frame.
+    pub(crate) fleet_cache: Mutex<HashMap<String, (OffsetDateTime, usize, FrameVersion)>>,
+}
+
+impl App {
+    /// An app over `index`, listening on `addr`.
+    pub fn new(index: Arc<dyn ServedIndex>, access: Access, addr: SocketAddr) -> App {
+        let loopback_only_hosts = matches!(access, Access::Open) && addr.ip().is_loopback();
+        App {
+            index,
+            access,
+            loopback_only_hosts,
+            fleet_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, req: &Request) -> Response {
+        let segs = req.segments();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let is_login = segs == ["login"];
+        match &req.method {
+            Method::Get | Method::Head => {}
+            Method::Post if is_login => {}
+            _ => {
+                return Response::text(405, "read-only: GET and HEAD only\n")
+                    .with("Allow", "GET, HEAD".to_string())
+            }
+        }
+        if self.loopback_only_hosts && !host_is_loopback(req.header("host")) {
+            return Response::text(
+                421,
+                "this server answers only requests for localhost (start it with --token to serve other names)\n",
+            );
+        }
+        match segs.as_slice() {
+            ["static", "style.css"] => {
+                return Response {
+                    status: 200,
+                    content_type: "text/css; charset=utf-8",
+                    headers: Vec::new(),
+                    body: STYLE.as_bytes().to_vec(),
+                }
+            }
+            ["static", "app.js"] => {
+                return Response {
+                    status: 200,
+                    content_type: "text/javascript; charset=utf-8",
+                    headers: Vec::new(),
+                    body: SCRIPT.as_bytes().to_vec(),
+                }
+            }
+            ["login"] => return self.login(req),
+            _ => {}
+        }
+        if let Access::Token { token, cookie } = &self.access {
+            if !authorized(req, token, cookie) {
+                return if segs.first() == Some(&"api") {
+                    Response::json(
+                        401,
+                        "{\n  \"error\": \"send Authorization: Bearer TOKEN\"\n}".to_string(),
+                    )
+                    .with("WWW-Authenticate", "Bearer realm=\"origami\"".to_string())
+                } else {
+                    pages::login_page(401, None)
+                };
+            }
+        }
+        match segs.as_slice() {
+            [] | ["search"] => pages::search_page(self, req),
+            ["machines"] => pages::fleet_page(self, req),
+            ["machines", name] => pages::machine_page(self, req, html::name_from_segment(name)),
+            ["api", "search"] => api::api_search(self, req),
+            ["api", "machines"] => api::api_machines(self),
+            ["api", "machines", name] => api::api_machine(self, req, html::name_from_segment(name)),
+            ["api", "machines", name, "diff"] => {
+                api::api_diff(self, req, html::name_from_segment(name))
+            }
+            ["api", ..] => api::Fail::NotFound("no such API path".into()).json(),
+            _ => pages::error_page(&api::Fail::NotFound(format!("no page at {}", req.path)), ""),
+        }
+    }
+
+    fn login(&self, req: &Request) -> Response {
+        let Access::Token { token, cookie } = &self.access else {
+            return Response::text(303, "").with("Location", "/".to_string());
+        };
+        if req.method != Method::Post {
+            return pages::login_page(200, None);
+        }
+        let form = html::parse_query(&String::from_utf8_lossy(&req.body));
+        let given = form
+            .iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        if same_secret(given.as_bytes(), token.as_bytes()) {
+            Response::text(303, "")
+                .with("Location", "/".to_string())
+                .with(
+                    "Set-Cookie",
+                    format!("{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=604800"),
+                )
+        } else {
+            // Slow down guessing a little (the token is long enough that this is a courtesy).
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            pages::login_page(401, Some("That is not the token."))
+        }
+    }
+}
+
+fn authorized(req: &Request, token: &str, cookie: &str) -> bool {
+    if let Some(v) = req.header("authorization") {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            if same_secret(t.trim().as_bytes(), token.as_bytes()) {
+                return true;
+            }
+        }
+    }
+    req.headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .any(|(k, v)| k == COOKIE && same_secret(v.as_bytes(), cookie.as_bytes()))
+}
+
+/// Is the `Host` header a loopback name (`localhost`, `127.0.0.1`, `[::1]`, with a port)?
+/// A request without one (HTTP/1.0) is let through.
+fn host_is_loopback(host: Option<&str>) -> bool {
+    let Some(h) = host else {
+        return true;
+    };
+    let h = h.trim().to_ascii_lowercase();
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match h.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => h.as_str(),
+        }
+    };
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `origami serve`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The index folder to serve.
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+    /// The address to listen on. Anything but loopback needs --token or --insecure-no-auth.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Require this token: `Authorization: Bearer TOKEN`, or the login form's cookie.
+    #[arg(long, value_name = "T", conflicts_with_all = ["token_file", "insecure_no_auth"])]
+    pub token: Option<String>,
+    /// Read the token from this file (first line), so it is not on the command line.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure_no_auth")]
+    pub token_file: Option<PathBuf>,
+    /// Serve a non-loopback address to anyone who can reach it.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Worker threads (requests answered at once).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// A server ready to run: the bound socket and the app.
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    limits: Limits,
+}
+
+impl Server {
+    /// Checks the options, opens the index once (shared by every request) and binds.
+    pub fn bind(args: &ServeArgs) -> Result<Server, ServeError> {
+        let token = match (&args.token, &args.token_file) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(p)) => Some(read_token(p)?),
+            (None, None) => None,
+        };
+        check_listen(args.listen, token.as_deref(), args.insecure_no_auth)?;
+        if !args.index.join("meta.json").exists() {
+            return Err(ServeError::NoIndex(args.index.clone()));
+        }
+        let index =
+            TantivyIndex::open_or_create(&args.index).map_err(|source| ServeError::Index {
+                path: args.index.clone(),
+                source,
+            })?;
+        let listener = TcpListener::bind(args.listen).map_err(|source| ServeError::Io {
+            what: format!("listening on {}", args.listen),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Io {
+            what: "reading the bound address".into(),
+            source,
+        })?;
+        let mut limits = Limits::default();
+        if let Some(n) = args.threads {
+            limits.workers = n.clamp(1, 256);
+        }
+        Ok(Server {
+            listener,
+            app: Arc::new(App::new(Arc::new(index), Access::new(token), addr)),
+            limits,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the process ends.
+    pub fn run(self) -> Result<(), ServeError> {
+        let app = Arc::clone(&self.app);
+        http::serve(
+            self.listener,
+            self.limits,
+            Arc::new(move |r: &Request| app.handle(r)),
+        )
+        .map_err(|source| ServeError::Io {
+            what: "serving".into(),
+            source,
+        })
+    }
+}
+
+fn read_token(p: &Path) -> Result<String, ServeError> {
+    let text = std::fs::read_to_string(p).map_err(|source| ServeError::Io {
+        what: format!("reading the token from {}", p.display()),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// `origami serve`: binds, says where on stdout (`serving http://ADDR/`), and serves.
+pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
+    let server = Server::bind(&args)?;
+    let addr = server.local_addr().map_err(|source| ServeError::Io {
+        what: "reading the bound address".into(),
+        source,
+    })?;
+    let machines = server.app.index.systems().map_or(0, |s| s.len());
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "serving http://{addr}/ ({machines} machines from {}{})",
+        args.index.display(),
+        if args.token.is_some() || args.token_file.is_some() {
+            ", token required"
+        } else {
+            ""
+        }
+    );
+    let _ = out.flush();
+    server.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(check_listen(a("127.0.0.1:1"), None, false).is_ok());
+        assert!(check_listen(a("[::1]:1"), None, false).is_ok());
+        assert!(matches!(
+            check_listen(a("0.0.0.0:1"), None, false),
+            Err(ServeError::Unprotected(_))
+        ));
+        assert!(check_listen(a("0.0.0.0:1"), None, true).is_ok());
+        assert!(check_listen(a("0.0.0.0:1"), Some("0123456789abcdef"), false).is_ok());
+        assert!(matches!(
+            check_listen(a("0.0.0.0:1"), Some("short"), false),
+            Err(ServeError::ShortToken)
+        ));
+    }
+
+    #[test]
+    fn only_loopback_host_names_pass_the_rebinding_guard() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "LOCALHOST",
+            "x.localhost",
+        ] {
+            assert!(host_is_loopback(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1",
+            "[2001:db8::1]:1",
+            "",
+        ] {
+            assert!(!host_is_loopback(Some(bad)), "{bad}");
+        }
+        assert!(host_is_loopback(None));
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+}
