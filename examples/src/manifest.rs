@@ -186,7 +186,12 @@ mod tests {
         .unwrap();
         assert_eq!(m.machines.len(), 2);
         assert_eq!(m.machines[0].name, "a");
-        let names: Vec<String> = m.machines[0].target.disks.iter().map(|d| d.name()).collect();
+        let names: Vec<String> = m.machines[0]
+            .target
+            .disks
+            .iter()
+            .map(|d| d.name())
+            .collect();
         assert_eq!(names, ["/fleet/x.img", "/abs/y.qcow2"]);
         assert_eq!(
             m.machines[0].target.memory.as_ref().map(|m| m.name()),
@@ -251,7 +256,12 @@ mod tests {
         };
         let m =
             Manifest::parse(&file.to_toml(), Path::new("/d"), &CrawlOptions::builder()).unwrap();
-        let names: Vec<String> = m.machines[0].target.disks.iter().map(|d| d.name()).collect();
+        let names: Vec<String> = m.machines[0]
+            .target
+            .disks
+            .iter()
+            .map(|d| d.name())
+            .collect();
         assert_eq!(names, ["/d/w.img"]);
     }
 }

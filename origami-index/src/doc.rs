@@ -12,8 +12,7 @@ use std::collections::HashMap;
 
 use origami_frame::{
     ConfigItem, Connection, Extra, FileItem, Frame, Item, KernelLogRecord, Module, Mount, Os,
-    Package, Process, Section,
-    User,
+    Package, Process, Section, User,
 };
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;

@@ -25,8 +25,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use origami_frame::{
-    ConfigItem, Connection, FileItem, Frame, FrameDiff, KernelLogRecord, Module, Mount, Os, Package,
-    Process, Section, User,
+    ConfigItem, Connection, FileItem, Frame, FrameDiff, KernelLogRecord, Module, Mount, Os,
+    Package, Process, Section, User,
 };
 use serde::Serialize;
 use tantivy::collector::DocSetCollector;
