@@ -33,6 +33,7 @@
 //! assert!(err.to_string().contains("column 6"));
 //! # Ok::<(), origami_index::Error>(())
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod collect;

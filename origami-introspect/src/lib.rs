@@ -71,6 +71,7 @@
 //! println!("{} processes", frame.process.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod crawler;
