@@ -7,7 +7,8 @@
 //! let m = Manifest::parse("[[machine]]\nname = \"web-01\"\ndisks = [\"web-01.qcow2\"]\n",
 //!                         std::path::Path::new("/fleet"),
 //!                         &origami_introspect::CrawlOptions::builder()).unwrap();
-//! assert_eq!(m.machines[0].target.disks[0], std::path::Path::new("/fleet/web-01.qcow2"));
+//! assert!(matches!(&m.machines[0].target.disks[0],
+//!                  origami_introspect::Disk::Path(p) if p == std::path::Path::new("/fleet/web-01.qcow2")));
 //! ```
 #![warn(missing_docs)]
 
