@@ -16,7 +16,7 @@ use origami_examples::fleet::{crawl_fleet_into, target_of, FleetOptions, FleetRe
 use origami_examples::manifest::{MachineSpec, Manifest};
 use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
-use origami_index::{Index, SearchOptions, TantivyIndex};
+use origami_index::{Index, Search, SearchOptions, TantivyIndex};
 use origami_introspect::Crawler;
 use tracing::warn;
 
