@@ -9,8 +9,6 @@
 //! persisted: the first frame after an open diffs item by item). Otherwise each item is
 //! looked up by key id and compared by content hash.
 
-use std::collections::HashMap;
-
 use origami_frame::{Frame, Os};
 use serde::Serialize;
 use tantivy::TantivyDocument;
@@ -19,7 +17,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::content_hash::HashContent;
 use crate::item_doc::{self, ItemDoc};
 use crate::pending::PendingBatch;
-use crate::schema::{build_doc, frame_host, frame_os, Ctx, Fields, KeyId, Version, OPEN};
+use crate::schema::{build_doc, frame_host, frame_os, Ctx, Fields, KeyId, KeyMap, Version, OPEN};
 use crate::IndexStats;
 
 /// One current item version, as the writer remembers it.
@@ -47,11 +45,11 @@ pub(crate) struct SectionDigest {
     duplicates: u64,
 }
 
-/// What the writer knows of one system: its current items (keyed by guest-chosen keys'
-/// ids, so the map is seeded: `RandomState`), and its latest frame.
+/// What the writer knows of one system: its current items (keyed by the ids of keys a
+/// guest chooses, so the map is seeded: [`KeyMap`]), and its latest frame.
 #[derive(Debug, Default)]
 pub(crate) struct SystemState {
-    pub(crate) items: HashMap<KeyId, Current>,
+    pub(crate) items: KeyMap<Current>,
     /// By `Section as usize`: the sections of the latest frame (unknown after a reopen).
     pub(crate) sections: [Option<SectionDigest>; 8],
     pub(crate) last_ts: u64,
@@ -77,7 +75,7 @@ pub(crate) struct FramePlan {
     pub(crate) host: String,
     pub(crate) os: String,
     /// Items new or changed in this frame, with their new state.
-    fresh: HashMap<KeyId, Current>,
+    fresh: KeyMap<Current>,
     /// Items gone since the previous frame.
     removed: Vec<KeyId>,
     /// The current versions to close: changed and removed items.
@@ -140,7 +138,7 @@ pub(crate) fn diff_frame(
             system: system.to_string(),
             ..IndexStats::default()
         },
-        fresh: HashMap::new(),
+        fresh: KeyMap::default(),
         closes: Vec::new(),
         digests: [None; 8],
         docs: Vec::new(),
@@ -176,7 +174,7 @@ struct Differ<'a> {
     state: &'a mut SystemState,
     scratch: &'a mut Scratch,
     stats: IndexStats,
-    fresh: HashMap<KeyId, Current>,
+    fresh: KeyMap<Current>,
     closes: Vec<KeyId>,
     digests: [Option<SectionDigest>; 8],
     docs: Vec<TantivyDocument>,

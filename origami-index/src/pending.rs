@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use origami_frame::Section;
 
 use crate::item_doc::ItemDoc;
-use crate::schema::{KeyId, Version};
+use crate::schema::{KeyId, KeyMap, Version};
 use crate::versions::StoredVersion;
 
 /// `Entry::user` / `Entry::proc_name` when there is none.
@@ -91,8 +91,7 @@ struct FrameCtx {
 pub(crate) struct PendingSystem {
     bytes: Vec<u8>,
     frames: Vec<FrameCtx>,
-    /// Keyed by guest-chosen keys' ids: seeded.
-    open: HashMap<KeyId, Entry>,
+    open: KeyMap<Entry>,
 }
 
 impl PendingSystem {

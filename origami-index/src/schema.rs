@@ -165,6 +165,67 @@ impl KeyField {
     }
 }
 
+/// A map keyed by key ids.
+///
+/// Key ids are hashes of keys a guest chooses, so the map's own hash is keyed by a random
+/// per-process seed: a guest that computed ids to fall into one bucket (the bucket bits of
+/// an unkeyed map are a few bits of the id: 2^15 tries a key) would make each insert a walk
+/// over all the others. The hash is a folded multiply of the id's halves, each mixed with a
+/// half of the seed (foldhash's construction); std's SipHash made re-indexing a frame
+/// measurably slower.
+pub(crate) type KeyMap<V> = std::collections::HashMap<KeyId, V, KeySeed>;
+
+/// The seed of [`KeyMap`]s: random, the same for every map of the process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeySeed(u64, u64);
+
+impl Default for KeySeed {
+    fn default() -> Self {
+        static SEED: std::sync::OnceLock<KeySeed> = std::sync::OnceLock::new();
+        *SEED.get_or_init(|| {
+            use std::hash::BuildHasher;
+            let r = std::collections::hash_map::RandomState::new();
+            // Odd halves: a zero factor would send every id with that half to one bucket.
+            KeySeed(r.hash_one(1u64) | 1, r.hash_one(2u64) | 1)
+        })
+    }
+}
+
+impl std::hash::BuildHasher for KeySeed {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            seed: *self,
+            hash: 0,
+        }
+    }
+}
+
+/// The hasher of [`KeyMap`]s.
+pub(crate) struct KeyHasher {
+    seed: KeySeed,
+    hash: u64,
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `KeyId`s are hashed here (`write_u128`); anything else is folded in 8 bytes
+        // at a time.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u128(KeyId::from(self.hash) << 64 | KeyId::from(u64::from_le_bytes(b)));
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        let p = u128::from(v as u64 ^ self.seed.0) * u128::from((v >> 64) as u64 ^ self.seed.1);
+        self.hash = (p as u64) ^ ((p >> 64) as u64);
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     /// Tests: how many low bits of the indexed half of 128-bit key ids are kept (the rest
@@ -396,5 +457,17 @@ mod tests {
             legacy.id(Section::File, "/etc/passwd"),
             u128::from(xxh3_64(b"file\0/etc/passwd"))
         );
+    }
+
+    #[test]
+    fn key_maps_hash_both_halves_of_an_id() {
+        use std::hash::BuildHasher;
+        let seed = KeySeed::default();
+        for shift in [0, 64] {
+            let hashes: std::collections::HashSet<u64> = (0..10_000u128)
+                .map(|i| seed.hash_one(i << shift ^ 7 << 70))
+                .collect();
+            assert!(hashes.len() > 9_990, "shift {shift}: {}", hashes.len());
+        }
     }
 }
