@@ -1,11 +1,12 @@
 //! Origami's index: the frames of a fleet, searchable like the Web.
 //!
 //! Queries are answered from the index, never from the machines, so a slow or wedged host
-//! never holds up a search. [`Index`] is the seam (add frames, commit, search with facets,
-//! history, what changed); [`TantivyIndex`] is the embedded default, in a folder or in RAM.
-//! One writer ([`TantivyIndex`], the [`Index`] trait) and any number of readers
-//! ([`ReadOnlyIndex`], the [`Search`] trait) share a folder: a reader takes no lock and
-//! never waits on the writer, and sees each commit shortly after it lands.
+//! never holds up a search. Two traits are the seams: [`Search`] (search with facets,
+//! history, what changed) and [`Index`] (a `Search` that also adds frames and commits).
+//! [`TantivyIndex`] is the embedded default, in a folder or in RAM: one writer of a folder,
+//! and any number of [`ReadOnlyIndex`] readers beside it, which take no lock, never wait on
+//! the writer, and see each commit shortly after it lands.
+//!
 //! Each frame item (process, connection, file, config, package, user, module, os) is one
 //! document *version*, valid from the frame that brought it until the frame that changed or
 //! removed it, so the latest state, any earlier state (`as_of:`) and the changes between two
