@@ -9,17 +9,27 @@
 //!
 //! Method: frames are generated in batches of 50 machines outside the timed region; a batch
 //! is timed from its first `add_frame` to the end of its `commit` (which waits for the
-//! indexing threads), so generation never counts and background indexing always does. The raw
-//! floor builds the very same tantivy documents and adds them to a plain writer, batch by
-//! batch, with the same commits, without the versioning (no hashing, no diff, no state).
+//! indexing threads), so generation never counts and background indexing always does. The
+//! index is written in bulk (no near-real-time commits: `commit_interval: None`), one commit
+//! a batch. The raw floor adds one document per item to a plain tantivy writer with the
+//! index's own schema, tokenizer and merge policy, batch by batch, with the same commits,
+//! without the versioning (no diff, no state, no closed versions); its documents are built
+//! here from each item's JSON (every value as text, whole values as exact terms, the
+//! name, path, port and package fields), about the text the index's own documents hold.
+//!
+//! Opening read-only: the time `ReadOnlyIndex::open` takes on the finished index (the
+//! median of 20 opens), and an open followed by a first query, as `origami search` does.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use origami_index::bench_raw::RawIndex;
-use origami_index::frame::Frame;
-use origami_index::synth::Fleet;
-use origami_index::{Index, IndexConfig, SearchOptions, TantivyIndex};
+use origami_index::frame::{Frame, Section};
+use origami_index::tokenizer::{OrigamiTokenizer, TOKENIZER_NAME};
+use origami_index::{Index, IndexConfig, ReadOnlyIndex, Search, SearchOptions, TantivyIndex};
+use origami_testsupport::synth::Fleet;
+use serde_json::Value;
+use tantivy::schema::{Field, Schema};
+use tantivy::TantivyDocument;
 
 const BATCH: usize = 50;
 
@@ -92,6 +102,164 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The raw floor: a plain tantivy index with the schema and tokenizer of an Origami index.
+struct RawIndex {
+    index: tantivy::Index,
+    fields: RawFields,
+}
+
+struct RawFields {
+    system: Field,
+    host: Field,
+    os: Field,
+    kind: Field,
+    key_hash: Field,
+    key_hi: Field,
+    content_hash: Field,
+    valid_from: Field,
+    valid_to: Field,
+    name: Field,
+    path: Field,
+    port: Field,
+    pkg: Field,
+    exact: Field,
+    text: Field,
+    item: Field,
+}
+
+impl RawIndex {
+    /// Creates an (empty) Origami index in `dir` for its schema, then opens it with tantivy.
+    fn create(dir: &Path) -> RawIndex {
+        drop(TantivyIndex::open_or_create(dir).expect("raw index folder"));
+        let index = tantivy::Index::open_in_dir(dir).expect("raw index");
+        index
+            .tokenizers()
+            .register(TOKENIZER_NAME, OrigamiTokenizer::default());
+        let schema: Schema = index.schema();
+        let f = |name: &str| schema.get_field(name).expect(name);
+        let fields = RawFields {
+            system: f("system"),
+            host: f("host"),
+            os: f("os"),
+            kind: f("kind"),
+            key_hash: f("key_hash"),
+            key_hi: f("key_hi"),
+            content_hash: f("content_hash"),
+            valid_from: f("valid_from"),
+            valid_to: f("valid_to"),
+            name: f("name"),
+            path: f("path"),
+            port: f("port"),
+            pkg: f("pkg"),
+            exact: f("exact"),
+            text: f("text"),
+            item: f("item"),
+        };
+        RawIndex { index, fields }
+    }
+
+    /// One document per item of `frame`.
+    fn documents(&self, frame: &Frame) -> Vec<TantivyDocument> {
+        let f = &self.fields;
+        let host = frame
+            .meta
+            .hostname
+            .as_deref()
+            .unwrap_or(frame.system())
+            .to_lowercase();
+        let os = frame.os.id.as_deref().unwrap_or("unknown").to_lowercase();
+        let ts = frame.meta.timestamp.unix_timestamp_nanos().max(0) as u64;
+        let mut out = Vec::with_capacity(frame.item_count());
+        let mut items: Vec<(Section, String, String)> = Vec::with_capacity(frame.item_count());
+        fn push<T: origami_index::frame::Item>(
+            v: &mut Vec<(Section, String, String)>,
+            items: &[T],
+        ) {
+            for x in items {
+                let json = serde_json::to_string(x).unwrap_or_default();
+                v.push((T::SECTION, x.key(), json));
+            }
+        }
+        if !frame.os.is_empty() {
+            push(&mut items, std::slice::from_ref(&frame.os));
+        }
+        push(&mut items, &frame.file);
+        push(&mut items, &frame.config);
+        push(&mut items, &frame.package);
+        push(&mut items, &frame.user);
+        push(&mut items, &frame.process);
+        push(&mut items, &frame.connection);
+        push(&mut items, &frame.module);
+        for (section, key, json) in items {
+            let mut d = TantivyDocument::new();
+            d.add_text(f.system, frame.system());
+            d.add_text(f.host, &host);
+            d.add_text(f.os, &os);
+            d.add_text(f.kind, section.name());
+            let mut kb = Vec::with_capacity(key.len() + 16);
+            kb.extend_from_slice(section.name().as_bytes());
+            kb.push(0);
+            kb.extend_from_slice(key.as_bytes());
+            let id = xxhash_rust::xxh3::xxh3_128(&kb);
+            d.add_u64(f.key_hash, id as u64);
+            d.add_u64(f.key_hi, (id >> 64) as u64);
+            d.add_u64(f.content_hash, xxhash_rust::xxh3::xxh3_64(json.as_bytes()));
+            d.add_u64(f.valid_from, ts);
+            d.add_u64(f.valid_to, u64::MAX);
+            let v: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+            let mut text = String::with_capacity(json.len());
+            if let Value::Object(m) = &v {
+                for (k, val) in m {
+                    match (k.as_str(), val) {
+                        ("name", Value::String(s)) => d.add_text(f.name, s.to_lowercase()),
+                        ("path", Value::String(s)) => {
+                            d.add_text(f.path, s.to_lowercase());
+                            let base = s.rsplit('/').find(|p| !p.is_empty()).unwrap_or(s);
+                            d.add_text(f.name, base.to_lowercase());
+                        }
+                        ("local_port" | "remote_port", Value::Number(n)) => {
+                            d.add_text(f.port, n.to_string())
+                        }
+                        _ => {}
+                    }
+                    if section == Section::Package && k == "name" {
+                        if let Value::String(s) = val {
+                            d.add_text(f.pkg, s.to_lowercase());
+                        }
+                    }
+                    leaf_text(val, &mut text, &mut |s| {
+                        if !s.is_empty() && s.len() <= 64 {
+                            d.add_text(f.exact, s.to_lowercase());
+                        }
+                    });
+                }
+            }
+            d.add_text(f.text, &text);
+            d.add_text(f.item, &json);
+            out.push(d);
+        }
+        out
+    }
+}
+
+/// Every leaf of `v` as text (strings, numbers), each string also handed to `exact`.
+fn leaf_text(v: &Value, text: &mut String, exact: &mut dyn FnMut(&str)) {
+    match v {
+        Value::String(s) => {
+            text.push(' ');
+            text.push_str(s);
+            exact(s);
+        }
+        Value::Number(n) => {
+            text.push(' ');
+            text.push_str(&n.to_string());
+        }
+        Value::Array(a) => a.iter().for_each(|x| leaf_text(x, text, exact)),
+        Value::Object(o) => o.values().for_each(|x| leaf_text(x, text, exact)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries without `--bench`: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
@@ -104,7 +272,10 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("target/origami-bench"));
     let fleet = Fleet::new(machines, items);
-    let config = IndexConfig::default();
+    let config = IndexConfig {
+        commit_interval: None,
+        ..IndexConfig::default()
+    };
     println!(
         "# origami-index benchmark: {machines} machines x ~{items} items, writer {} threads / {} MiB",
         config.writer_threads,
@@ -114,7 +285,7 @@ fn main() {
     // Raw tantivy floor.
     let raw_dir = root.join(format!("raw-{raw_machines}"));
     let _ = std::fs::remove_dir_all(&raw_dir);
-    let raw = RawIndex::create(&raw_dir).expect("raw index");
+    let raw = RawIndex::create(&raw_dir);
     let mut w: tantivy::IndexWriter = raw
         .index
         .writer_with_num_threads(config.writer_threads, config.writer_memory)
@@ -240,6 +411,21 @@ fn main() {
     all.sort();
     all_cpu.sort();
 
+    // Opening read-only, as `origami search` does, while the writer holds the folder.
+    let mut opens = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let ro = ReadOnlyIndex::open(&dir).expect("open read-only");
+        opens.push(t.elapsed());
+        drop(ro);
+    }
+    opens.sort();
+    let t = Instant::now();
+    let ro = ReadOnlyIndex::open(&dir).expect("open read-only");
+    let found = ro.search(&queries[1], &opts).expect("search").total_hits;
+    let open_search = t.elapsed();
+    drop(ro);
+
     println!();
     println!("| measure | value |");
     println!("|---|---|");
@@ -306,6 +492,13 @@ fn main() {
         "| query mix p50 / p99, CPU time of the searching thread | {:.2} ms / {:.2} ms |",
         ms(pct(&all_cpu, 0.5)),
         ms(pct(&all_cpu, 0.99))
+    );
+    println!(
+        "| open read-only: median / max of 20; open + first query (`{}`, {found} items) | {:.2} ms / {:.2} ms; {:.2} ms |",
+        queries[1],
+        ms(pct(&opens, 0.5)),
+        ms(pct(&opens, 1.0)),
+        ms(open_search)
     );
     println!();
     println!("| query | items matched | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms |");

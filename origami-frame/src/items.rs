@@ -402,7 +402,15 @@ impl Item for Connection {
     }
 }
 
-fn join_host_port(addr: &str, port: u16) -> String {
+/// An address and a port as one endpoint, the way connection keys write them:
+/// `10.0.0.5:443`, and an IPv6 address in brackets, `[::1]:22` (any address with a `:`).
+///
+/// ```
+/// use origami_frame::join_host_port;
+/// assert_eq!(join_host_port("10.0.0.5", 443), "10.0.0.5:443");
+/// assert_eq!(join_host_port("::1", 22), "[::1]:22");
+/// ```
+pub fn join_host_port(addr: &str, port: u16) -> String {
     if addr.contains(':') {
         format!("[{addr}]:{port}")
     } else {

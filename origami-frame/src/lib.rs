@@ -39,8 +39,8 @@ mod jsonl;
 pub use diff::{Changed, DiffCounts, FrameDiff, SectionDiff};
 pub use frame::{FeatureError, Frame, FrameMeta, SCHEMA_VERSION};
 pub use items::{
-    ConfigItem, Connection, Extra, FileItem, FileType, Item, KernelLogRecord, Module, Mount, Os,
-    Package, Process, Section, User,
+    join_host_port, ConfigItem, Connection, Extra, FileItem, FileType, Item, KernelLogRecord,
+    Module, Mount, Os, Package, Process, Section, User,
 };
 pub use jsonl::{FrameReader, FrameWriter, JsonlError, DEFAULT_MAX_LINE};
 pub use time::OffsetDateTime;

@@ -1,8 +1,12 @@
 //! Origami's index: the frames of a fleet, searchable like the Web.
 //!
 //! Queries are answered from the index, never from the machines, so a slow or wedged host
-//! never holds up a search. [`Index`] is the seam (add frames, commit, search with facets,
-//! history, what changed); [`TantivyIndex`] is the embedded default, in a folder or in RAM.
+//! never holds up a search. Two traits are the seams: [`Search`] (search with facets,
+//! history, what changed) and [`Index`] (a `Search` that also adds frames and commits).
+//! [`TantivyIndex`] is the embedded default, in a folder or in RAM: one writer of a folder,
+//! and any number of [`ReadOnlyIndex`] readers beside it, which take no lock, never wait on
+//! the writer, and see each commit shortly after it lands.
+//!
 //! Each frame item (process, connection, file, config, package, user, module, os) is one
 //! document *version*, valid from the frame that brought it until the frame that changed or
 //! removed it, so the latest state, any earlier state (`as_of:`) and the changes between two
@@ -10,7 +14,7 @@
 //!
 //! ```
 //! use origami_index::frame::{Connection, Frame, Process};
-//! use origami_index::{Index, SearchOptions, TantivyIndex};
+//! use origami_index::{Index, Search, SearchOptions, TantivyIndex};
 //!
 //! let index = TantivyIndex::in_ram()?;
 //! let mut f = Frame::new("web-01");
@@ -37,11 +41,19 @@
 #![warn(missing_docs)]
 
 mod collect;
-mod doc;
+mod compile;
+mod content_hash;
+mod diff;
+mod item_doc;
+mod key_query;
+mod pending;
 pub mod query;
-pub mod synth;
-mod tantivy_index;
+mod read;
+mod schema;
+mod snippet;
 pub mod tokenizer;
+mod versions;
+mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,10 +65,9 @@ use time::OffsetDateTime;
 pub use origami_frame as frame;
 pub use origami_frame::{FrameDiff, Section};
 pub use query::{parse as parse_query, ParsedQuery, QueryError};
-pub use tantivy_index::{IndexConfig, TantivyIndex};
-
-#[doc(hidden)]
-pub use tantivy_index::raw as bench_raw;
+pub use read::ReadOnlyIndex;
+pub use schema::IndexConfig;
+pub use writer::TantivyIndex;
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +85,21 @@ pub enum Error {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A folder opened read-only holds no index.
+    #[error("no index at {path}")]
+    NoIndex {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Tantivy refused a document (its indexing threads died: an I/O error, a full disk):
+    /// the writer went back to the last commit, and the frames added since are dropped.
+    #[error("the index writer failed ({source}); rolled back to the last commit, dropping the {frames} frame(s) added since")]
+    RolledBack {
+        /// Frames dropped (the failed one included).
+        frames: u64,
+        /// The cause.
+        source: tantivy::TantivyError,
     },
     /// A frame without `_frame.system` cannot be indexed: versions are kept per system.
     #[error("the frame has no system id (_frame.system is empty)")]
@@ -102,14 +128,10 @@ pub enum Error {
 /// The index's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A searchable store of frames. Implementations are shared between threads.
-pub trait Index: Send + Sync {
-    /// Adds a frame: only the items that differ from the system's current state are written.
-    /// Nothing is visible to searches, nor durable, before [`Index::commit`].
-    fn add_frame(&self, frame: &origami_frame::Frame) -> Result<IndexStats>;
-    /// Makes everything added so far durable and searchable. When it returns, a crash loses
-    /// nothing added before the call.
-    fn commit(&self) -> Result<()>;
+/// Searches over frames: what a read-only handle ([`ReadOnlyIndex`]) and the writer
+/// ([`TantivyIndex`]) both answer, from the last commit they loaded. Implementations are
+/// shared between threads.
+pub trait Search: Send + Sync {
     /// Runs a query (see [`query`] for the language), grouped by machine and ranked.
     fn search(&self, query: &str, options: &SearchOptions) -> Result<SearchResults>;
     /// Facet counts of a query's matching items, without loading any hit.
@@ -124,6 +146,19 @@ pub trait Index: Send + Sync {
     fn history(&self, system: &str) -> Result<Vec<FrameVersion>>;
     /// What changed on `system` between the states at `from` and at `to`.
     fn changes(&self, system: &str, from: OffsetDateTime, to: OffsetDateTime) -> Result<FrameDiff>;
+}
+
+/// A store of frames that takes new ones: the one writer of an index.
+pub trait Index: Search {
+    /// Adds a frame: only the items that differ from the system's current state are written.
+    /// Nothing is visible to searches, nor durable, before a commit: [`Index::commit`], or
+    /// the near-real-time commit [`IndexConfig::commit_interval`] makes at the next
+    /// `add_frame` (which never commits otherwise). When it fails, the index and the
+    /// writer's state are as they were before the call (but see [`Error::RolledBack`]).
+    fn add_frame(&self, frame: &origami_frame::Frame) -> Result<IndexStats>;
+    /// Makes everything added so far durable and searchable. When it returns, a crash loses
+    /// nothing added before the call.
+    fn commit(&self) -> Result<()>;
 }
 
 /// How to run a search.

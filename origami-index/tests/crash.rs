@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use origami_index::synth::Fleet;
-use origami_index::{Index, SearchOptions, TantivyIndex};
+use origami_index::{Index, Search, SearchOptions, TantivyIndex};
+use origami_testsupport::synth::Fleet;
 
 const CHILD_ENV: &str = "ORIGAMI_CRASH_CHILD_DIR";
 const MACHINES: usize = 40;

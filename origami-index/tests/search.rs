@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use origami_index::frame::{ConfigItem, Connection, FileType, Frame, Item, Section};
-use origami_index::synth::Fleet;
-use origami_index::{Index, SearchOptions, SearchResults, TantivyIndex};
+use origami_index::{Index, Search, SearchOptions, SearchResults, TantivyIndex};
+use origami_testsupport::synth::Fleet;
 use serde_json::Value;
 use time::OffsetDateTime;
 

@@ -9,6 +9,9 @@
 //! Where the fixtures are missing, [`fixtures`] prints why and returns `None` so the test
 //! can skip, except under `CI=true`, where a missing fixture is a failure.
 //!
+//! [`synth`] makes a synthetic fleet's frames (deterministic, no fixture needed) for the
+//! index tests and benchmarks.
+//!
 //! ```no_run
 //! # fn main() {
 //! let Some(fx) = origami_testsupport::fixtures() else { return };
@@ -23,6 +26,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub mod qemu;
+pub mod synth;
 pub mod truth;
 
 /// The unpacked fixtures: every path of `unpack.sh`'s DEST.

@@ -18,7 +18,7 @@ use origami_examples::fleet::crawl_into_index;
 use origami_examples::manifest::Manifest;
 use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
-use origami_index::{Index, SearchOptions, TantivyIndex};
+use origami_index::{Index, ReadOnlyIndex, Search, SearchOptions, TantivyIndex};
 use origami_introspect::fleet::{read_nothing, Fleet, FleetReport};
 use origami_introspect::{CrawlOptions, CrawlOptionsBuilder, Crawler, Limits, Target};
 use tracing::warn;
@@ -393,7 +393,7 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
         fleet = fleet.timeout(limit);
     }
     let mut fleet = fleet.build(options.build()?);
-    let index = open_index(&a.index, true)?;
+    let index = open_index(&a.index)?;
     let mut frames_out = match &a.frames {
         Some(p) => Some(FrameWriter::new(BufWriter::new(
             File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -418,19 +418,24 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
     )
 }
 
-fn open_index(dir: &Path, create: bool) -> Result<TantivyIndex> {
-    if !create && !dir.join("meta.json").exists() {
-        bail!(
-            "no index at {} (build one with `origami crawl-fleet MANIFEST --index {0}` or `origami index --index {0} FRAMES.jsonl`)",
-            dir.display()
-        );
-    }
+fn open_index(dir: &Path) -> Result<TantivyIndex> {
     TantivyIndex::open_or_create(dir)
         .with_context(|| format!("opening the index at {}", dir.display()))
 }
 
+/// Opens an index to search it: no lock, so it works while `crawl-fleet` writes the folder.
+fn open_reader(dir: &Path) -> Result<ReadOnlyIndex> {
+    match ReadOnlyIndex::open(dir) {
+        Err(origami_index::Error::NoIndex { .. }) => bail!(
+            "no index at {} (build one with `origami crawl-fleet MANIFEST --index {0}` or `origami index --index {0} FRAMES.jsonl`)",
+            dir.display()
+        ),
+        r => r.with_context(|| format!("opening the index at {}", dir.display())),
+    }
+}
+
 fn cmd_index(a: IndexArgs) -> Result<ExitCode> {
-    let index = open_index(&a.index, true)?;
+    let index = open_index(&a.index)?;
     let (mut frames, mut items, mut bad) = (0u64, 0u64, 0u64);
     let t = Instant::now();
     for path in &a.frames {
@@ -466,7 +471,7 @@ fn cmd_index(a: IndexArgs) -> Result<ExitCode> {
 }
 
 fn cmd_search(a: SearchArgs) -> Result<ExitCode> {
-    let index = open_index(&a.index, false)?;
+    let index = open_reader(&a.index)?;
     let as_of = match &a.as_of {
         Some(t) => Some(origami_index::query::parse_instant(t).with_context(|| {
             format!("--as-of {t:?}: not a time (use RFC 3339, e.g. 2026-11-20T10:00Z)")
@@ -500,7 +505,7 @@ fn cmd_search(a: SearchArgs) -> Result<ExitCode> {
 }
 
 fn cmd_history(a: HistoryArgs) -> Result<ExitCode> {
-    let index = open_index(&a.index, false)?;
+    let index = open_reader(&a.index)?;
     let versions = index.history(&a.host)?;
     if versions.is_empty() {
         bail!("no frames of {:?} in the index", a.host);
@@ -547,7 +552,7 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         std::fs::remove_dir_all(&index_dir)
             .with_context(|| format!("clearing {}", index_dir.display()))?;
     }
-    let index = open_index(&index_dir, true)?;
+    let index = open_index(&index_dir)?;
     let mut fleet = Fleet::builder().jobs(a.jobs).build(options.build()?);
     writeln!(
         out,

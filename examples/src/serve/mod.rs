@@ -31,14 +31,14 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use origami_index::{FrameVersion, Index, TantivyIndex};
+use origami_index::{FrameVersion, ReadOnlyIndex, Search, TantivyIndex};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use self::http::{Limits, Method, Request, Response};
 
-/// What the server needs of an index: the [`Index`] reads, and the list of systems.
-pub trait ServedIndex: Index {
+/// What the server needs of an index: the [`Search`] reads, and the list of systems.
+pub trait ServedIndex: Search {
     /// Every system and the time of its latest frame, sorted by system.
     fn systems(&self) -> origami_index::Result<Vec<(String, OffsetDateTime)>>;
 }
@@ -46,6 +46,12 @@ pub trait ServedIndex: Index {
 impl ServedIndex for TantivyIndex {
     fn systems(&self) -> origami_index::Result<Vec<(String, OffsetDateTime)>> {
         TantivyIndex::systems(self)
+    }
+}
+
+impl ServedIndex for ReadOnlyIndex {
+    fn systems(&self) -> origami_index::Result<Vec<(String, OffsetDateTime)>> {
+        ReadOnlyIndex::systems(self)
     }
 }
 
@@ -338,14 +344,20 @@ impl Server {
             (None, None) => None,
         };
         check_listen(args.listen, token.as_deref(), args.insecure_no_auth)?;
-        if !args.index.join("meta.json").exists() {
-            return Err(ServeError::NoIndex(args.index.clone()));
-        }
-        let index =
-            TantivyIndex::open_or_create(&args.index).map_err(|source| ServeError::Index {
-                path: args.index.clone(),
-                source,
-            })?;
+        // Read-only: no lock, so `crawl-fleet` (or another writer) can feed the same folder
+        // while the page is served; the reader picks up each commit.
+        let index = match ReadOnlyIndex::open(&args.index) {
+            Ok(index) => index,
+            Err(origami_index::Error::NoIndex { .. }) => {
+                return Err(ServeError::NoIndex(args.index.clone()))
+            }
+            Err(source) => {
+                return Err(ServeError::Index {
+                    path: args.index.clone(),
+                    source,
+                })
+            }
+        };
         let listener = TcpListener::bind(args.listen).map_err(|source| ServeError::Io {
             what: format!("listening on {}", args.listen),
             source,
