@@ -20,7 +20,7 @@ use fatfs::{FileAttributes, FsOptions};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
-use super::bytes::le16;
+use origami_core::bytes::le16;
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
 

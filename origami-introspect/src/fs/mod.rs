@@ -29,7 +29,6 @@ pub use origami_frame::FileType;
 
 use crate::error::{Error, Result};
 
-mod bytes;
 mod ext4;
 mod fat;
 pub mod fstab;
@@ -181,7 +180,7 @@ pub fn sniff(source: &dyn ReadAt) -> Result<Option<FsKind>> {
     if source.len() >= 2048 {
         let mut magic = [0u8; 2];
         source.read_at(1024 + ext4::MAGIC_OFFSET as u64, &mut magic)?;
-        if bytes::le16(&magic, 0) == ext4::MAGIC {
+        if origami_core::bytes::le16(&magic, 0) == ext4::MAGIC {
             return Ok(Some(FsKind::Ext4));
         }
     }
