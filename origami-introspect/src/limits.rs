@@ -49,28 +49,38 @@ pub struct Limits {
     pub dpkg_status: u64,
     /// `/etc/passwd` and `/etc/group`, each. Default 4 MiB.
     pub passwd: u64,
-    /// `/etc/os-release` (and `/usr/lib/os-release`). Default 64 KiB.
+    /// `/etc/os-release` (and `/usr/lib/os-release`); a larger one is an error of the
+    /// `os` section, whose os-release fields are then left out. Default 64 KiB.
     pub os_release: u64,
-    /// `/etc/fstab`, read to assemble the guest's tree. Default 1 MiB.
+    /// `/etc/fstab`, read to assemble the guest's tree; a larger one is a `disk` error and
+    /// the tree is the root file system alone. Default 1 MiB.
     pub fstab: u64,
-    /// One process's command line, read from its memory. Default 128 KiB.
+    /// One process's command line, read from its memory; a longer one keeps its first
+    /// bytes and is an error of the `process` section naming the process. Default 128 KiB.
     pub cmdline: u64,
-    /// The kernel's BTF blob (its type layouts), found in memory. Default 64 MiB.
+    /// The kernel's BTF blob (its type layouts), found in memory; a larger one is a
+    /// `kernel` error (no layouts, so no memory section). Default 64 MiB.
     pub btf: u64,
 
     // --- list lengths ---
     /// The tree walks of the `file` and `config` sections: entries in all, depth, entries
     /// of one directory. Default 10,000,000 entries, 512 levels, 1,000,000 a directory.
     pub walk: WalkLimits,
-    /// Tasks walked on the kernel's task list. Default 65,536.
+    /// Tasks walked on the kernel's task list; the tasks before the bound are kept (for
+    /// processes and connections alike). Default 65,536.
     pub tasks: usize,
-    /// Open-file slots read per task (for the sockets it holds). Default 65,536.
+    /// Open-file slots read per task (for the sockets it holds); a task with more is an
+    /// error of the `connection` section and its sockets are not read. Default 65,536.
     pub fds_per_task: u64,
-    /// Sockets read from the kernel's socket tables. Default 262,144.
+    /// Sockets read in all, through the tasks' open files and TCP's hash; the sockets
+    /// before the bound are kept. Default 262,144.
     pub sockets: usize,
-    /// Kernel modules walked on the module list. Default 4,096.
+    /// Kernel modules walked on the module list; the modules before the bound are kept.
+    /// Default 4,096.
     pub modules: usize,
-    /// Symbols in the kernel's kallsyms table. Default 2,000,000.
+    /// Symbols in the kernel's kallsyms table; a larger table is a `kernel` error (no
+    /// symbols, so no memory section). A table of more than 2,000,000 is never taken for
+    /// kallsyms, whatever this bound. Default 2,000,000.
     pub symbols: u32,
 
     // --- time ---

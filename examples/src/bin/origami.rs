@@ -143,7 +143,7 @@ struct CrawlArgs {
 #[derive(Args)]
 struct FleetArgs {
     /// The fleet manifest (`[[machine]]` tables: name, disks, memory, system_map,
-    /// backing_dirs).
+    /// backing_dirs, and a `[machine.limits]` table of that machine's own bounds).
     manifest: PathBuf,
     /// The index folder (created when missing).
     #[arg(long, value_name = "DIR")]
