@@ -183,14 +183,15 @@ pub fn tasks_with(k: &Kernel, km: &Kmem<'_>, bounds: &Bounds) -> Result<(Vec<Tas
     );
     let mut errors: Vec<Error> = err.into_iter().collect();
     let per_task = std::mem::size_of::<Task>() as u64 + 16;
-    let held = match bounds.budget.reserve(
-        "kernel task list",
-        per_task.saturating_mul(nodes.len() as u64),
-    ) {
-        Ok(h) => h,
-        Err(e) => return Err(e),
-    };
-    held.keep();
+    // The tasks are held to the crawl's end (the processes and connections come from
+    // them).
+    bounds
+        .budget
+        .reserve(
+            "kernel task list",
+            per_task.saturating_mul(nodes.len() as u64),
+        )?
+        .keep();
     let mut out = Vec::with_capacity(nodes.len());
     let tries = if km.is_live() { 3 } else { 1 };
     for node in nodes {
