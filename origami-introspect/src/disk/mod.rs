@@ -1,4 +1,4 @@
-//! Disk-side crawlers: each reads the guest tree ([`GuestTree`](crate::fs::GuestTree)) and
+//! Disk-side crawlers: each reads the guest tree ([`GuestTree`]) and
 //! yields one frame section, plus the problems it met (which the crawler records in
 //! `_frame.errors` while the other sections go on).
 //!
