@@ -89,6 +89,7 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
             memory: None,
             system_map: None,
             backing_dirs: Vec::new(),
+            limits: None,
         });
     }
     let path = dir.join("fleet.toml");

@@ -9,17 +9,139 @@
 //! system_map = "maps/System.map"   # optional
 //! backing_dirs = ["images/base"]   # optional: folders its images may name backing
 //!                                  # files and extents in, besides their own
+//!
+//! [machine.limits]                 # optional: this machine's own bounds (see `Limits`)
+//! memory = "2G"                    # sizes: bytes, or with K, M, G, T (powers of 1024)
+//! section_timeout = 30             # seconds (fractions allowed)
+//! tasks = 100000                   # also: cmdline, fds, sockets, modules, symbols, btf,
+//!                                  # file_size, config_size, entries
 //! ```
 //!
 //! Relative paths are resolved against the manifest's folder. A machine with
-//! `backing_dirs` is crawled with its own options: the fleet's plus those folders
-//! ([`CrawlOptionsBuilder::allow_backing_dir`]).
+//! `backing_dirs` or `limits` is crawled with its own options: the fleet's plus those
+//! folders ([`CrawlOptionsBuilder::allow_backing_dir`]) and with those bounds over the
+//! fleet's ([`CrawlOptionsBuilder::limits`]); the command line's `--max-*` flags use the
+//! same names.
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use origami_introspect::fleet::Machine;
-use origami_introspect::{CrawlOptionsBuilder, Target};
+use origami_introspect::{CrawlOptionsBuilder, Limits, Target};
 use serde::{Deserialize, Serialize};
+
+/// A size in bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024; `KiB`, `MB` ... are read
+/// the same). The command line's and the manifest's one reading of sizes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)")),
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)"))
+}
+
+/// A size in a manifest: a number of bytes or a string such as `"64K"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Size::Bytes(n) => Ok(*n),
+            Size::Text(t) => parse_size(t),
+        }
+    }
+}
+
+/// A machine's own bounds (`[machine.limits]`), each over the fleet's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MachineLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) memory: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) section_timeout: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) file_size: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) config_size: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) entries: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tasks: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cmdline: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sockets: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) modules: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) symbols: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) btf: Option<Size>,
+}
+
+impl MachineLimits {
+    /// `base` with these bounds over it (`file_size` caps every file read whole, as the
+    /// command line's `--max-file-size`).
+    fn over(&self, base: Limits) -> Result<Limits, String> {
+        let mut l = base;
+        if let Some(s) = &self.file_size {
+            let n = s.bytes()?;
+            for b in [
+                &mut l.config_file,
+                &mut l.dpkg_status,
+                &mut l.passwd,
+                &mut l.os_release,
+                &mut l.fstab,
+            ] {
+                *b = (*b).min(n);
+            }
+        }
+        if let Some(s) = &self.config_size {
+            l.config_file = s.bytes()?;
+        }
+        if let Some(s) = &self.memory {
+            l.memory = s.bytes()?;
+        }
+        if let Some(secs) = self.section_timeout {
+            l.section_time = Some(
+                Duration::try_from_secs_f64(secs)
+                    .map_err(|_| format!("section_timeout {secs}: not a number of seconds"))?,
+            );
+        }
+        if let Some(s) = &self.cmdline {
+            l.cmdline = s.bytes()?;
+        }
+        if let Some(s) = &self.btf {
+            l.btf = s.bytes()?;
+        }
+        l.walk.max_entries = self.entries.unwrap_or(l.walk.max_entries);
+        l.tasks = self.tasks.unwrap_or(l.tasks);
+        l.fds_per_task = self.fds.unwrap_or(l.fds_per_task);
+        l.sockets = self.sockets.unwrap_or(l.sockets);
+        l.modules = self.modules.unwrap_or(l.modules);
+        l.symbols = self.symbols.unwrap_or(l.symbols);
+        Ok(l)
+    }
+}
 
 /// A fleet read from a manifest.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +190,14 @@ pub enum ManifestError {
         /// Why.
         source: origami_introspect::Error,
     },
+    /// A machine's `[machine.limits]` holds a value that does not parse.
+    #[error("machine {name:?}: limits: {what}")]
+    Limits {
+        /// The machine.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
 }
 
 /// One `[[machine]]` table as written in the file.
@@ -83,6 +213,8 @@ pub(crate) struct Entry {
     pub(crate) system_map: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) backing_dirs: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) limits: Option<MachineLimits>,
 }
 
 /// The file's top level.
@@ -139,10 +271,27 @@ impl Manifest {
                 target = target.with_system_map(abs(s));
             }
             let mut machine = Machine::new(e.name, target);
-            if !e.backing_dirs.is_empty() {
+            if !e.backing_dirs.is_empty() || e.limits.is_some() {
                 let mut own = options.clone();
                 for d in &e.backing_dirs {
                     own = own.allow_backing_dir(abs(d));
+                }
+                if let Some(ml) = &e.limits {
+                    let fleet =
+                        options
+                            .clone()
+                            .build()
+                            .map_err(|source| ManifestError::Options {
+                                name: machine.name.clone(),
+                                source,
+                            })?;
+                    let l = ml
+                        .over(*fleet.limits())
+                        .map_err(|what| ManifestError::Limits {
+                            name: machine.name.clone(),
+                            what,
+                        })?;
+                    own = own.limits(l);
                 }
                 let own = own.build().map_err(|source| ManifestError::Options {
                     name: machine.name.clone(),
@@ -252,6 +401,11 @@ mod tests {
                 memory: None,
                 system_map: None,
                 backing_dirs: vec![],
+                limits: Some(MachineLimits {
+                    memory: Some(Size::Text("2G".into())),
+                    tasks: Some(7),
+                    ..MachineLimits::default()
+                }),
             }],
         };
         let m =
@@ -263,5 +417,36 @@ mod tests {
             .map(|d| d.name())
             .collect();
         assert_eq!(names, ["/d/w.img"]);
+        let l = m.machines[0].options.as_ref().unwrap().limits();
+        assert_eq!((l.memory, l.tasks), (2 << 30, 7));
+    }
+
+    #[test]
+    fn limits_give_a_machine_its_own_bounds_over_the_fleets() {
+        let mut fleet = Limits::DEFAULT;
+        fleet.modules = 9;
+        let m = Manifest::parse(
+            "[[machine]]\nname = \"a\"\ndisks = [\"a.img\"]\n[machine.limits]\nmemory = \"64M\"\nsection_timeout = 1.5\ntasks = 100\nfile_size = 4096\nbtf = 1048576\n\n[[machine]]\nname = \"b\"\ndisks = [\"b.img\"]\n",
+            Path::new("/fleet"),
+            &CrawlOptions::builder().limits(fleet),
+        )
+        .unwrap();
+        let l = m.machines[0].options.as_ref().unwrap().limits();
+        assert_eq!(l.memory, 64 << 20);
+        assert_eq!(l.section_time, Some(Duration::from_millis(1500)));
+        assert_eq!(l.tasks, 100);
+        assert_eq!(l.btf, 1 << 20);
+        assert_eq!((l.dpkg_status, l.passwd, l.os_release), (4096, 4096, 4096));
+        assert_eq!(l.modules, 9, "the fleet's own bound stays");
+        assert!(m.machines[1].options.is_none());
+        for bad in ["memory = \"12Q\"", "taks = 3", "section_timeout = -1.0"] {
+            let text = format!(
+                "[[machine]]\nname = \"a\"\ndisks = [\"a.img\"]\n[machine.limits]\n{bad}\n"
+            );
+            assert!(
+                Manifest::parse(&text, Path::new("/"), &CrawlOptions::builder()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -31,9 +31,9 @@ use origami_frame::{Frame, Section};
 
 use crate::disk::{config, file, os, package, user};
 use crate::error::{Error, Result};
-use crate::fs::fstab::{assemble, Assembly, PartitionInfo, Volume};
-use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree};
-use crate::limits::Limits;
+use crate::fs::fstab::{assemble_with, Assembly, PartitionInfo, Volume};
+use crate::fs::{open_filesystem_with, sniff, Ext4Options, FsKind, GuestTree};
+use crate::limits::{Budget, Deadline, Limits, EXT4_CACHE_BYTES};
 use crate::linux::{self, LinuxOptions, MEMORY_SECTIONS};
 use crate::target::{Disk, Memory, Target};
 use crate::timing::millis;
@@ -334,12 +334,36 @@ fn disk_volumes(
 /// Opens the disks of a target and assembles the guest's tree. Problems that did not stop
 /// the assembly (an unreadable partition, an fstab line naming no disk) are returned too.
 pub fn open_guest(disks: &[Disk], options: DiskOptions) -> Result<(Assembly, Vec<Error>)> {
+    open_guest_with(disks, options, &Limits::DEFAULT, &Budget::unlimited())
+}
+
+/// As [`open_guest`], within `limits` (the size of `/etc/fstab`) and a crawl's memory
+/// `budget`, on which each ext4 volume's block cache ([`EXT4_CACHE_BYTES`]) is reserved
+/// for the crawl; a volume the budget cannot hold is left out and reported.
+pub fn open_guest_with(
+    disks: &[Disk],
+    options: DiskOptions,
+    limits: &Limits,
+    budget: &Budget,
+) -> Result<(Assembly, Vec<Error>)> {
     let mut volumes = Vec::new();
     let mut problems = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
         let image = open_disk(disk, &options)?;
         let (v, e) = disk_volumes(image, i, options.ext4);
-        volumes.extend(v);
+        for v in v {
+            if v.fs.info().kind == FsKind::Ext4 {
+                let what = format!("{} (ext4 block cache)", v.fs.info().source);
+                match budget.reserve(what, EXT4_CACHE_BYTES) {
+                    Ok(held) => held.keep(),
+                    Err(e) => {
+                        problems.push(e);
+                        continue;
+                    }
+                }
+            }
+            volumes.push(v);
+        }
         problems.extend(e);
     }
     if volumes.is_empty() {
@@ -350,7 +374,7 @@ pub fn open_guest(disks: &[Disk], options: DiskOptions) -> Result<(Assembly, Vec
             },
         });
     }
-    Ok((assemble(volumes)?, problems))
+    Ok((assemble_with(volumes, limits.fstab, budget)?, problems))
 }
 
 impl Crawler {
@@ -374,6 +398,7 @@ impl Crawler {
             });
         }
         let start = Instant::now();
+        let budget = Budget::new(self.options.limits.memory);
         let names: Vec<String> = target
             .disks
             .iter()
@@ -393,7 +418,12 @@ impl Crawler {
             .any(|s| self.options.sections.contains(s));
         if !target.disks.is_empty() && wants_disk {
             let t = Instant::now();
-            let opened = open_guest(&target.disks, self.options.disk.clone());
+            let opened = open_guest_with(
+                &target.disks,
+                self.options.disk.clone(),
+                &self.options.limits,
+                &budget,
+            );
             frame.meta.timings.insert("disk".into(), millis(t));
             match opened {
                 Ok((assembly, problems)) => {
@@ -403,13 +433,13 @@ impl Crawler {
                     for note in &assembly.notes {
                         frame.record_error("disk", note.clone());
                     }
-                    self.crawl_tree(&assembly.tree, &mut frame);
+                    self.crawl_tree_with(&assembly.tree, &mut frame, &budget);
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),
             }
         }
         if let Some(memory) = &target.memory {
-            self.crawl_memory(memory, target.system_map.as_deref(), &mut frame);
+            self.crawl_memory_with(memory, target.system_map.as_deref(), &mut frame, &budget);
         }
         if self.options.system.is_none() {
             if let Some(h) = &frame.meta.hostname {
@@ -420,17 +450,19 @@ impl Crawler {
         Ok(frame)
     }
 
-    /// The memory crawl's options: the cache and sections in force, and `system_map`.
-    fn linux_options(&self, system_map: Option<&Path>) -> LinuxOptions {
-        LinuxOptions {
-            system_map: system_map.map(Path::to_path_buf),
-            cache_dir: self
-                .options
-                .cache_dir
-                .clone()
-                .filter(|_| self.options.use_cache),
-            sections: self.options.sections.clone(),
-        }
+    /// The memory crawl's options: the cache, sections and limits in force, `system_map`,
+    /// and the crawl's memory `budget`.
+    fn linux_options(&self, system_map: Option<&Path>, budget: &Budget) -> LinuxOptions {
+        let mut o = LinuxOptions::default().with_limits(self.options.limits);
+        o.system_map = system_map.map(Path::to_path_buf);
+        o.cache_dir = self
+            .options
+            .cache_dir
+            .clone()
+            .filter(|_| self.options.use_cache);
+        o.sections = self.options.sections.clone();
+        o.budget = Some(budget.clone());
+        o
     }
 
     /// Crawls a Linux guest's memory (a dump, a running VM's memory file, or the caller's
@@ -439,7 +471,19 @@ impl Crawler {
     /// [`MemoryFacts::merge_into`](crate::linux::MemoryFacts::merge_into): what the disk
     /// said of the OS stays, the memory's kernel release and host name win.
     pub fn crawl_memory(&self, memory: &Memory, system_map: Option<&Path>, frame: &mut Frame) {
-        let opts = self.linux_options(system_map);
+        let budget = Budget::new(self.options.limits.memory);
+        self.crawl_memory_with(memory, system_map, frame, &budget);
+    }
+
+    /// As [`crawl_memory`](Self::crawl_memory), on a crawl's memory `budget`.
+    fn crawl_memory_with(
+        &self,
+        memory: &Memory,
+        system_map: Option<&Path>,
+        frame: &mut Frame,
+        budget: &Budget,
+    ) {
+        let opts = self.linux_options(system_map, budget);
         if !MEMORY_SECTIONS.iter().any(|s| opts.sections.contains(s)) {
             return;
         }
@@ -464,26 +508,34 @@ impl Crawler {
     /// Runs the chosen disk sections on an assembled guest tree, into `frame` (files are
     /// hashed on the crawler's threads, all sharing `tree`).
     pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
+        let budget = Budget::new(self.options.limits.memory);
+        self.crawl_tree_with(tree, frame, &budget);
+    }
+
+    /// As [`crawl_tree`](Self::crawl_tree), on a crawl's memory `budget`; each section has
+    /// its own [`Deadline`] of [`Limits::section_time`].
+    fn crawl_tree_with(&self, tree: &GuestTree, frame: &mut Frame, budget: &Budget) {
         let o = &self.options;
         for section in DISK_SECTIONS {
             if !o.sections.contains(&section) {
                 continue;
             }
             let t = Instant::now();
-            let errors: Vec<Error> = match section {
+            let deadline = Deadline::start(section.name(), o.limits.section_time);
+            let mut errors: Vec<Error> = match section {
                 Section::Os => {
-                    let (found, e) = os::crawl(tree);
+                    let (found, e) = os::crawl_with(tree, o.limits.os_release, budget);
                     frame.meta.hostname = found.hostname.clone();
                     frame.os = found;
                     e
                 }
                 Section::Package => {
-                    let (p, e) = package::crawl_with(tree, o.limits.dpkg_status);
+                    let (p, e) = package::crawl_budgeted(tree, o.limits.dpkg_status, budget);
                     frame.package = p;
                     e
                 }
                 Section::User => {
-                    let (u, e) = user::crawl(tree, o.limits.passwd);
+                    let (u, e) = user::crawl_with(tree, o.limits.passwd, budget);
                     frame.user = u;
                     e
                 }
@@ -493,6 +545,8 @@ impl Crawler {
                         etc: o.config_etc,
                         globs: o.config_globs.clone(),
                         limits: o.limits.walk,
+                        budget: budget.clone(),
+                        deadline,
                     };
                     let (c, e) = config::crawl(tree, &opts);
                     frame.config = c;
@@ -505,6 +559,8 @@ impl Crawler {
                         exclude: o.exclude_set.clone(),
                         limits: o.limits.walk,
                         hash_threads: o.threads,
+                        budget: budget.clone(),
+                        deadline,
                     };
                     let (f, e) = file::crawl(tree, &opts);
                     frame.file = f;
@@ -512,6 +568,11 @@ impl Crawler {
                 }
                 _ => Vec::new(),
             };
+            // A section without a loop that checks its deadline is held to it when it
+            // ends.
+            if deadline.passed() && !errors.iter().any(|e| matches!(e, Error::OverTime { .. })) {
+                errors.push(deadline.error());
+            }
             frame
                 .meta
                 .timings

@@ -76,6 +76,36 @@ pub enum Error {
         /// The bound in force.
         limit: u64,
     },
+    /// Reading `bytes` more would take the crawl past its memory budget
+    /// ([`crate::Limits::memory`]).
+    #[error(
+        "{what}: reading {bytes} bytes would take the crawl to {} bytes held, over its \
+         memory budget of {limit} bytes",
+        held.saturating_add(*bytes)
+    )]
+    OverBudget {
+        /// What was about to be read (a guest path or kernel structure).
+        what: String,
+        /// The bytes it needed.
+        bytes: u64,
+        /// The bytes the crawl held already.
+        held: u64,
+        /// The budget.
+        limit: u64,
+    },
+    /// A section ran past its time ([`crate::Limits::section_time`]) and stopped, keeping
+    /// what it had found.
+    #[error(
+        "section {section}: stopped after {elapsed_ms} ms, over its time bound of {limit_ms} ms"
+    )]
+    OverTime {
+        /// The section (`process`, `file`, `kernel`, ...).
+        section: String,
+        /// The bound, in milliseconds.
+        limit_ms: u64,
+        /// The time it had run, in milliseconds.
+        elapsed_ms: u64,
+    },
 }
 
 fn path_suffix(path: &Option<String>) -> String {

@@ -87,7 +87,7 @@ pub use crawler::{
     open_guest, CrawlOptions, CrawlOptionsBuilder, Crawler, DiskOptions, DISK_SECTIONS,
 };
 pub use error::{Error, Result};
-pub use limits::Limits;
+pub use limits::{Bounds, Budget, Deadline, Limits, Reservation, EXT4_CACHE_BYTES};
 /// The frame model, re-exported for callers that only link this crate.
 pub use origami_frame as frame;
 pub use target::{Disk, Memory, MemorySource, Target};

@@ -78,9 +78,37 @@ struct CrawlKnobs {
     /// The most entries the file and config walks visit (default 10000000).
     #[arg(long, value_name = "N")]
     max_entries: Option<u64>,
-    /// The most guest bytes one crawl reads whole, all reads together (default 1G).
+    /// The most bytes of guest content one crawl holds at once (file texts, the kernel's
+    /// symbol and type tables, fd tables, the file list, each ext4 volume's 8M block
+    /// cache; default 1G); a read past it is an error in its section.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<u64>,
+    /// Stop any one section (os, package, file, process, kernel discovery, ...) that runs
+    /// longer than SECS seconds; it keeps what it found and the frame says so (default:
+    /// no limit).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds_or_zero)]
+    section_timeout: Option<Duration>,
+    /// The most tasks walked in a memory crawl (default 65536).
+    #[arg(long, value_name = "N")]
+    max_tasks: Option<usize>,
+    /// The most bytes of one process's command line read (default 128K).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_cmdline: Option<u64>,
+    /// The most open-file slots read per process (default 65536).
+    #[arg(long, value_name = "N")]
+    max_fds: Option<u64>,
+    /// The most sockets read in all (default 262144).
+    #[arg(long, value_name = "N")]
+    max_sockets: Option<usize>,
+    /// The most kernel modules walked (default 4096).
+    #[arg(long, value_name = "N")]
+    max_modules: Option<usize>,
+    /// The most symbols in the kernel's kallsyms table (default 2000000).
+    #[arg(long, value_name = "N")]
+    max_symbols: Option<u32>,
+    /// The largest kernel BTF blob read (default 64M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_btf: Option<u64>,
     /// Let disk images name backing files (and VMDK extents) in DIR too, besides their own
     /// folder (repeatable). Image headers are user input: by default a file an image
     /// names must lie in the image's own folder.
@@ -115,7 +143,7 @@ struct CrawlArgs {
 #[derive(Args)]
 struct FleetArgs {
     /// The fleet manifest (`[[machine]]` tables: name, disks, memory, system_map,
-    /// backing_dirs).
+    /// backing_dirs, and a `[machine.limits]` table of that machine's own bounds).
     manifest: PathBuf,
     /// The index folder (created when missing).
     #[arg(long, value_name = "DIR")]
@@ -192,24 +220,17 @@ struct DemoArgs {
     jobs: usize,
 }
 
-/// A size in bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024; `KiB`, `MB` ... are read
-/// the same).
+/// A size in bytes: `4096`, `64K`, `1M`, `2G` (see [`origami_examples::manifest::parse_size`]).
 fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(digits);
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)")),
-    };
-    n.parse::<u64>()
+    origami_examples::manifest::parse_size(s)
+}
+
+/// A number of seconds, zero allowed (`--section-timeout 30`, `--section-timeout 0.5`).
+fn parse_seconds_or_zero(s: &str) -> std::result::Result<Duration, String> {
+    s.parse::<f64>()
         .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("{s:?}: not a size (use e.g. 4096, 64K, 1M, 2G)"))
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
 }
 
 /// A positive number of seconds (`--timeout 90`, `--timeout 0.5`).
@@ -308,6 +329,30 @@ impl CrawlKnobs {
         }
         if let Some(n) = self.max_memory {
             l.memory = n;
+        }
+        if self.section_timeout.is_some() {
+            l.section_time = self.section_timeout;
+        }
+        if let Some(n) = self.max_tasks {
+            l.tasks = n;
+        }
+        if let Some(n) = self.max_cmdline {
+            l.cmdline = n;
+        }
+        if let Some(n) = self.max_fds {
+            l.fds_per_task = n;
+        }
+        if let Some(n) = self.max_sockets {
+            l.sockets = n;
+        }
+        if let Some(n) = self.max_modules {
+            l.modules = n;
+        }
+        if let Some(n) = self.max_symbols {
+            l.symbols = n;
+        }
+        if let Some(n) = self.max_btf {
+            l.btf = n;
         }
         l
     }

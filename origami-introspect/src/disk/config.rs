@@ -13,6 +13,7 @@ use origami_frame::{ConfigItem, FileType};
 
 use crate::error::{Error, Result};
 use crate::fs::{display_path, GuestTree, WalkControl, WalkLimits};
+use crate::limits::{Budget, Deadline};
 
 /// The default bound on one file's content.
 pub const DEFAULT_MAX_SIZE: u64 = crate::Limits::DEFAULT.config_file;
@@ -30,6 +31,11 @@ pub struct ConfigOptions {
     pub globs: Vec<String>,
     /// Bounds of each walk.
     pub limits: WalkLimits,
+    /// The crawl's memory budget: each text taken is reserved on it (and kept, as the
+    /// frame holds it); a text it cannot hold stops the section.
+    pub budget: Budget,
+    /// When the section must stop (checked at each entry walked).
+    pub deadline: Deadline,
 }
 
 impl Default for ConfigOptions {
@@ -39,6 +45,8 @@ impl Default for ConfigOptions {
             etc: true,
             globs: Vec::new(),
             limits: WalkLimits::default(),
+            budget: Budget::unlimited(),
+            deadline: Deadline::none(),
         }
     }
 }
@@ -109,8 +117,17 @@ pub fn crawl(tree: &GuestTree, options: &ConfigOptions) -> (Vec<ConfigItem>, Vec
             Err(e) => errors.push(e),
         }
     }
+    // A bound of the whole section (time, memory) met in one walk ends them all.
+    let mut stopped: Option<Error> = None;
     for (root, set) in roots {
+        if stopped.is_some() {
+            break;
+        }
         let walk_errors = tree.walk(root.as_bytes(), &options.limits, &mut |entry| {
+            if let Err(e) = options.deadline.check() {
+                stopped = Some(e);
+                return WalkControl::Stop;
+            }
             if entry.stat.file_type != FileType::File || found.contains_key(entry.path) {
                 return WalkControl::Continue;
             }
@@ -120,9 +137,20 @@ pub fn crawl(tree: &GuestTree, options: &ConfigOptions) -> (Vec<ConfigItem>, Vec
                     return WalkControl::Continue;
                 }
             }
+            let held = match options
+                .budget
+                .reserve(&text_path, entry.stat.size.min(options.max_size))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    stopped = Some(e);
+                    return WalkControl::Stop;
+                }
+            };
             match tree.read_prefix_by_inode(entry.path, entry.stat.ino, options.max_size) {
                 Ok((data, truncated)) => {
                     if let Some(content) = as_text(&data, truncated) {
+                        held.keep();
                         found.insert(
                             entry.path.to_vec(),
                             ConfigItem {
@@ -149,6 +177,7 @@ pub fn crawl(tree: &GuestTree, options: &ConfigOptions) -> (Vec<ConfigItem>, Vec
                 .filter(|e| set.is_none() || !matches!(e, Error::NotFound { .. })),
         );
     }
+    errors.extend(stopped);
     (found.into_values().collect(), errors)
 }
 

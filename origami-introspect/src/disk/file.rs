@@ -20,12 +20,13 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::fs::{display_path, GuestTree, WalkControl, WalkLimits};
+use crate::limits::{Budget, Deadline};
 
 /// The most per-file errors (unreadable content) reported; the rest are counted.
 const MAX_REPORTED: usize = 20;
 
 /// What the file crawler does.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FileOptions {
     /// Hash regular files with sha256.
     pub hash: bool,
@@ -38,6 +39,26 @@ pub struct FileOptions {
     /// Threads hashing files, the calling thread included, all reading the one guest tree;
     /// 0 or 1 hashes on the calling thread.
     pub hash_threads: usize,
+    /// The crawl's memory budget: each entry listed is reserved on it (its path and
+    /// [`FileItem`]'s size, kept, as the frame holds it); an entry it cannot hold stops
+    /// the walk.
+    pub budget: Budget,
+    /// When the section must stop (checked at each entry walked and each file hashed).
+    pub deadline: Deadline,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            hash: false,
+            max_hash_size: None,
+            exclude: GlobSet::empty(),
+            limits: WalkLimits::default(),
+            hash_threads: 0,
+            budget: Budget::unlimited(),
+            deadline: Deadline::none(),
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -85,12 +106,17 @@ fn hash_all(
     tree: &GuestTree,
     jobs: &[(usize, Vec<u8>, u64)],
     threads: usize,
+    deadline: &Deadline,
 ) -> (Vec<(usize, crate::Result<String>)>, Vec<Error>) {
     let next = AtomicUsize::new(0);
     let work = |t: &GuestTree| {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 256 << 10];
         loop {
+            // Past the section's time, no further file is hashed (the caller reports it).
+            if deadline.passed() {
+                break;
+            }
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some((item, path, ino)) = jobs.get(i) else {
                 break;
@@ -127,10 +153,23 @@ pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Err
     let mut errors = Vec::new();
     let mut unreported = 0usize;
     let mut jobs: Vec<(usize, Vec<u8>, u64)> = Vec::new();
+    let mut stopped: Option<Error> = None;
     let walk_errors = tree.walk(b"/", &options.limits, &mut |entry| {
+        if let Err(e) = options.deadline.check() {
+            stopped = Some(e);
+            return WalkControl::Stop;
+        }
         let text = display_path(entry.path);
         if !options.exclude.is_empty() && options.exclude.is_match(&text) {
             return WalkControl::SkipDir;
+        }
+        let item_bytes = (std::mem::size_of::<FileItem>() + text.len()) as u64;
+        match options.budget.reserve(&text, item_bytes) {
+            Ok(held) => held.keep(),
+            Err(e) => {
+                stopped = Some(e);
+                return WalkControl::Stop;
+            }
         }
         let st = entry.stat;
         let mut item = FileItem {
@@ -175,7 +214,20 @@ pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Err
         WalkControl::Continue
     });
     errors.extend(walk_errors);
-    let (hashes, thread_errors) = hash_all(tree, &jobs, options.hash_threads);
+    let (hashes, thread_errors) = match stopped {
+        // A section stopped by its time or memory hashes nothing more.
+        Some(e) => {
+            errors.push(e);
+            (Vec::new(), Vec::new())
+        }
+        None => {
+            let (h, e) = hash_all(tree, &jobs, options.hash_threads, &options.deadline);
+            if h.len() < jobs.len() && options.deadline.passed() {
+                errors.push(options.deadline.error());
+            }
+            (h, e)
+        }
+    };
     errors.extend(thread_errors);
     for (i, hash) in hashes {
         match (hash, items.get_mut(i)) {

@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::fs::GuestTree;
 
-/// The largest os-release file read.
-pub const MAX_OS_RELEASE: u64 = 64 << 10;
+/// The largest os-release file read (the default of [`crate::Limits::os_release`]).
+pub const MAX_OS_RELEASE: u64 = crate::Limits::DEFAULT.os_release;
 /// The largest hostname file read.
 const MAX_HOSTNAME: u64 = 4 << 10;
 /// The most kernel releases listed.
@@ -166,11 +166,21 @@ fn arch(tree: &GuestTree) -> Option<&'static str> {
 /// that exists but cannot be read (over its bound, a symlink loop, corrupt) is reported
 /// and the other fields are still read.
 pub fn crawl(tree: &GuestTree) -> (Os, Vec<Error>) {
+    crawl_with(tree, MAX_OS_RELEASE, &crate::Budget::unlimited())
+}
+
+/// As [`crawl`], with a bound on os-release's size, its bytes reserved on the crawl's
+/// memory `budget` while they are parsed.
+pub fn crawl_with(
+    tree: &GuestTree,
+    max_os_release: u64,
+    budget: &crate::Budget,
+) -> (Os, Vec<Error>) {
     let mut errors = Vec::new();
     let mut release = None;
     for path in [&b"/etc/os-release"[..], b"/usr/lib/os-release"] {
-        match tree.read_file(path, MAX_OS_RELEASE) {
-            Ok(data) => {
+        match super::read_whole(tree, path, max_os_release, budget) {
+            Ok((data, _held)) => {
                 release = Some(parse_os_release(&data));
                 break;
             }

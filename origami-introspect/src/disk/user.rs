@@ -150,17 +150,28 @@ pub fn parse_group(data: &[u8], file: &str) -> (Vec<GroupEntry>, Vec<Error>) {
 /// The users of the guest with their groups, and the problems met. A missing
 /// `/etc/passwd` gives no users, a missing `/etc/group` empty group lists.
 pub fn crawl(tree: &GuestTree, max_size: u64) -> (Vec<User>, Vec<Error>) {
+    crawl_with(tree, max_size, &crate::Budget::unlimited())
+}
+
+/// As [`crawl`], each file's bytes reserved on the crawl's memory `budget` while they are
+/// parsed.
+pub fn crawl_with(
+    tree: &GuestTree,
+    max_size: u64,
+    budget: &crate::Budget,
+) -> (Vec<User>, Vec<Error>) {
     let mut errors = Vec::new();
-    let passwd = match tree.read_file(b"/etc/passwd", max_size) {
+    let passwd = match super::read_whole(tree, b"/etc/passwd", max_size, budget) {
         Ok(d) => d,
         // No passwd (a data volume, an appliance): no users, nothing wrong.
         Err(Error::NotFound { .. }) => return (Vec::new(), Vec::new()),
         Err(e) => return (Vec::new(), vec![e]),
     };
-    let (entries, e) = parse_passwd(&passwd, "/etc/passwd");
+    let (entries, e) = parse_passwd(&passwd.0, "/etc/passwd");
     errors.extend(e);
-    let groups = match tree.read_file(b"/etc/group", max_size) {
-        Ok(d) => {
+    drop(passwd);
+    let groups = match super::read_whole(tree, b"/etc/group", max_size, budget) {
+        Ok((d, _held)) => {
             let (g, e) = parse_group(&d, "/etc/group");
             errors.extend(e);
             g

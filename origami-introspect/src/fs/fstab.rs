@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 
 /// The GPT type GUID of an EFI system partition.
 pub const ESP_TYPE_GUID: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
-/// The longest `/etc/fstab` read.
-pub const MAX_FSTAB: u64 = 1 << 20;
+/// The longest `/etc/fstab` read (the default of [`crate::Limits::fstab`]).
+pub const MAX_FSTAB: u64 = crate::Limits::DEFAULT.fstab;
 
 /// Where a volume sits on the target's disks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -258,6 +258,17 @@ const SKIP_TYPES: &[&str] = &[
 
 /// Builds the guest's tree from the volumes found on the target's disks.
 pub fn assemble(volumes: Vec<Volume>) -> Result<Assembly> {
+    assemble_with(volumes, MAX_FSTAB, &crate::Budget::unlimited())
+}
+
+/// As [`assemble`], reading an `/etc/fstab` of at most `max_fstab` bytes, reserved on the
+/// crawl's memory `budget` while it is parsed. An fstab over either bound is a note of
+/// the assembly (the tree is then the root alone), as is one that cannot be read.
+pub fn assemble_with(
+    volumes: Vec<Volume>,
+    max_fstab: u64,
+    budget: &crate::Budget,
+) -> Result<Assembly> {
     let mut volumes: Vec<Option<Volume>> = volumes.into_iter().map(Some).collect();
     let root_index = volumes
         .iter()
@@ -279,8 +290,8 @@ pub fn assemble(volumes: Vec<Volume>) -> Result<Assembly> {
     let root_source = root.fs.info().source;
     let mut tree = GuestTree::single(root.fs);
     let mut notes = Vec::new();
-    let fstab = match tree.read_file(b"/etc/fstab", MAX_FSTAB) {
-        Ok(t) => parse_fstab(&String::from_utf8_lossy(&t)),
+    let fstab = match crate::disk::read_whole(&tree, b"/etc/fstab", max_fstab, budget) {
+        Ok((t, _held)) => parse_fstab(&String::from_utf8_lossy(&t)),
         Err(Error::NotFound { .. }) => Vec::new(),
         Err(e) => {
             notes.push(format!("/etc/fstab: {e}"));

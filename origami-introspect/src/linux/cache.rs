@@ -6,7 +6,8 @@
 //! kernel's banner, but the banner is guest data that any root user can rewrite, so it
 //! only says where to look: an entry is *bound to the kernel's bytes*. It records where,
 //! relative to the banner, lay the bytes its symbols and layouts were derived from (the
-//! kallsyms tables and the BTF blob, [`Span`]) and the SHA-256 of those bytes. Before an
+//! kallsyms tables and the BTF blob, [`Span`]) and the BLAKE3 digest of those bytes
+//! ([`super::image::digest_spans`] says why a guest cannot make other bytes match). Before an
 //! entry is used, the same spans are read from the dump being crawled and hashed; a
 //! different digest means "not this kernel" and the kernel is discovered afresh (and the
 //! entry overwritten), so one guest cannot plant symbols or layouts that another guest's
@@ -25,9 +26,10 @@ use super::kallsyms::SymbolTable;
 use super::layout::{needed_symbols, Layout};
 
 /// The entry format this version writes (4: entries bound to the kernel's bytes, and the
-/// mount, kernel-log and panic-state needs and bitfield positions added to the layouts; an
-/// entry of an older format is not used).
-const FORMAT: u32 = 4;
+/// mount, kernel-log and panic-state needs and bitfield positions added to the layouts;
+/// 5: the digest of those bytes is BLAKE3, not SHA-256; an entry of an older format is not
+/// used).
+const FORMAT: u32 = 5;
 
 /// The largest cache file read.
 const MAX_ENTRY: u64 = 4 << 20;
@@ -78,7 +80,7 @@ pub fn spans_bounded(spans: &[Span]) -> bool {
 /// One kernel build's discovery results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// The entry format (3 in this version); other formats are ignored and rebuilt.
+    /// The entry format (5 in this version); other formats are ignored and rebuilt.
     pub format: u32,
     /// The banner the entry is filed under.
     pub banner: String,
@@ -91,7 +93,8 @@ pub struct CacheEntry {
     /// The kernel bytes the symbols and layouts were derived from: the kallsyms tables and
     /// the BTF blob.
     pub spans: Vec<Span>,
-    /// SHA-256 (hex) of the bytes of `spans`, as read from the dump the entry was made from.
+    /// BLAKE3 (hex) of the bytes of `spans`, as read from the dump the entry was made from
+    /// ([`super::image::digest_spans`]).
     pub digest: String,
     /// SHA-256 (hex) of the entry serialised with this field empty.
     pub checksum: String,

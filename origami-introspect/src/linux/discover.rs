@@ -34,6 +34,7 @@ use super::placement::{find_root, image_hints, IMAGE_ALIGN};
 use super::symbols::{from_cache, from_kallsyms, from_map, KallsymsMemo};
 use super::LinuxOptions;
 use crate::error::{Error, Result};
+use crate::limits::Bounds;
 use crate::timing::millis;
 
 /// The link address of `_text` with the default CONFIG_PHYSICAL_START (16 MiB).
@@ -47,6 +48,8 @@ const MAX_BANNERS: usize = 16;
 /// kernel bytes).
 pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     let t_all = Instant::now();
+    // The `kernel` section's limits, budget and time (see crate::Limits).
+    let bounds = opts.bounds().section("kernel");
     let mut timings = Vec::new();
     let phys = view.phys;
     let map = match &opts.system_map {
@@ -96,6 +99,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
         // A cached build first (cheap to check), then recovery from memory.
         for &attempt in attempts {
             for &bp in &banners {
+                bounds.deadline.check()?;
                 match kernel_at(
                     view,
                     opts,
@@ -104,17 +108,32 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
                     attempt,
                     &mut memo,
                     &mut timings,
+                    &bounds,
                 ) {
                     Ok(mut k) => {
                         k.timings.push(("kernel.total".to_string(), millis(t_all)));
                         return Ok(k);
                     }
+                    // A bound the kernel's own tables break is the answer for every
+                    // candidate: it is what the caller must hear, not a later decoy's miss.
+                    Err(e) if is_bound(&last_err) && !is_bound(&e) => {}
                     Err(e) => last_err = e,
                 }
             }
         }
     }
     Err(last_err)
+}
+
+/// True for the errors of [`crate::Limits`] (sizes, list lengths, memory, time).
+fn is_bound(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::TooLarge { .. }
+            | Error::LimitExceeded { .. }
+            | Error::OverBudget { .. }
+            | Error::OverTime { .. }
+    )
 }
 
 /// How a banner candidate is tried.
@@ -127,6 +146,7 @@ enum Attempt {
 }
 
 /// Tries the banner at `bp`: symbols, placement, layouts, root.
+#[allow(clippy::too_many_arguments)]
 fn kernel_at(
     view: &DumpView<'_>,
     opts: &LinuxOptions,
@@ -135,6 +155,7 @@ fn kernel_at(
     attempt: Attempt,
     memo: &mut KallsymsMemo,
     timings: &mut Vec<(String, f64)>,
+    bounds: &Bounds,
 ) -> Result<Kernel> {
     let phys = view.phys;
     let vi = view.vmcoreinfo;
@@ -173,12 +194,12 @@ fn kernel_at(
             let (place, symbols, source, kallsyms_spans) = match map {
                 Some(m) => from_map(view, bp, m, vi_image_phys, vi_offset)
                     .map(|(p, s)| (p, s, SymbolSource::SystemMap, None))?,
-                None => from_kallsyms(view, bp, vi_image_phys, memo)
+                None => from_kallsyms(view, bp, vi_image_phys, memo, bounds)
                     .map(|(p, s, spans)| (p, s, SymbolSource::Kallsyms, Some(spans)))?,
             };
             timings.push(("kernel.symbols".to_string(), millis(t)));
             let t = Instant::now();
-            let (btf, btf_span) = find_btf(phys, &symbols, &place)?;
+            let (btf, btf_span) = find_btf(phys, &symbols, &place, bounds)?;
             let layout = Layout::from_btf(&btf);
             timings.push(("kernel.btf".to_string(), millis(t)));
             // Only what was derived from memory alone is cached: a System.map's symbols

@@ -448,8 +448,24 @@ fn tables_from_tokens(w: &[u8], token_table: usize, token_index: usize) -> Resul
     ))
 }
 
-/// Decodes every symbol the tables describe.
+/// Decodes every symbol the tables describe, within the default bound
+/// ([`crate::Limits::symbols`]).
 pub fn decode(w: &[u8], t: &Tables) -> Result<Vec<Symbol>> {
+    decode_bounded(w, t, crate::Limits::DEFAULT.symbols)
+}
+
+/// As [`decode`], for a table of at most `max` symbols: a larger `kallsyms_num_syms` is
+/// an [`Error::LimitExceeded`] before anything is decoded.
+pub fn decode_bounded(w: &[u8], t: &Tables, max: u32) -> Result<Vec<Symbol>> {
+    if t.num_syms > max {
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "kallsyms: {} symbols (kallsyms_num_syms, names at window offset {:#x})",
+                t.num_syms, t.names
+            ),
+            limit: u64::from(max),
+        });
+    }
     if t.num_syms > MAX_SYMS {
         return Err(malformed(t.names, format!("{} symbols", t.num_syms)));
     }

@@ -14,6 +14,7 @@ use origami_core::memory::PhysicalMemory;
 use origami_core::paging::{PagingMode, VirtualMemory};
 
 use crate::error::{Error, Result};
+use crate::limits::Deadline;
 
 /// `__START_KERNEL_map`: where x86-64 maps the kernel image.
 pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
@@ -180,10 +181,25 @@ impl<'a> Kmem<'a> {
     /// memory; it stops at a cycle that does not return to the head, at a pointer that leaves
     /// RAM, or at the bound, returning what it found and the error that stopped it.
     pub fn list(&self, what: &str, head: u64, max: usize) -> (Vec<u64>, Option<Error>) {
+        self.list_until(what, head, max, &Deadline::none())
+    }
+
+    /// As [`Kmem::list`], stopping too at `deadline` ([`Error::OverTime`]); the bound is an
+    /// [`Error::LimitExceeded`] naming the list.
+    pub fn list_until(
+        &self,
+        what: &str,
+        head: u64,
+        max: usize,
+        deadline: &Deadline,
+    ) -> (Vec<u64>, Option<Error>) {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         let mut cur = head;
         loop {
+            if let Err(e) = deadline.check() {
+                return (out, Some(e));
+            }
             let next = match self.next_checked(cur) {
                 Ok(n) => n,
                 Err(e) => return (out, Some(e)),
@@ -200,7 +216,10 @@ impl<'a> Kmem<'a> {
             if out.len() >= max {
                 return (
                     out,
-                    Some(bad(what, head, format!("list longer than {max} entries"))),
+                    Some(Error::LimitExceeded {
+                        what: format!("{what} list at {head:#x}: entries"),
+                        limit: max as u64,
+                    }),
                 );
             }
             out.push(next);

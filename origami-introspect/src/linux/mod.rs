@@ -56,6 +56,7 @@ pub use facts::{FeatureFailure, MemoryFacts, RunningOs};
 pub use kernel::{DumpView, Kernel, SymbolSource};
 
 use crate::error::{Error, Result};
+use crate::limits::{Bounds, Budget, Limits};
 use crate::timing::millis;
 
 /// The sections a memory crawl can fill.
@@ -78,6 +79,13 @@ pub struct LinuxOptions {
     pub cache_dir: Option<PathBuf>,
     /// The sections to crawl (default [`MEMORY_SECTIONS`]; others are ignored).
     pub sections: BTreeSet<Section>,
+    /// The bounds of the crawl (default [`Limits::DEFAULT`]): list lengths, sizes, the
+    /// memory budget, time per section.
+    pub limits: Limits,
+    /// The memory budget the crawl shares with what else the caller crawls (the
+    /// [`Crawler`](crate::Crawler) sets its own); `None` gives each crawl a fresh one of
+    /// `limits.memory`.
+    pub budget: Option<Budget>,
 }
 
 impl Default for LinuxOptions {
@@ -86,6 +94,8 @@ impl Default for LinuxOptions {
             system_map: None,
             cache_dir: None,
             sections: MEMORY_SECTIONS.into_iter().collect(),
+            limits: Limits::DEFAULT,
+            budget: None,
         }
     }
 }
@@ -115,8 +125,35 @@ impl LinuxOptions {
         self
     }
 
+    /// Options within `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     fn wants(&self, section: Section) -> bool {
         self.sections.contains(&section)
+    }
+
+    /// The bounds of one crawl: the limits, the caller's budget (or a fresh one) and no
+    /// deadline yet ([`Bounds::section`] starts one per section).
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            limits: self.limits,
+            budget: self
+                .budget
+                .clone()
+                .unwrap_or_else(|| Budget::new(self.limits.memory)),
+            deadline: crate::Deadline::none(),
+        }
+    }
+
+    /// These options with their budget fixed (a fresh one when none was given), so that
+    /// every step of one crawl shares it.
+    fn for_one_crawl(&self) -> LinuxOptions {
+        let mut o = self.clone();
+        o.budget = Some(self.bounds().budget);
+        o
     }
 }
 
@@ -175,10 +212,15 @@ pub fn crawl_kernel(
 ) -> MemoryFacts {
     let km = kernel.kmem(phys);
     let mut facts = MemoryFacts::default();
+    let bounds = opts.bounds();
     if opts.wants(Section::Os) {
         let t = Instant::now();
+        let b = bounds.section("os");
         facts.os = Some(running_os(kernel, &km, &mut facts));
         facts.timings.push(("os.memory".into(), millis(t)));
+        if b.deadline.passed() {
+            facts.fail("os", b.deadline.error());
+        }
     }
 
     let (want_proc, want_conn) = (
@@ -187,22 +229,24 @@ pub fn crawl_kernel(
     );
     if want_proc || want_conn {
         let t = Instant::now();
-        match tasks::tasks(kernel, &km) {
+        let walk_feature = if want_proc { "process" } else { "connection" };
+        let b = bounds.section(walk_feature);
+        match tasks::tasks_with(kernel, &km, &b) {
             Ok((tasks, walk_errors)) => {
                 // A walk cut short is the process section's error (or the connections'
                 // when processes are not crawled); both use what it read.
-                let walk_feature = if want_proc { "process" } else { "connection" };
                 for e in walk_errors {
                     facts.fail(walk_feature, e);
                 }
                 if want_proc {
-                    let procs = Ok(tasks::processes(kernel, &km, &tasks));
+                    let procs = Ok(tasks::processes_with(kernel, &km, &tasks, &b));
                     facts.process = facts.keep("process", procs);
                     facts.timings.push(("process".into(), millis(t)));
                 }
                 if want_conn {
                     let t = Instant::now();
-                    let conns = sockets::connections(kernel, &km, &tasks);
+                    let b = bounds.section("connection");
+                    let conns = sockets::connections_with(kernel, &km, &tasks, &b);
                     facts.connection = facts.keep("connection", conns);
                     facts.timings.push(("connection".into(), millis(t)));
                 }
@@ -227,10 +271,11 @@ pub fn crawl_kernel(
 
     if opts.wants(Section::Module) {
         let t = Instant::now();
-        facts.module = facts.keep("module", modules::modules(kernel, &km));
+        let b = bounds.section("module");
+        facts.module = facts.keep("module", modules::modules_with(kernel, &km, &b));
         facts.timings.push(("module".into(), millis(t)));
     }
-    mounts_log_health(kernel, &km, opts, &mut facts);
+    mounts_log_health(kernel, &km, opts, &bounds, &mut facts);
     facts
 }
 
@@ -241,10 +286,19 @@ fn mounts_log_health(
     kernel: &Kernel,
     km: &kmem::Kmem<'_>,
     opts: &LinuxOptions,
+    bounds: &Bounds,
     facts: &mut MemoryFacts,
 ) {
+    // These walks are bounded by their own constants; past its time, a section is
+    // reported when it ends.
+    let overran = |facts: &mut MemoryFacts, feature: &'static str, b: &Bounds| {
+        if b.deadline.passed() {
+            facts.fail(feature, b.deadline.error());
+        }
+    };
     if opts.wants(Section::Mount) {
         let t = Instant::now();
+        let b = bounds.section("mount");
         match mounts::mounts(kernel, km) {
             Ok(m) => {
                 for e in m.errors {
@@ -254,10 +308,12 @@ fn mounts_log_health(
             }
             Err(e) => facts.fail("mount", e),
         }
+        overran(facts, "mount", &b);
         facts.timings.push(("mount".into(), millis(t)));
     }
     if opts.wants(Section::KernelLog) {
         let t = Instant::now();
+        let b = bounds.section("kernel_log");
         match printk::kernel_log(kernel, km) {
             Ok(log) => {
                 for e in log.errors {
@@ -267,6 +323,7 @@ fn mounts_log_health(
             }
             Err(e) => facts.fail("kernel_log", e),
         }
+        overran(facts, "kernel_log", &b);
         facts.timings.push(("kernel_log".into(), millis(t)));
     }
     if opts.wants(Section::Os) {
@@ -284,9 +341,12 @@ fn mounts_log_health(
 /// out.
 pub fn crawl<'a>(mem: impl Into<DumpView<'a>>, opts: &LinuxOptions) -> MemoryFacts {
     let view = mem.into();
+    let opts = &opts.for_one_crawl();
     let t = Instant::now();
+    let deadline = crate::Deadline::start("kernel", opts.limits.section_time);
     let kernel = discover::discover(&view, opts);
     let discovery_ms = millis(t);
+    let overran = deadline.passed().then(|| deadline.error());
     let mut facts = match kernel {
         Ok(k) => {
             let mut facts = crawl_kernel(&k, view.phys, opts);
@@ -299,6 +359,9 @@ pub fn crawl<'a>(mem: impl Into<DumpView<'a>>, opts: &LinuxOptions) -> MemoryFac
             facts
         }
     };
+    if let Some(e) = overran {
+        facts.fail("kernel", e);
+    }
     facts.timings.insert(0, ("kernel".into(), discovery_ms));
     facts
 }

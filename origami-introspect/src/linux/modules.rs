@@ -9,9 +9,10 @@ use origami_frame::Module;
 use super::kernel::Kernel;
 use super::kmem::Kmem;
 use crate::error::{Error, Result};
+use crate::limits::{Bounds, Limits};
 
-/// The most modules walked.
-pub const MAX_MODULES: usize = 4096;
+/// The most modules walked by default ([`Limits::modules`]).
+pub const MAX_MODULES: usize = Limits::DEFAULT.modules;
 
 /// `enum module_state` as `/proc/modules` names it.
 pub fn module_state(s: u32) -> &'static str {
@@ -53,15 +54,32 @@ fn module_size(k: &Kernel, km: &Kmem<'_>, m: u64) -> Result<u64> {
 
 /// The frame's modules, with the errors met.
 pub fn modules(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Module>, Vec<Error>)> {
+    modules_with(k, km, &Bounds::none())
+}
+
+/// As [`modules`], within `bounds`: at most [`Limits::modules`] modules (a longer list is
+/// an [`Error::LimitExceeded`], the modules before the bound kept), stopping at the
+/// deadline.
+pub fn modules_with(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    bounds: &Bounds,
+) -> Result<(Vec<Module>, Vec<Error>)> {
     let l = &k.layout;
     let head = k.symbol("modules")?;
     let list = l.off("module.list")?;
     let name_f = l.field("module.name")?;
     let state_off = l.off("module.state")?;
-    let (nodes, err) = km.list("module.list", head, MAX_MODULES);
+    let (nodes, err) = km.list_until("module.list", head, bounds.limits.modules, &bounds.deadline);
     let mut errors: Vec<Error> = err.into_iter().collect();
     let mut out = Vec::with_capacity(nodes.len());
     for node in nodes {
+        if bounds.deadline.passed() {
+            if !errors.iter().any(|e| matches!(e, Error::OverTime { .. })) {
+                errors.push(bounds.deadline.error());
+            }
+            break;
+        }
         let m = node.wrapping_sub(list);
         let read = || -> Result<Module> {
             Ok(Module {

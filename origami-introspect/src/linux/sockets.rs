@@ -8,7 +8,8 @@
 //! (lowest pid). TCP sockets no process holds (TIME_WAIT, orphaned) are added from TCP's
 //! established hash, without a pid. Limits: the hash is the initial network namespace's
 //! global one; listening and UDP sockets are found only through open files; the fd table is
-//! read up to [`MAX_FDS`] entries.
+//! read up to [`Limits::fds_per_task`] entries, and at most [`Limits::sockets`] sockets
+//! are read in all.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -20,9 +21,10 @@ use super::kernel::Kernel;
 use super::kmem::{bad, Kmem};
 use super::tasks::Task;
 use crate::error::{Error, Result};
+use crate::limits::{Bounds, Limits};
 
-/// The most fd slots read per process.
-pub const MAX_FDS: u64 = 1 << 16;
+/// The most fd slots read per process by default ([`Limits::fds_per_task`]).
+pub const MAX_FDS: u64 = Limits::DEFAULT.fds_per_task;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -129,13 +131,24 @@ fn read_common(
 /// The most hash buckets read from TCP's established hash.
 pub const MAX_EHASH_BUCKETS: u64 = 1 << 22;
 
-/// The most sockets taken from TCP's established hash.
-pub const MAX_EHASH_SOCKETS: usize = 1 << 18;
+/// The most sockets taken from TCP's established hash by default ([`Limits::sockets`]).
+pub const MAX_EHASH_SOCKETS: usize = Limits::DEFAULT.sockets;
 
 /// The sockets in TCP's established hash (`tcp_hashinfo.ehash`): established, closing,
 /// TIME_WAIT and request sockets of the initial network namespace, as (address,
 /// connection). `None` when the kernel lacks the table or its layout.
 pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connection)>>> {
+    tcp_ehash_with(k, km, MAX_EHASH_SOCKETS, &Bounds::none())
+}
+
+/// As [`tcp_ehash`], taking at most `max` sockets ([`Error::LimitExceeded`] past them),
+/// the bucket array reserved on the budget while it is read, stopping at the deadline.
+pub fn tcp_ehash_with(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    max: usize,
+    bounds: &Bounds,
+) -> Result<Option<Vec<(u64, Connection)>>> {
     let l = &k.layout;
     let (Some(hi), Ok(ehash), Ok(mask), Ok(chain), Ok(node), Some(&bucket)) = (
         k.symbols.get("tcp_hashinfo"),
@@ -156,10 +169,17 @@ pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connectio
             format!("{buckets} buckets of {bucket} bytes, over the bound"),
         ));
     }
+    let _held = bounds.budget.reserve(
+        format!("tcp_hashinfo.ehash at {table:#x}"),
+        buckets * bucket,
+    )?;
     let raw = km.bytes(table, (buckets * bucket) as usize)?;
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for b in 0..buckets as usize {
+        if b % 4096 == 0 {
+            bounds.deadline.check()?;
+        }
         let at = b * bucket as usize + chain as usize;
         let Some(mut ptr) = try_le64(&raw, at) else {
             break;
@@ -169,12 +189,11 @@ pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connectio
             if !seen.insert(ptr) {
                 return Err(bad("tcp ehash chain", ptr, "chain loops"));
             }
-            if out.len() >= MAX_EHASH_SOCKETS {
-                return Err(bad(
-                    "tcp ehash",
-                    table,
-                    format!("more than {MAX_EHASH_SOCKETS} sockets"),
-                ));
+            if out.len() >= max {
+                return Err(Error::LimitExceeded {
+                    what: format!("sockets (TCP's established hash at {table:#x})"),
+                    limit: max as u64,
+                });
             }
             let sk = ptr.wrapping_sub(node);
             if let Some(c) = read_common(k, km, sk, "sock_common.", "tcp")? {
@@ -186,19 +205,31 @@ pub fn tcp_ehash(k: &Kernel, km: &Kmem<'_>) -> Result<Option<Vec<(u64, Connectio
     Ok(Some(out))
 }
 
-/// The sockets (`struct sock` addresses) among a process's open files.
-fn socket_socks(k: &Kernel, km: &Kmem<'_>, files: u64, sfops: u64) -> Result<Vec<u64>> {
+/// The sockets (`struct sock` addresses) among the open files of process `pid`: at most
+/// [`Limits::fds_per_task`] fd slots ([`Error::LimitExceeded`] past them), the fd array
+/// reserved on the budget while it is read.
+fn socket_socks(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    pid: u32,
+    files: u64,
+    sfops: u64,
+    bounds: &Bounds,
+) -> Result<Vec<u64>> {
     let l = &k.layout;
     let fdt = km.u64(files.wrapping_add(l.off("files_struct.fdt")?))?;
     let max = u64::from(km.u32(fdt.wrapping_add(l.off("fdtable.max_fds")?))?);
-    if max > MAX_FDS {
-        return Err(bad(
-            "fdtable",
-            fdt,
-            format!("{max} fd slots, over the {MAX_FDS} bound"),
-        ));
+    let bound = bounds.limits.fds_per_task;
+    if max > bound {
+        return Err(Error::LimitExceeded {
+            what: format!("process {pid} fd table (fdtable at {fdt:#x}): {max} fd slots"),
+            limit: bound,
+        });
     }
     let arr = km.u64(fdt.wrapping_add(l.off("fdtable.fd")?))?;
+    let _held = bounds
+        .budget
+        .reserve(format!("process {pid} fd array at {arr:#x}"), max * 8)?;
     let raw = km.bytes(arr, (max * 8) as usize)?;
     let mut out = Vec::new();
     for ch in raw.chunks_exact(8) {
@@ -224,7 +255,24 @@ pub fn connections(
     km: &Kmem<'_>,
     tasks: &[Task],
 ) -> Result<(Vec<Connection>, Vec<Error>)> {
+    connections_with(k, km, tasks, &Bounds::none())
+}
+
+/// As [`connections`], within `bounds`: at most [`Limits::fds_per_task`] fd slots a
+/// process and [`Limits::sockets`] sockets in all (an [`Error::LimitExceeded`] past them,
+/// the sockets before the bound kept), stopping at the deadline.
+pub fn connections_with(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    tasks: &[Task],
+    bounds: &Bounds,
+) -> Result<(Vec<Connection>, Vec<Error>)> {
     let sfops = k.symbol("socket_file_ops")?;
+    let max = bounds.limits.sockets;
+    let over = || Error::LimitExceeded {
+        what: "sockets (read through the processes' open files and TCP's hash)".into(),
+        limit: max as u64,
+    };
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -232,12 +280,20 @@ pub fn connections(
     order.sort_by_key(|t| t.tgid);
     let mut seen_files = HashSet::new();
     for t in order {
+        if let Err(e) = bounds.deadline.check() {
+            errors.push(e);
+            return Ok((out, errors));
+        }
         // Threads and forked children can share one files_struct: read it once.
         if !seen_files.insert(t.files) {
             continue;
         }
-        let socks = match socket_socks(k, km, t.files, sfops) {
+        let socks = match socket_socks(k, km, t.tgid, t.files, sfops, bounds) {
             Ok(s) => s,
+            Err(e @ (Error::LimitExceeded { .. } | Error::OverBudget { .. })) => {
+                errors.push(e);
+                continue;
+            }
             Err(e) => {
                 errors.push(bad(
                     format!("process {} files", t.tgid),
@@ -251,6 +307,10 @@ pub fn connections(
             if !seen.insert(sk) {
                 continue;
             }
+            if seen.len() > max {
+                errors.push(over());
+                return Ok((out, errors));
+            }
             match read_sock(k, km, sk) {
                 Ok(Some(mut c)) => {
                     c.pid = Some(t.tgid);
@@ -262,10 +322,14 @@ pub fn connections(
         }
     }
     // TCP sockets no process holds (TIME_WAIT, orphans) are only in the hash table.
-    match tcp_ehash(k, km) {
+    match tcp_ehash_with(k, km, max, bounds) {
         Ok(Some(hashed)) => {
             for (sk, c) in hashed {
                 if seen.insert(sk) {
+                    if seen.len() > max {
+                        errors.push(over());
+                        break;
+                    }
                     out.push(c);
                 }
             }

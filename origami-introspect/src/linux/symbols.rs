@@ -12,13 +12,29 @@ use super::kallsyms::{self, SymbolTable, Tables};
 use super::kernel::{nodata, DumpView};
 use super::kmem::{bad, START_KERNEL_MAP};
 use super::placement::{check_placement, find_banner_virt, Placement};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::limits::Bounds;
+
+/// Decodes the kallsyms tables `t` of window `w` within `bounds`: at most
+/// [`crate::Limits::symbols`] symbols, the decoded table reserved on the budget (an
+/// estimate of 64 bytes a symbol besides its [`kallsyms::Symbol`]) while discovery holds it.
+fn decode_within(w: &[u8], t: &kallsyms::Tables, bounds: &Bounds) -> Result<Vec<kallsyms::Symbol>> {
+    if t.num_syms <= bounds.limits.symbols {
+        let per = std::mem::size_of::<kallsyms::Symbol>() as u64 + 64;
+        let _held = bounds.budget.reserve(
+            format!("kallsyms ({} symbols decoded)", t.num_syms),
+            per.saturating_mul(u64::from(t.num_syms)),
+        )?;
+    }
+    kallsyms::decode_bounded(w, t, bounds.limits.symbols)
+}
 
 /// kallsyms from the table addresses VMCOREINFO gives.
 fn kallsyms_from_vmcoreinfo(
     phys: &dyn PhysicalMemory,
     vi: &VmcoreInfo,
     image_phys: u64,
+    bounds: &Bounds,
 ) -> Result<Decoded> {
     let sym = |n: &str| {
         vi.symbol(n)
@@ -50,6 +66,10 @@ fn kallsyms_from_vmcoreinfo(
             "VMCOREINFO kallsyms tables are implausibly far apart",
         ));
     }
+    let _held = bounds.budget.reserve(
+        format!("kallsyms tables at physical {:#x}", to_phys(lo)),
+        hi - lo,
+    )?;
     let w = read_window(phys, to_phys(lo), hi - lo)?;
     let t = Tables {
         offsets: (offsets - lo) as usize,
@@ -60,7 +80,7 @@ fn kallsyms_from_vmcoreinfo(
         token_index: (index - lo) as usize,
     };
     Ok(Decoded {
-        symbols: kallsyms::decode(&w, &t)?,
+        symbols: decode_within(&w, &t, bounds)?,
         spans: spans_without(to_phys(lo), to_phys(hi), to_phys(base)),
     })
 }
@@ -90,12 +110,18 @@ pub(super) fn from_kallsyms(
     bp: u64,
     vi_image_phys: Option<u64>,
     memo: &mut KallsymsMemo,
+    bounds: &Bounds,
 ) -> Result<Recovered> {
     let phys = view.phys;
     if let (Some(vi), Some(ip)) = (view.vmcoreinfo, vi_image_phys) {
         let decoded = match memo.take(VMCOREINFO_TAG) {
             Some(d) => Some(d),
-            None => kallsyms_from_vmcoreinfo(phys, vi, ip).ok(),
+            // A bound the tables break is the answer (searching would meet them again).
+            None => match kallsyms_from_vmcoreinfo(phys, vi, ip, bounds) {
+                Ok(d) => Some(d),
+                Err(e @ (Error::LimitExceeded { .. } | Error::OverBudget { .. })) => return Err(e),
+                Err(_) => None,
+            },
         };
         if let Some(decoded) = decoded {
             // VMCOREINFO's tables are the kernel's own word: a banner they do not place is
@@ -118,9 +144,12 @@ pub(super) fn from_kallsyms(
     let decoded = match memo.take_within(start, start + len) {
         Some(d) => d,
         None => {
+            let _held = bounds
+                .budget
+                .reserve(format!("kernel window at physical {start:#x}"), len)?;
             let w = read_window(phys, start, len)?;
             let at = kallsyms::locate_tables(&w)?;
-            let symbols = kallsyms::decode(&w, &at.tables)?;
+            let symbols = decode_within(&w, &at.tables, bounds)?;
             let (lo, hi) = at.extent();
             memo.tag = start + at.tables.token_table as u64;
             Decoded {

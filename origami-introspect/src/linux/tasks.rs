@@ -14,13 +14,14 @@ use origami_frame::Process;
 use super::kernel::Kernel;
 use super::kmem::{bad, Kmem};
 use crate::error::{Error, Result};
+use crate::limits::{Bounds, Budget, Limits};
 
-/// The most tasks walked.
-pub const MAX_TASKS: usize = 1 << 16;
+/// The most tasks walked by default ([`Limits::tasks`]).
+pub const MAX_TASKS: usize = Limits::DEFAULT.tasks;
 
-/// The most command-line bytes read (Linux's own /proc limit is one page per read call,
-/// but whole command lines may be longer).
-pub const MAX_CMDLINE: u64 = 128 << 10;
+/// The most command-line bytes read by default ([`Limits::cmdline`]; Linux's own /proc
+/// limit is one page per read call, but whole command lines may be longer).
+pub const MAX_CMDLINE: u64 = Limits::DEFAULT.cmdline;
 
 /// `PF_KTHREAD`.
 const PF_KTHREAD: u32 = 0x0020_0000;
@@ -165,13 +166,41 @@ fn kthread_full_name(k: &Kernel, km: &Kmem<'_>, task: u64) -> Option<String> {
 
 /// Walks the task list: every thread-group leader but `init_task`, and the errors met.
 pub fn tasks(k: &Kernel, km: &Kmem<'_>) -> Result<(Vec<Task>, Vec<Error>)> {
+    tasks_with(k, km, &Bounds::none())
+}
+
+/// As [`tasks`], within `bounds`: at most [`Limits::tasks`] tasks (a longer list is an
+/// [`Error::LimitExceeded`], the tasks before the bound kept), each [`Task`] reserved on
+/// the budget, stopping at the deadline.
+pub fn tasks_with(k: &Kernel, km: &Kmem<'_>, bounds: &Bounds) -> Result<(Vec<Task>, Vec<Error>)> {
     let init = k.symbol("init_task")?;
     let off = k.layout.off("task_struct.tasks")?;
-    let (nodes, err) = km.list("task_struct.tasks", init.wrapping_add(off), MAX_TASKS);
+    let (nodes, err) = km.list_until(
+        "task_struct.tasks",
+        init.wrapping_add(off),
+        bounds.limits.tasks,
+        &bounds.deadline,
+    );
     let mut errors: Vec<Error> = err.into_iter().collect();
+    let per_task = std::mem::size_of::<Task>() as u64 + 16;
+    // The tasks are held to the crawl's end (the processes and connections come from
+    // them).
+    bounds
+        .budget
+        .reserve(
+            "kernel task list",
+            per_task.saturating_mul(nodes.len() as u64),
+        )?
+        .keep();
     let mut out = Vec::with_capacity(nodes.len());
     let tries = if km.is_live() { 3 } else { 1 };
     for node in nodes {
+        if bounds.deadline.passed() {
+            if !errors.iter().any(|e| matches!(e, Error::OverTime { .. })) {
+                errors.push(bounds.deadline.error());
+            }
+            break;
+        }
         let addr = node.wrapping_sub(off);
         let mut last = None;
         for _ in 0..tries {
@@ -195,14 +224,38 @@ fn user_root(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
     km.direct_to_phys(pgd).map_or_else(|| km.translate(pgd), Ok)
 }
 
-/// Reads a process's command line from its own address space.
+/// Reads a process's command line from its own address space (at most [`MAX_CMDLINE`]
+/// bytes of it).
 pub fn cmdline(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<Vec<String>> {
+    cmdline_with(k, km, mm, MAX_CMDLINE, &Budget::unlimited()).map(|(args, _)| args)
+}
+
+/// Reads a process's command line from its own address space: at most `max` bytes,
+/// reserved on `budget` (and kept: the frame holds them). A longer command line gives its
+/// first `max` bytes and the [`Error::TooLarge`] that says so.
+pub fn cmdline_with(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    mm: u64,
+    max: u64,
+    budget: &Budget,
+) -> Result<(Vec<String>, Option<Error>)> {
     let start = km.u64(mm.wrapping_add(k.layout.off("mm_struct.arg_start")?))?;
     let end = km.u64(mm.wrapping_add(k.layout.off("mm_struct.arg_end")?))?;
     if end <= start {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    let len = (end - start).min(MAX_CMDLINE) as usize;
+    let whole = end - start;
+    let cut = (whole > max).then(|| Error::TooLarge {
+        file: format!("command line at {start:#x} (mm_struct {mm:#x})"),
+        size: whole,
+        limit: max,
+    });
+    let len = whole.min(max);
+    budget
+        .reserve(format!("command line (mm_struct {mm:#x})"), len)?
+        .keep();
+    let len = usize::try_from(len).map_err(|_| bad("mm_struct", mm, "command line too long"))?;
     let root = user_root(k, km, mm)?;
     let vm = VirtualMemory::new(km.phys(), root, km.mode());
     let mut buf = vec![0u8; len];
@@ -215,7 +268,7 @@ pub fn cmdline(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<Vec<String>> {
     if args.last().is_some_and(String::is_empty) {
         args.pop();
     }
-    Ok(args)
+    Ok((args, cut))
 }
 
 /// Resident pages of an address space (file + anon + shmem, as /proc's VmRSS).
@@ -237,9 +290,24 @@ pub fn rss_pages(k: &Kernel, km: &Kmem<'_>, mm: u64) -> Result<u64> {
 /// their own address spaces), with errors met along the way (the feature goes on past
 /// them).
 pub fn processes(k: &Kernel, km: &Kmem<'_>, tasks: &[Task]) -> (Vec<Process>, Vec<Error>) {
+    processes_with(k, km, tasks, &Bounds::none())
+}
+
+/// As [`processes`], within `bounds`: command lines of at most [`Limits::cmdline`] bytes
+/// on the budget, stopping at the deadline (the processes read before it kept).
+pub fn processes_with(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    tasks: &[Task],
+    bounds: &Bounds,
+) -> (Vec<Process>, Vec<Error>) {
     let mut errors = Vec::new();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
+        if let Err(e) = bounds.deadline.check() {
+            errors.push(e);
+            break;
+        }
         let kernel_thread = t.kernel_thread();
         let mut p = Process {
             pid: t.tgid,
@@ -252,8 +320,22 @@ pub fn processes(k: &Kernel, km: &Kmem<'_>, tasks: &[Task]) -> (Vec<Process>, Ve
             ..Process::default()
         };
         if t.mm != 0 && !kernel_thread {
-            match cmdline(k, km, t.mm) {
-                Ok(c) => p.cmdline = c,
+            match cmdline_with(k, km, t.mm, bounds.limits.cmdline, &bounds.budget) {
+                Ok((c, cut)) => {
+                    p.cmdline = c;
+                    errors.extend(cut.map(|e| match e {
+                        Error::TooLarge { size, limit, .. } => Error::TooLarge {
+                            file: format!("process {} command line", t.tgid),
+                            size,
+                            limit,
+                        },
+                        e => e,
+                    }));
+                }
+                Err(e @ Error::OverBudget { .. }) => {
+                    errors.push(e);
+                    break;
+                }
                 Err(e) => errors.push(bad(
                     format!("process {} cmdline", t.tgid),
                     t.mm,

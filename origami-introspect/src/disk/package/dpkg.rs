@@ -25,12 +25,16 @@ const MAX_REPORTED: usize = 10;
 pub struct Dpkg {
     /// The largest status file read.
     pub max_status: u64,
+    /// The crawl's memory budget, on which the status file's bytes are reserved while
+    /// they are parsed.
+    pub budget: crate::Budget,
 }
 
 impl Default for Dpkg {
     fn default() -> Self {
         Dpkg {
             max_status: DEFAULT_MAX_STATUS,
+            budget: crate::Budget::unlimited(),
         }
     }
 }
@@ -45,8 +49,8 @@ impl PackageDb for Dpkg {
     }
 
     fn installed(&self, tree: &GuestTree) -> (Vec<Package>, Vec<Error>) {
-        match tree.read_file(STATUS_PATH.as_bytes(), self.max_status) {
-            Ok(data) => parse_status(&data, STATUS_PATH),
+        match crate::disk::read_whole(tree, STATUS_PATH.as_bytes(), self.max_status, &self.budget) {
+            Ok((data, _held)) => parse_status(&data, STATUS_PATH),
             Err(e) => (Vec::new(), vec![e]),
         }
     }

@@ -36,10 +36,21 @@ pub fn crawl(tree: &GuestTree) -> (Vec<Package>, Vec<Error>) {
 
 /// As [`crawl`], with a bound on each database file's size.
 pub fn crawl_with(tree: &GuestTree, max_db_size: u64) -> (Vec<Package>, Vec<Error>) {
+    crawl_budgeted(tree, max_db_size, &crate::Budget::unlimited())
+}
+
+/// As [`crawl_with`], each database's bytes reserved on the crawl's memory `budget` while
+/// they are parsed.
+pub fn crawl_budgeted(
+    tree: &GuestTree,
+    max_db_size: u64,
+    budget: &crate::Budget,
+) -> (Vec<Package>, Vec<Error>) {
     let mut packages = Vec::new();
     let mut errors = Vec::new();
     let dbs: Vec<Box<dyn PackageDb>> = vec![Box::new(dpkg::Dpkg {
         max_status: max_db_size,
+        budget: budget.clone(),
     })];
     for db in dbs {
         if db.present(tree) {
