@@ -40,17 +40,31 @@ pub fn connection_key(c: &Connection) -> String {
     )
 }
 
+/// When a new process is reported (see [`processes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settle {
+    /// Further crawls with the same name and command line before a new process is
+    /// reported.
+    pub after: u32,
+    /// The same, while the process still looks like a child between `fork` and `exec`
+    /// (its parent's very name and command line).
+    pub after_fork: u32,
+}
+
 /// Processes after a good crawl, and the events since `prev` (`None`: this crawl is the
 /// first, which reports nothing unless `report_existing`).
 ///
-/// A new process is reported once its name and command line read the same on `settle`
-/// more crawls: a forked child is seen with its parent's name and arguments until it
-/// calls `exec`, and reporting it at once would name the parent. A process that exits
-/// before it settled is reported as started, then exited, with what was last read.
+/// A new process is reported once its name and command line read the same on
+/// `settle.after` more crawls: a forked child is seen with its parent's name and
+/// arguments until it calls `exec`, and reporting it at once would name the parent. While
+/// it still has its parent's name and command line it waits `settle.after_fork` crawls
+/// instead (a guest's vCPU may stall between the two calls; a child that never calls
+/// `exec` is reported after that wait). A process that exits before it settled is
+/// reported as started, then exited, with what was last read.
 pub fn processes(
     prev: Option<&BTreeMap<ProcessId, Tracked>>,
     now: Vec<Process>,
-    settle: u32,
+    settle: Settle,
     report_existing: bool,
 ) -> (BTreeMap<ProcessId, Tracked>, Vec<Event>) {
     let mut started = Vec::new();
@@ -71,7 +85,21 @@ pub fn processes(
         }
         return (out, started);
     };
-    for p in now {
+    let by_pid: BTreeMap<u32, (&str, &[String])> = now
+        .iter()
+        .map(|p| (p.pid, (p.name.as_str(), p.cmdline.as_slice())))
+        .collect();
+    let mut settled = Vec::new();
+    for p in &now {
+        let forked = p.ppid != p.pid
+            && by_pid.get(&p.ppid) == Some(&(p.name.as_str(), p.cmdline.as_slice()));
+        settled.push(if forked {
+            settle.after_fork
+        } else {
+            settle.after
+        });
+    }
+    for (p, settle) in now.into_iter().zip(settled) {
         let id = process_id(&p);
         let t = match prev.get(&id) {
             Some(old) if old.reported => Tracked {
@@ -212,9 +240,23 @@ pub fn hostname(prev: Option<&str>, now: &str) -> Option<Event> {
 mod tests {
     use super::*;
 
+    const S1: Settle = Settle {
+        after: 1,
+        after_fork: 3,
+    };
+    const S0: Settle = Settle {
+        after: 0,
+        after_fork: 0,
+    };
+    const S3: Settle = Settle {
+        after: 3,
+        after_fork: 3,
+    };
+
     fn proc(pid: u32, start: u64, name: &str, args: &[&str]) -> Process {
         Process {
             pid,
+            ppid: 1,
             name: name.into(),
             cmdline: args.iter().map(|s| s.to_string()).collect(),
             start_time: Some(start),
@@ -234,21 +276,21 @@ mod tests {
 
     #[test]
     fn the_first_crawl_is_the_baseline() {
-        let (s, ev) = processes(None, vec![proc(1, 0, "init", &["init"])], 1, false);
+        let (s, ev) = processes(None, vec![proc(1, 0, "init", &["init"])], S1, false);
         assert!(ev.is_empty());
         assert!(s[&(1, 0)].reported);
-        let (_, ev) = processes(None, vec![proc(1, 0, "init", &["init"])], 1, true);
+        let (_, ev) = processes(None, vec![proc(1, 0, "init", &["init"])], S1, true);
         assert_eq!(names(&ev), [("process_started", 1, "init".into())]);
     }
 
     #[test]
     fn a_new_process_is_reported_once_it_settled_after_exec() {
-        let (s0, _) = processes(None, vec![proc(1, 0, "sh", &["sh"])], 1, false);
+        let (s0, _) = processes(None, vec![proc(1, 0, "sh", &["sh"])], S1, false);
         // Forked: the child still has its parent's name and arguments.
         let (s1, ev) = processes(
             Some(&s0),
             vec![proc(1, 0, "sh", &["sh"]), proc(7, 50, "sh", &["sh"])],
-            1,
+            S1,
             false,
         );
         assert!(ev.is_empty());
@@ -259,7 +301,7 @@ mod tests {
                 proc(1, 0, "sh", &["sh"]),
                 proc(7, 50, "sleep", &["sleep", "9"]),
             ],
-            1,
+            S1,
             false,
         );
         assert!(ev.is_empty());
@@ -267,18 +309,18 @@ mod tests {
             proc(1, 0, "sh", &["sh"]),
             proc(7, 50, "sleep", &["sleep", "9"]),
         ];
-        let (s3, ev) = processes(Some(&s2), now.clone(), 1, false);
+        let (s3, ev) = processes(Some(&s2), now.clone(), S1, false);
         assert_eq!(names(&ev), [("process_started", 7, "sleep 9".into())]);
-        let (s4, ev) = processes(Some(&s3), now, 1, false);
+        let (s4, ev) = processes(Some(&s3), now, S1, false);
         assert!(ev.is_empty());
-        let (_, ev) = processes(Some(&s4), vec![proc(1, 0, "sh", &["sh"])], 1, false);
+        let (_, ev) = processes(Some(&s4), vec![proc(1, 0, "sh", &["sh"])], S1, false);
         assert_eq!(names(&ev), [("process_exited", 7, "sleep 9".into())]);
     }
 
     #[test]
     fn a_reused_pid_is_another_process_and_short_lives_are_not_lost() {
-        let (s0, _) = processes(None, vec![proc(7, 50, "a", &["a"])], 0, false);
-        let (s1, ev) = processes(Some(&s0), vec![proc(7, 90, "b", &["b"])], 0, false);
+        let (s0, _) = processes(None, vec![proc(7, 50, "a", &["a"])], S0, false);
+        let (s1, ev) = processes(Some(&s0), vec![proc(7, 90, "b", &["b"])], S0, false);
         assert_eq!(
             names(&ev),
             [
@@ -290,11 +332,11 @@ mod tests {
         let (s2, ev) = processes(
             Some(&s1),
             vec![proc(7, 90, "b", &["b"]), proc(8, 95, "c", &["c"])],
-            3,
+            S3,
             false,
         );
         assert!(ev.is_empty());
-        let (_, ev) = processes(Some(&s2), vec![proc(7, 90, "b", &["b"])], 3, false);
+        let (_, ev) = processes(Some(&s2), vec![proc(7, 90, "b", &["b"])], S3, false);
         assert_eq!(
             names(&ev),
             [
@@ -302,6 +344,35 @@ mod tests {
                 ("process_exited", 8, "c".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_child_stalled_between_fork_and_exec_waits_longer() {
+        let sh = || proc(1, 0, "sh", &["sh"]);
+        let (mut s, _) = processes(None, vec![sh()], S1, false);
+        // Seen three times with its parent's name and arguments: not reported.
+        for _ in 0..3 {
+            let (next, ev) = processes(Some(&s), vec![sh(), proc(7, 50, "sh", &["sh"])], S1, false);
+            assert!(ev.is_empty(), "{ev:?}");
+            s = next;
+        }
+        let now = vec![sh(), proc(7, 50, "ow-1", &["/bin/sh", "/tmp/ow-1"])];
+        let (s, ev) = processes(Some(&s), now.clone(), S1, false);
+        assert!(ev.is_empty());
+        let (_, ev) = processes(Some(&s), now, S1, false);
+        assert_eq!(
+            names(&ev),
+            [("process_started", 7, "/bin/sh /tmp/ow-1".into())]
+        );
+        // A child that never calls exec is reported after the longer wait.
+        let (mut s, _) = processes(None, vec![sh()], S1, false);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let (next, ev) = processes(Some(&s), vec![sh(), proc(8, 60, "sh", &["sh"])], S1, false);
+            seen.push(ev.len());
+            s = next;
+        }
+        assert_eq!(seen, [0, 0, 0, 1, 0]);
     }
 
     fn conn(port: u16, state: &str, pid: Option<u32>) -> Connection {

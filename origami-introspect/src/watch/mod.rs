@@ -20,8 +20,9 @@
 //! line is paged out) do not tear a section: the item is reported with what could be read.
 //!
 //! Limits: a process is reported once its name and command line read the same on
-//! [`WatchOptions::settle`] more ticks (a forked child shows its parent's until it calls
-//! `exec`); a later `exec` of a reported process is no event. Its command line is the one
+//! [`WatchOptions::settle`] more ticks, or [`WatchOptions::settle_fork`] while they are
+//! its parent's (a forked child shows its parent's until it calls `exec`); a later `exec`
+//! of a reported process is no event. Its command line is the one
 //! read when it was reported. Threads are not reported, only processes (thread-group
 //! leaders).
 //!
@@ -95,6 +96,10 @@ pub struct WatchOptions {
     /// Ticks a new process's name and command line must stay the same before it is
     /// reported (default 1; 0 reports it when first seen).
     pub settle: u32,
+    /// The same while a new process still has its parent's name and command line, as a
+    /// child between `fork` and `exec` has (default 25: a quarter of a second at 100 Hz,
+    /// for a guest whose vCPU stalls between the two calls).
+    pub settle_fork: u32,
     /// Report what the first tick finds as started, opened and loaded (default false: the
     /// first tick is the baseline).
     pub report_existing: bool,
@@ -111,6 +116,7 @@ impl Default for WatchOptions {
             sections: WATCH_SECTIONS.into_iter().collect(),
             retries: 3,
             settle: 1,
+            settle_fork: 25,
             report_existing: false,
             page_cache: true,
         }
@@ -130,9 +136,11 @@ impl WatchOptions {
         self
     }
 
-    /// Options with a settle count (see [`WatchOptions::settle`]).
-    pub fn with_settle(mut self, settle: u32) -> Self {
+    /// Options with settle counts (see [`WatchOptions::settle`] and
+    /// [`WatchOptions::settle_fork`]).
+    pub fn with_settle(mut self, settle: u32, settle_fork: u32) -> Self {
         self.settle = settle;
+        self.settle_fork = settle_fork;
         self
     }
 
@@ -340,7 +348,10 @@ impl Watcher {
             let (next, ev) = diff::processes(
                 self.state.processes.as_ref(),
                 p,
-                self.options.settle,
+                diff::Settle {
+                    after: self.options.settle,
+                    after_fork: self.options.settle_fork.max(self.options.settle),
+                },
                 report,
             );
             self.state.processes = Some(next);
