@@ -7,35 +7,20 @@
 //! bounded amount, and invents no process; a task unlinked cleanly gives exactly one
 //! `process_exited`, and linked back, one `process_started`.
 //!
-//! A live guest, booted once for this file: the fixture kernel under QEMU TCG with plain
-//! anonymous RAM, attached by pid (`/proc/PID/mem`), with a shell on its console. The
-//! watcher's first tick is compared with the guest's own /proc snapshot; a uniquely named
-//! process started and killed from the console gives exactly one `process_started` and one
-//! `process_exited`, with the pid the guest's shell printed and the command line it ran.
-//! Then the wedged cases: every process stopped (`kill -STOP -1`) is still crawled, and so
-//! is the guest after its kernel panicked (`echo c > /proc/sysrq-trigger`, `panic=0` on its
-//! command line): processes listed, the panic in `kernel_log`, `os.panicked` true.
+//! The watcher on a live guest (events of a process run from the guest's console, frozen
+//! and panicked guests) is tested with the `origami watch` command, on one booted guest, in
+//! `examples/tests/cli_watch.rs`.
 //!
-//! Skips outside CI when the fixtures, qemu-system-x86_64, tar or base64 are missing.
+//! Skips outside CI when the fixtures are missing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use origami_core::memory::{MemoryDump, PhysRange, PhysicalMemory};
-use origami_introspect::frame::{Frame, Process, Section};
-use origami_introspect::linux::{crawl, discover, LinuxOptions};
+use origami_introspect::frame::Section;
+use origami_introspect::linux::{discover, LinuxOptions};
 use origami_introspect::watch::{Event, WatchOptions, Watcher};
-use origami_introspect::MemorySource;
-use origami_testsupport::qemu::{FixtureVm, GuestTruth, RamBacking, VmOptions, CONSOLE_SHELL};
-
-const BOOT: Duration = Duration::from_secs(600);
-const CONSOLE: Duration = Duration::from_secs(60);
-
-// ---------------------------------------------------------------------------------------
-// Torn state on the fixture dump.
 
 /// How [`Tearing`] rewrites the task list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,216 +280,4 @@ fn a_task_list_rewritten_under_the_walk_gives_partial_ticks_and_no_invented_proc
         [("process_started", victim_pid, "httpd".to_string())]
     );
     assert_eq!(ids(&w), baseline);
-}
-
-// ---------------------------------------------------------------------------------------
-// A live guest.
-
-fn have_tools() -> bool {
-    ["qemu-system-x86_64", "tar", "base64"]
-        .into_iter()
-        .all(origami_testsupport::require_program)
-}
-
-/// Crawls the guest (no cache) into a frame.
-fn crawl_frame(source: &MemorySource) -> Frame {
-    let mut frame = Frame::new("watched");
-    crawl(source, &LinuxOptions::default().no_cache()).merge_into(&mut frame);
-    frame
-}
-
-/// Every process of the snapshot but workqueue workers, by pid: name and command line.
-fn truth_processes(truth: &GuestTruth) -> BTreeMap<u32, (String, Vec<String>)> {
-    truth
-        .processes
-        .iter()
-        .filter(|(_, t)| !t.comm.starts_with("kworker/"))
-        .map(|(pid, t)| (*pid, (t.comm.clone(), t.cmdline.clone())))
-        .collect()
-}
-
-fn listed(processes: &[Process]) -> BTreeMap<u32, (String, Vec<String>)> {
-    processes
-        .iter()
-        .map(|p| (p.pid, (p.name.clone(), p.cmdline.clone())))
-        .collect()
-}
-
-/// Missing or different processes of the snapshot.
-fn missing(
-    want: &BTreeMap<u32, (String, Vec<String>)>,
-    got: &BTreeMap<u32, (String, Vec<String>)>,
-) -> Vec<String> {
-    want.iter()
-        .filter(|(pid, t)| got.get(pid) != Some(t))
-        .map(|(pid, t)| format!("pid {pid}: want {t:?}, got {:?}", got.get(pid)))
-        .collect()
-}
-
-#[test]
-fn a_live_guest_is_watched_then_crawled_frozen_and_panicked() {
-    if !have_tools() {
-        return;
-    }
-    let Some(fx) = origami_testsupport::fixtures() else {
-        return;
-    };
-    let options = VmOptions {
-        backing: RamBacking::Anonymous,
-        console_shell: true,
-        ..VmOptions::default()
-    };
-    // panic=0 (after the fixture's panic=-1): a panicked kernel stays up, halted.
-    let mut vm = FixtureVm::boot_with(fx, "origami-watch", "panic=0", BOOT, &options);
-    vm.wait_for_console(CONSOLE_SHELL, BOOT);
-    let truth = GuestTruth::read(&vm);
-    let want = truth_processes(&truth);
-    let dump = MemoryDump::attach_qemu_pid(vm.pid()).expect("attach");
-    let source = MemorySource::new(dump.name(), Arc::new(dump));
-
-    a_process_started_and_killed_from_the_console_is_seen_once(&mut vm, &source, &want);
-    a_frozen_user_space_is_crawled(&mut vm, &source, &want);
-    a_panicked_kernel_is_crawled(&mut vm, &source, &want);
-}
-
-fn a_process_started_and_killed_from_the_console_is_seen_once(
-    vm: &mut FixtureVm,
-    source: &MemorySource,
-    want: &BTreeMap<u32, (String, Vec<String>)>,
-) {
-    let mut watcher = Watcher::new(source, WatchOptions::default()).expect("watcher");
-    // The baseline: the first good tick (a live read may be torn now and then).
-    let first = (0..20)
-        .map(|_| watcher.tick())
-        .find(|t| !t.partial())
-        .expect("a good tick in 20");
-    assert!(first.events.is_empty());
-    let got: BTreeMap<u32, (String, Vec<String>)> = watcher
-        .processes()
-        .map(|p| (p.pid, (p.name.clone(), p.cmdline.clone())))
-        .collect();
-    let bad = missing(want, &got);
-    assert!(bad.is_empty(), "the first tick against /proc: {bad:#?}");
-    assert_eq!(watcher.hostname(), Some("vmi-fixture"));
-
-    vm.console_run(
-        "mkfifo /tmp/ow-fifo; printf '#!/bin/sh\\nread x < /tmp/ow-fifo\\n' > /tmp/ow-watch-4711; \
-         chmod +x /tmp/ow-watch-4711",
-        CONSOLE,
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopper = stop.clone();
-    // The watcher is Send: it ticks at 100 Hz on a thread of its own.
-    let watching = std::thread::spawn(move || {
-        let mut events = Vec::new();
-        let mut ticks = (0u64, 0u64);
-        watcher.run(Duration::from_millis(10), |t| {
-            ticks.0 += 1;
-            ticks.1 += u64::from(t.partial());
-            events.extend(t.events);
-            if stopper.load(Ordering::SeqCst) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
-        (events, ticks)
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let out = vm.console_run("/tmp/ow-watch-4711 unique-arg-4711 & echo PID=$!", CONSOLE);
-    let pid: u32 = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("PID="))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no PID= in {out:?}"));
-    std::thread::sleep(Duration::from_secs(1));
-    vm.console_run(&format!("kill {pid}; wait {pid}; echo reaped"), CONSOLE);
-    std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::SeqCst);
-    let (events, (ticks, partial)) = watching.join().expect("watcher thread");
-    eprintln!("{ticks} ticks, {partial} partial, {} events", events.len());
-
-    let ours: Vec<&Event> = events
-        .iter()
-        .filter(|e| {
-            e.process().is_some_and(|p| {
-                p.pid == pid
-                    || p.name.contains("ow-watch")
-                    || p.cmdline.iter().any(|a| a.contains("ow-watch"))
-            })
-        })
-        .collect();
-    let cmdline = ["/bin/sh", "/tmp/ow-watch-4711", "unique-arg-4711"];
-    assert_eq!(ours.len(), 2, "{ours:#?}");
-    match (ours[0], ours[1]) {
-        (Event::ProcessStarted { process: a }, Event::ProcessExited { process: b }) => {
-            for p in [a, b] {
-                assert_eq!(p.pid, pid);
-                assert_eq!(p.name, "ow-watch-4711");
-                assert_eq!(p.cmdline, cmdline);
-                assert_eq!(p.uid, 0);
-            }
-            assert_eq!(a.start_time, b.start_time);
-        }
-        other => panic!("{other:#?}"),
-    }
-}
-
-fn a_frozen_user_space_is_crawled(
-    vm: &mut FixtureVm,
-    source: &MemorySource,
-    want: &BTreeMap<u32, (String, Vec<String>)>,
-) {
-    // Every process but init and the shell that sends the signal.
-    let shell = vm.console_run("echo SHELL=$$", CONSOLE);
-    let shell: u32 = shell
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("SHELL="))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no SHELL= in {shell:?}"));
-    vm.console_run("kill -STOP -1", CONSOLE);
-    let frame = crawl_frame(source);
-    assert!(frame.meta.errors.is_empty(), "{:#?}", frame.meta.errors);
-    let bad = missing(want, &listed(&frame.process));
-    assert!(bad.is_empty(), "frozen: {bad:#?}");
-    let running: Vec<&Process> = frame
-        .process
-        .iter()
-        .filter(|p| !p.kernel_thread && p.pid != 1 && p.pid != shell)
-        // Stopped, or a zombie (the fixture keeps one), which no signal stops.
-        .filter(|p| !matches!(p.state.as_deref(), Some("T" | "Z")))
-        .collect();
-    assert!(running.is_empty(), "not stopped: {running:#?}");
-    assert!(frame.process.len() > 40);
-    vm.console_run("kill -CONT -1", CONSOLE);
-}
-
-fn a_panicked_kernel_is_crawled(
-    vm: &mut FixtureVm,
-    source: &MemorySource,
-    want: &BTreeMap<u32, (String, Vec<String>)>,
-) {
-    vm.console_send("echo c > /proc/sysrq-trigger");
-    vm.wait_for_console("Kernel panic - not syncing", BOOT);
-    // Let the panic finish (other CPUs stopped, the last lines printed).
-    std::thread::sleep(Duration::from_secs(2));
-    let frame = crawl_frame(source);
-    assert_eq!(frame.os.panicked, Some(true), "{:#?}", frame.os);
-    assert!(
-        frame
-            .kernel_log
-            .iter()
-            .any(|r| r.message.contains("Kernel panic - not syncing")),
-        "no panic in the kernel log's last lines: {:#?}",
-        frame.kernel_log.iter().rev().take(10).collect::<Vec<_>>()
-    );
-    let bad = missing(want, &listed(&frame.process));
-    assert!(bad.is_empty(), "panicked: {bad:#?}");
-    let errors: Vec<_> = frame
-        .meta
-        .errors
-        .iter()
-        .filter(|e| e.feature == "process")
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
 }
