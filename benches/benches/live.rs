@@ -112,15 +112,16 @@ fn loadavg() -> String {
         .join(" ")
 }
 
-/// A watcher ticking every 10 ms on its own thread until `stop`, sending the name of
-/// each started process and when it was reported.
-fn watch_in_background(
-    source: &MemorySource,
-    stop: Arc<AtomicBool>,
-) -> (
+/// A watcher thread (ending with its ticks and partial ticks) and the names of the
+/// processes it saw start, with when.
+type Watching = (
     std::thread::JoinHandle<(u64, u64)>,
     mpsc::Receiver<(String, Instant)>,
-) {
+);
+
+/// A watcher ticking every 10 ms on its own thread until `stop`, sending the name of
+/// each started process and when it was reported.
+fn watch_in_background(source: &MemorySource, stop: Arc<AtomicBool>) -> Watching {
     let mut w = Watcher::new(source, WatchOptions::default()).expect("watcher");
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::spawn(move || {

@@ -323,7 +323,11 @@ fn start(vm: &mut FixtureVm, name: &str, arg: &str) -> u32 {
 fn number_after(out: &str, key: &str) -> u32 {
     out.split(key)
         .nth(1)
-        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in {out:?}"))
 }

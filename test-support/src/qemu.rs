@@ -98,7 +98,10 @@ fn initramfs_with_console_shell(fx: &Fixtures, dir: &Path) -> PathBuf {
         .expect("initramfs is gzip");
     let init = cpio_file(&cpio, "init").expect("initramfs has /init");
     let init = String::from_utf8(init.to_vec()).expect("/init is text");
-    assert!(init.contains(INIT_TAIL), "the fixture's /init ends as expected");
+    assert!(
+        init.contains(INIT_TAIL),
+        "the fixture's /init ends as expected"
+    );
     let shell = format!(
         "stty -F /dev/ttyS0 -echo 2>/dev/null\n\
          echo {CONSOLE_SHELL}\n\
@@ -106,7 +109,7 @@ fn initramfs_with_console_shell(fx: &Fixtures, dir: &Path) -> PathBuf {
     );
     let init = init.replace(INIT_TAIL, &shell);
     let mut out = original;
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
     out.extend(cpio_archive(&[("init", 0o100755, init.as_bytes())]));
@@ -154,11 +157,11 @@ fn cpio_archive(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(name.as_bytes());
         out.push(0);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     };

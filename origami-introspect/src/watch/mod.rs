@@ -224,6 +224,9 @@ impl std::fmt::Debug for Watcher {
 /// What one attempt read of a section: the items, or why the section is torn.
 type Read<T> = std::result::Result<T, String>;
 
+/// What one task walk gave the sections that wanted it (`None`: not wanted).
+type TaskReads = (Option<Read<Vec<Process>>>, Option<Read<Vec<Connection>>>);
+
 impl Watcher {
     /// Discovers the kernel in `source` (as [`crate::linux::discover()`] with
     /// `options.linux`) and makes a watcher that has not ticked yet.
@@ -391,16 +394,11 @@ impl Watcher {
 
     /// One walk of the task list and what the wanted sections read through it; both torn
     /// when the walk is, or when a task changed identity before the reads were done.
-    fn read_tasks(
-        &self,
-        km: &Kmem<'_>,
-        want_p: bool,
-        want_c: bool,
-    ) -> (Option<Read<Vec<Process>>>, Option<Read<Vec<Connection>>>) {
+    fn read_tasks(&self, km: &Kmem<'_>, want_p: bool, want_c: bool) -> TaskReads {
         let both = |reason: String| {
             (
                 want_p.then(|| Err(reason.clone())),
-                want_c.then(|| Err(reason)),
+                want_c.then_some(Err(reason)),
             )
         };
         let walked = match tasks::tasks(&self.kernel, km) {
