@@ -197,9 +197,12 @@ pub fn run(args: &WatchArgs, out: &mut dyn Write) -> Result<(), WatchError> {
             linux = linux.with_cache_dir(dir);
         }
     }
-    let options = WatchOptions::default()
+    let mut options = WatchOptions::default()
         .with_linux(linux)
         .reporting_existing(args.report_existing);
+    // A page cache pays off where each read is a system call (`/proc/PID/mem`: about 3x
+    // faster in the live bench); a mapped file is read faster without one.
+    options.page_cache = args.qemu_pid.is_some();
     let mut watcher = Watcher::new(&source, options).map_err(|error| WatchError::Kernel {
         source_name: source.phys.name(),
         error,
