@@ -1,6 +1,6 @@
 //! The `origami` command's library side: the fleet manifest (read into the library's
 //! [`origami_introspect::fleet::Machine`]s), the sink that indexes a fleet's frames, the demo
-//! fleet, and text rendering. The binary is `src/bin/origami.rs`.
+//! fleet, text rendering, and `origami watch` ([`watch`]). The binary is `src/bin/origami.rs`.
 //!
 //! ```
 //! use origami_examples::manifest::Manifest;
@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod manifest;
 pub mod render;
 pub mod serve;
+pub mod watch;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

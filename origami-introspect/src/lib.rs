@@ -9,6 +9,8 @@
 //! processes, connections and modules are read. A section that fails lands in
 //! `_frame.errors` and the rest goes on. The [`fleet`] engine crawls many machines at once on
 //! a bounded pool, with per-machine timeouts, handing each frame to the caller's sink.
+//! The [`watch`] module follows a running guest's memory and reports what changes (processes
+//! started and exited, connections, modules, host name) as typed events.
 //!
 //! A disk is an image file or any [`ReadAt`](origami_core::ReadAt) the caller holds (a
 //! storage API, a snapshot service, bytes in memory); the memory is a dump file or the
@@ -92,3 +94,4 @@ pub use limits::{Bounds, Budget, Deadline, Limits, Reservation, EXT4_CACHE_BYTES
 pub use origami_frame as frame;
 pub use target::{Disk, Memory, MemorySource, Target};
 pub mod linux;
+pub mod watch;

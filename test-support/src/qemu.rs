@@ -7,8 +7,17 @@
 //! default) and a chosen machine type and RAM size, for the tests that attach to QEMU by its
 //! process id; [`GuestTruth`] reads the /proc snapshot the guest writes to its second
 //! serial port.
+//!
+//! With [`VmOptions::console_shell`] the guest's init, once ready, runs a shell on its
+//! console instead of blocking, and [`FixtureVm::console_run`] types commands into it (the
+//! console is then a socket that QEMU also logs to `console.log`). The fixture's own init
+//! is used, changed only at its end: the initramfs given to QEMU is the fixture's followed
+//! by a small uncompressed archive holding that `/init` (the kernel unpacks both, the later
+//! file replacing the earlier).
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,6 +40,9 @@ pub struct FixtureVm {
     /// The second serial port, where the guest writes its /proc snapshot.
     pub serial1: PathBuf,
     started: Instant,
+    /// The console's input (with [`VmOptions::console_shell`]).
+    console_in: Option<UnixStream>,
+    commands: u64,
 }
 
 /// Where the guest's RAM lives on the host.
@@ -53,6 +65,9 @@ pub struct VmOptions {
     pub ram: u64,
     /// Where the RAM lives.
     pub backing: RamBacking,
+    /// Once ready, run a shell on the console that [`FixtureVm::console_run`] talks to
+    /// (it prints `@@CONSOLE-SHELL@@` when it starts).
+    pub console_shell: bool,
 }
 
 impl Default for VmOptions {
@@ -62,8 +77,99 @@ impl Default for VmOptions {
             machine: "q35".into(),
             ram: RAM,
             backing: RamBacking::SharedFile,
+            console_shell: false,
         }
     }
+}
+
+/// The marker the console shell prints when it starts.
+pub const CONSOLE_SHELL: &str = "@@CONSOLE-SHELL@@";
+
+/// The end of the fixture's init (it blocks forever on a FIFO), replaced for a console
+/// shell.
+const INIT_TAIL: &str = "mkfifo /run/hold\nwhile :; do read -r x < /run/hold; done";
+
+/// The fixture's initramfs followed by an archive whose `/init` ends in a console shell.
+fn initramfs_with_console_shell(fx: &Fixtures, dir: &Path) -> PathBuf {
+    let original = std::fs::read(fx.path("memdump/initramfs.cpio.gz")).expect("initramfs");
+    let mut cpio = Vec::new();
+    flate2::read::GzDecoder::new(&original[..])
+        .read_to_end(&mut cpio)
+        .expect("initramfs is gzip");
+    let init = cpio_file(&cpio, "init").expect("initramfs has /init");
+    let init = String::from_utf8(init.to_vec()).expect("/init is text");
+    assert!(
+        init.contains(INIT_TAIL),
+        "the fixture's /init ends as expected"
+    );
+    let shell = format!(
+        "stty -F /dev/ttyS0 -echo 2>/dev/null\n\
+         echo {CONSOLE_SHELL}\n\
+         while :; do sh </dev/ttyS0 >/dev/ttyS0 2>&1; done"
+    );
+    let init = init.replace(INIT_TAIL, &shell);
+    let mut out = original;
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+    out.extend(cpio_archive(&[("init", 0o100755, init.as_bytes())]));
+    let path = dir.join("initramfs-console.cpio");
+    std::fs::write(&path, out).expect("initramfs with a console shell");
+    path
+}
+
+/// A file of a `newc` cpio archive.
+fn cpio_file<'a>(cpio: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let mut at = 0usize;
+    while at + 110 <= cpio.len() {
+        let h = cpio.get(at..at + 110)?;
+        if !h.starts_with(b"070701") {
+            return None;
+        }
+        let field = |i: usize| {
+            std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s, 16).ok())
+        };
+        let (size, namesize) = (field(6)?, field(11)?);
+        let n = cpio.get(at + 110..at + 110 + namesize.checked_sub(1)?)?;
+        let data_at = (at + 110 + namesize + 3) & !3;
+        let data = cpio.get(data_at..data_at + size)?;
+        if n == b"TRAILER!!!" {
+            return None;
+        }
+        if n == name.as_bytes() {
+            return Some(data);
+        }
+        at = (data_at + size + 3) & !3;
+    }
+    None
+}
+
+/// A `newc` cpio archive of `(name, mode, bytes)` files, with its trailer.
+fn cpio_archive(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut entry = |ino: usize, name: &str, mode: u32, data: &[u8]| {
+        let header = format!(
+            "070701{ino:08X}{mode:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+            0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0
+        );
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    };
+    for (i, (name, mode, data)) in files.iter().enumerate() {
+        entry(i + 1, name, *mode, data);
+    }
+    entry(0, "TRAILER!!!", 0, &[]);
+    out
 }
 
 /// The first file of `dir` whose name starts with `prefix` (not a `.zst`).
@@ -122,7 +228,11 @@ impl FixtureVm {
             .arg("-kernel")
             .arg(find_file(&fx.path("memdump/kernel"), "vmlinuz-"))
             .arg("-initrd")
-            .arg(fx.path("memdump/initramfs.cpio.gz"))
+            .arg(if options.console_shell {
+                initramfs_with_console_shell(fx, &dir)
+            } else {
+                fx.path("memdump/initramfs.cpio.gz")
+            })
             .args(["-append", cmdline.trim()])
             .args(["-netdev", "hubport,id=n0,hubid=0"])
             .args(["-device", "e1000,netdev=n0,mac=52:54:00:12:34:56"])
@@ -134,10 +244,21 @@ impl FixtureVm {
                 "-no-reboot",
                 "-monitor",
                 "none",
-            ])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .arg("-serial")
+            ]);
+        let socket = dir.join("console.sock");
+        if options.console_shell {
+            cmd.arg("-chardev")
+                .arg(format!(
+                    "socket,id=con0,path={},server=on,wait=off,logfile={}",
+                    socket.display(),
+                    console.display()
+                ))
+                .args(["-serial", "chardev:con0"]);
+        } else {
+            cmd.arg("-serial")
+                .arg(format!("file:{}", console.display()));
+        }
+        cmd.arg("-serial")
             .arg(format!("file:{}", serial1.display()));
         match options.backing {
             RamBacking::SharedFile => {
@@ -168,7 +289,19 @@ impl FixtureVm {
             console,
             serial1,
             started: Instant::now(),
+            console_in: None,
+            commands: 0,
         };
+        if options.console_shell {
+            vm.wait_until(timeout, "the console socket", |_| {
+                UnixStream::connect(&socket).is_ok_and(|s| {
+                    // Keep this one: QEMU takes one client.
+                    drop(s);
+                    true
+                })
+            });
+            vm.connect_console(&socket);
+        }
         if options.backing == RamBacking::SharedFile {
             // QEMU creates and sizes the file at start-up.
             let size = options.ram;
@@ -210,6 +343,78 @@ impl FixtureVm {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Connects to the console socket and drains what the guest writes (QEMU logs it to
+    /// `console.log`), so that the guest never waits for a reader.
+    fn connect_console(&mut self, socket: &Path) {
+        // QEMU may still be closing the probe connection: retry for a while.
+        let mut last = None;
+        for _ in 0..100 {
+            match UnixStream::connect(socket) {
+                Ok(s) => {
+                    let mut drain = s.try_clone().expect("console socket clone");
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        while matches!(drain.read(&mut buf), Ok(n) if n > 0) {}
+                    });
+                    self.console_in = Some(s);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("console socket {}: {last:?}", socket.display());
+    }
+
+    /// Runs `command` in the console shell (see [`VmOptions::console_shell`]; wait for
+    /// [`CONSOLE_SHELL`] first) and returns what it printed, once a marker printed after it
+    /// shows that it ended. Panics when that takes longer than `timeout`.
+    pub fn console_run(&mut self, command: &str, timeout: Duration) -> String {
+        self.commands += 1;
+        let n = self.commands;
+        // The marker is made by printf, so the command's own text (were it echoed) never
+        // holds it.
+        let marker = format!("@@DONE-{n}@@");
+        let from = std::fs::metadata(&self.console).map_or(0, |m| m.len()) as usize;
+        let line = format!("{command}\nprintf '@@DONE-%s@@\\n' {n}\n");
+        self.console_in
+            .as_mut()
+            .expect("booted with console_shell")
+            .write_all(line.as_bytes())
+            .expect("console write");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read(&self.console).unwrap_or_default();
+            let text = String::from_utf8_lossy(text.get(from..).unwrap_or_default());
+            if let Some(end) = text.find(&marker) {
+                return text[..end].replace('\r', "");
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("qemu exited while running {command:?}: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{command:?} gave no {marker} in {timeout:?}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `command` into the console shell without waiting for it (for a command
+    /// after which the shell cannot answer, such as a crash).
+    pub fn console_send(&mut self, command: &str) {
+        self.console_in
+            .as_mut()
+            .expect("booted with console_shell")
+            .write_all(format!("{command}\n").as_bytes())
+            .expect("console write");
+    }
+
+    /// The console's text so far.
+    pub fn console_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).replace('\r', "")
     }
 
     /// Waits for a marker on the console.

@@ -52,6 +52,9 @@ enum Command {
     Demo(DemoArgs),
     /// Serve an index's search page and JSON API (loopback only unless --token is given).
     Serve(origami_examples::serve::ServeArgs),
+    /// Follow a running VM's memory (a RAM file, or a QEMU by pid) and print what changes:
+    /// processes, connections, modules, host name (one JSON object a line with --json).
+    Watch(origami_examples::watch::WatchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -124,6 +127,9 @@ struct CrawlArgs {
     /// A memory dump (QEMU ELF, kdump, LiME, raw) or a running VM's memory file.
     #[arg(long, value_name = "DUMP")]
     memory: Option<PathBuf>,
+    /// The memory of a running QEMU, by its process id (read-only, the guest not stopped).
+    #[arg(long, value_name = "PID", conflicts_with = "memory")]
+    qemu_pid: Option<u32>,
     /// The guest kernel's System.map (otherwise kallsyms is recovered from memory).
     #[arg(long, value_name = "FILE")]
     system_map: Option<PathBuf>,
@@ -271,6 +277,9 @@ fn main() -> ExitCode {
         Command::Serve(a) => origami_examples::serve::run_cli(a)
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Watch(a) => origami_examples::watch::run(&a, &mut std::io::stdout().lock())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,
@@ -359,8 +368,8 @@ impl CrawlKnobs {
 }
 
 fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
-    if a.disks.is_empty() && a.memory.is_none() {
-        bail!("nothing to crawl: give --disk IMG (repeatable) and/or --memory DUMP");
+    if a.disks.is_empty() && a.memory.is_none() && a.qemu_pid.is_none() {
+        bail!("nothing to crawl: give --disk IMG (repeatable) and/or --memory DUMP (or --qemu-pid PID)");
     }
     let mut target = Target::default();
     for d in a.disks {
@@ -368,6 +377,9 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     }
     if let Some(m) = a.memory {
         target = target.with_memory(m);
+    }
+    if let Some(pid) = a.qemu_pid {
+        target = target.with_memory_source(origami_examples::watch::attach(pid)?);
     }
     if let Some(s) = a.system_map {
         target = target.with_system_map(s);
