@@ -76,41 +76,7 @@ xfs)
     find "$tree" -exec touch -h -d @1700000000 {} +
     python3 "$tool" manifest "$tree" --out "$work/xfs-tree.manifest.json" \
         --meta '{"tree":"xfs-tree","note":"ground truth for xfs-v5.img and xfs-v4.img (mkfs.xfs -p); mtimes are the time of mkfs (see xfs-times.txt)"}'
-    python3 - "$tree" >"$work/proto" <<'EOF'
-import os, stat, sys
-root = sys.argv[1].encode()
-out = sys.stdout.buffer
-def mode_str(st, kind):
-    m = st.st_mode
-    return (kind + ("u" if m & stat.S_ISUID else "-") + ("g" if m & stat.S_ISGID else "-")
-            + "%03o" % (m & 0o777)).encode()
-def emit(d, depth):
-    for name in sorted(os.listdir(d)):
-        p = os.path.join(d, name)
-        st = os.lstat(p)
-        ids = b" %d %d" % (st.st_uid, st.st_gid)
-        pre = b" " * depth + name + b" "
-        m = st.st_mode
-        if stat.S_ISDIR(m):
-            out.write(pre + mode_str(st, "d") + ids + b"\n")
-            emit(p, depth + 1)
-            out.write(b" " * depth + b"$\n")
-        elif stat.S_ISREG(m):
-            out.write(pre + mode_str(st, "-") + ids + b" " + os.path.abspath(p) + b"\n")
-        elif stat.S_ISLNK(m):
-            out.write(pre + mode_str(st, "l") + ids + b" " + os.readlink(p) + b"\n")
-        elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
-            k = "c" if stat.S_ISCHR(m) else "b"
-            out.write(pre + mode_str(st, k) + ids + b" %d %d\n" % (os.major(st.st_rdev), os.minor(st.st_rdev)))
-        elif stat.S_ISFIFO(m):
-            out.write(pre + mode_str(st, "p") + ids + b"\n")
-        else:
-            raise SystemExit(f"protofile: cannot express {p!r}")
-st = os.lstat(root)
-out.write(b"/dev/null\n0 0\n" + mode_str(st, "d") + b" %d %d\n" % (st.st_uid, st.st_gid))
-emit(root, 1)
-out.write(b"$\n")
-EOF
+    python3 "$(dirname "$0")/xfs-protofile.py" "$tree" >"$work/proto"
     start=$(date +%s)
     truncate -s 400M "$work/xfs-v5.img"
     mkfs.xfs -q -f -L origami-xfs5 -m uuid=5f0e7a2c-1b3d-4e5f-8a9b-0c1d2e3f4a5b \
