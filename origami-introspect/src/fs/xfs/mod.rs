@@ -16,8 +16,9 @@
 //! error, not a loop), and the blocks visited, extents collected and directory bytes
 //! scanned are bounded. Errors name the image, the inode and the byte offset.
 
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use origami_core::ReadAt;
 use origami_frame::FileType;
@@ -44,6 +45,8 @@ const MAX_BMBT_LEVELS: u16 = 12;
 const MAX_DIR_BYTES: u64 = 1 << 30;
 /// The longest symlink target (`MAXPATHLEN`).
 const MAX_SYMLINK: u64 = 1024;
+/// The most directory entries kept by the look-up cache (all directories together).
+const DIR_CACHE_ENTRIES: usize = 1 << 18;
 /// The directory address space where the hash-index (leaf) blocks begin: 32 GiB.
 const DIR_LEAF_OFFSET: u64 = 1 << 35;
 
@@ -352,7 +355,14 @@ pub struct XfsFs {
     g: Geometry,
     info: FsInfo,
     verify: bool,
+    /// Directories listed for path look-ups, by inode (entries counted, bounded by
+    /// [`DIR_CACHE_ENTRIES`]): resolving paths one component at a time lists the same
+    /// directories again and again, and the file system does not change.
+    dir_cache: Mutex<(usize, HashMap<u64, DirList>)>,
 }
+
+/// A directory's entries (name, inode), shared by the look-up cache.
+type DirList = Arc<Vec<(Vec<u8>, u64)>>;
 
 impl std::fmt::Debug for XfsFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -387,6 +397,7 @@ impl XfsFs {
             g,
             info,
             verify: options.verify_checksums,
+            dir_cache: Mutex::new((0, HashMap::new())),
         };
         let root = fs.inode(fs.g.root_ino).map_err(wrap)?;
         if root.mode & 0o170000 != 0o040000 {
@@ -807,15 +818,34 @@ impl XfsFs {
             if cur.mode & 0o170000 != 0o040000 {
                 return Err(XErr::NotDir);
             }
-            let entries = self.dir_entries(&cur, usize::MAX)?;
+            let entries = self.cached_dir(&cur)?;
             let ino = entries
-                .into_iter()
+                .iter()
                 .find(|(n, _)| n == part)
-                .map(|(_, i)| i)
+                .map(|(_, i)| *i)
                 .ok_or(XErr::NotFound)?;
             cur = self.inode(ino)?;
         }
         Ok(cur)
+    }
+
+    /// The entries of directory `dir`, through the look-up cache.
+    fn cached_dir(&self, dir: &Inode) -> XResult<DirList> {
+        let lock = || self.dir_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = lock().1.get(&dir.ino) {
+            return Ok(l.clone());
+        }
+        let list = Arc::new(self.dir_entries(dir, usize::MAX)?);
+        let mut c = lock();
+        if c.0 + list.len() > DIR_CACHE_ENTRIES {
+            c.1.clear();
+            c.0 = 0;
+        }
+        if list.len() <= DIR_CACHE_ENTRIES {
+            c.0 += list.len();
+            c.1.insert(dir.ino, list.clone());
+        }
+        Ok(list)
     }
 
     fn inode_for(&self, path: &[u8], ino: u64) -> XResult<Inode> {
