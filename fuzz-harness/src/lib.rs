@@ -41,7 +41,7 @@ pub use files::{dpkg_status, os_release, passwd_group};
 #[cfg(feature = "guest")]
 pub use frame::frame_jsonl;
 #[cfg(feature = "guest")]
-pub use fs::{fs_ext4, fs_fat};
+pub use fs::{fs_btrfs, fs_ext4, fs_fat, fs_xfs};
 #[cfg(feature = "index")]
 pub use index::index_query;
 #[cfg(feature = "guest")]
@@ -62,7 +62,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     #[cfg(feature = "guest")]
     ("fs_ext4", fs_ext4),
     #[cfg(feature = "guest")]
+    ("fs_btrfs", fs_btrfs),
+    #[cfg(feature = "guest")]
     ("fs_fat", fs_fat),
+    #[cfg(feature = "guest")]
+    ("fs_xfs", fs_xfs),
     #[cfg(feature = "guest")]
     ("gpt", gpt),
     #[cfg(feature = "index")]

@@ -6,9 +6,14 @@
 //! (an unconfigured fstab, or one left to systemd's GPT auto-mounting) is placed at
 //! `/boot/efi`, where distributions mount it.
 //!
-//! Limits: swap, network and pseudo file systems are skipped; bind mounts and btrfs
-//! subvolumes are not modelled; an fstab line naming no volume of the target is reported,
-//! not fatal.
+//! A btrfs volume shows its default subvolume; an fstab line with `subvol=` or
+//! `subvolid=` mounts that subvolume of the volume it names (which may also be mounted
+//! elsewhere, as `/` and `/home` of one btrfs commonly are).
+//!
+//! Limits: swap, network and pseudo file systems are skipped; bind mounts are not
+//! modelled; the root is found by its os-release in a volume's default subvolume (a root
+//! in another subvolume, as Fedora's `subvol=root`, is not found); an fstab line naming
+//! no volume of the target is reported, not fatal.
 
 use super::path::display_path;
 use super::{FileSystem, FsKind, GuestTree};
@@ -256,6 +261,25 @@ const SKIP_TYPES: &[&str] = &[
     "overlay",
 ];
 
+/// True when fstab mount options choose a subvolume (btrfs `subvol=`, `subvolid=`).
+fn selects_subvolume(options: &str) -> bool {
+    options
+        .split(',')
+        .any(|o| o.starts_with("subvol=") || o.starts_with("subvolid="))
+}
+
+/// Keeps a second handle on `v`'s file system when it has subvolumes, so that later
+/// fstab lines can mount other subvolumes of it.
+fn keep_subvolume_source(sources: &mut Vec<Volume>, v: &Volume) {
+    if let Some(Ok(fs)) = v.fs.open_subvolume("") {
+        sources.push(Volume {
+            fs,
+            disk: v.disk,
+            partition: v.partition.clone(),
+        });
+    }
+}
+
 /// Builds the guest's tree from the volumes found on the target's disks.
 pub fn assemble(volumes: Vec<Volume>) -> Result<Assembly> {
     assemble_with(volumes, MAX_FSTAB, &crate::Budget::unlimited())
@@ -288,6 +312,10 @@ pub fn assemble_with(
             looked_at: String::new(),
         })?;
     let root_source = root.fs.info().source;
+    // Handles on the btrfs file systems placed in the tree, for fstab lines mounting
+    // another subvolume of one (`subvol=`, `subvolid=`).
+    let mut subvol_sources: Vec<Volume> = Vec::new();
+    keep_subvolume_source(&mut subvol_sources, &root);
     let mut tree = GuestTree::single(root.fs);
     let mut notes = Vec::new();
     let fstab = match crate::disk::read_whole(&tree, b"/etc/fstab", max_fstab, budget) {
@@ -317,8 +345,29 @@ pub fn assemble_with(
             .iter_mut()
             .find(|v| v.as_ref().is_some_and(|v| matches(&spec, v)))
             .and_then(Option::take);
+        if selects_subvolume(&entry.options) {
+            if let Some(v) = found {
+                keep_subvolume_source(&mut subvol_sources, &v);
+            }
+            let opened = subvol_sources
+                .iter()
+                .find(|v| matches(&spec, v))
+                .and_then(|v| v.fs.open_subvolume(&entry.options));
+            match opened {
+                Some(Ok(fs)) => tree.mount(entry.file.as_bytes(), fs),
+                Some(Err(e)) => notes.push(format!("/etc/fstab line {}: {e}", entry.line)),
+                None => notes.push(format!(
+                    "/etc/fstab line {}: {} for {} is on no disk of the target (as a file system with subvolumes)",
+                    entry.line, entry.spec, entry.file
+                )),
+            }
+            continue;
+        }
         match found {
-            Some(v) => tree.mount(entry.file.as_bytes(), v.fs),
+            Some(v) => {
+                keep_subvolume_source(&mut subvol_sources, &v);
+                tree.mount(entry.file.as_bytes(), v.fs)
+            }
             None => notes.push(format!(
                 "/etc/fstab line {}: {} for {} is on no disk of the target",
                 entry.line, entry.spec, entry.file

@@ -29,16 +29,20 @@ pub use origami_frame::FileType;
 
 use crate::error::{Error, Result};
 
+mod btrfs;
 mod ext4;
 mod fat;
 pub mod fstab;
 mod path;
 mod tree;
+mod xfs;
 
+pub use btrfs::{BtrfsFs, BtrfsOptions, Subvolume};
 pub use ext4::{Ext4Fs, Ext4Options};
 pub use fat::FatFs;
 pub use path::{display_path, join_path};
 pub use tree::{GuestTree, Mount, Resolved, WalkControl, WalkEntry, WalkLimits, MAX_SYMLINKS};
+pub use xfs::{XfsFs, XfsOptions};
 
 /// The kind of a guest file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,10 @@ pub enum FsKind {
     Ext4,
     /// FAT12, FAT16 or FAT32 (vfat).
     Fat,
+    /// XFS (v4 or v5).
+    Xfs,
+    /// btrfs.
+    Btrfs,
 }
 
 impl FsKind {
@@ -55,6 +63,8 @@ impl FsKind {
         match self {
             FsKind::Ext4 => "ext4",
             FsKind::Fat => "vfat",
+            FsKind::Xfs => "xfs",
+            FsKind::Btrfs => "btrfs",
         }
     }
 }
@@ -150,15 +160,24 @@ pub trait FileSystem: Send + Sync {
         let _ = ino;
         self.open(path)
     }
+    /// For a file system with subvolumes (btrfs), the same file system showing the
+    /// subvolume that fstab's mount `options` select (`subvol=`, `subvolid=`; the default
+    /// one without either); `None` for a file system without subvolumes (the default).
+    fn open_subvolume(&self, options: &str) -> Option<Result<Box<dyn FileSystem>>> {
+        let _ = options;
+        None
+    }
 }
 
 /// Opens the file system on `source`, recognised by its magic: ext2/3/4 (superblock magic
-/// `0xEF53` at byte 1080) or FAT (a valid boot sector).
+/// `0xEF53` at byte 1080), XFS (`XFSB` at byte 0), btrfs (`_BHRfS_M` at byte 65600) or FAT
+/// (a valid boot sector).
 pub fn open_filesystem(source: Arc<dyn ReadAt>) -> Result<Box<dyn FileSystem>> {
     open_filesystem_with(source, Ext4Options::default())
 }
 
-/// As [`open_filesystem`], with the options of an ext4 file system.
+/// As [`open_filesystem`], with the options of an ext4 file system (whose
+/// `verify_checksums` applies to XFS and btrfs metadata too).
 pub fn open_filesystem_with(
     source: Arc<dyn ReadAt>,
     ext4: Ext4Options,
@@ -166,11 +185,23 @@ pub fn open_filesystem_with(
     match sniff(&*source)? {
         Some(FsKind::Ext4) => Ok(Box::new(Ext4Fs::open_with(source, ext4)?)),
         Some(FsKind::Fat) => Ok(Box::new(FatFs::open(source)?)),
+        Some(FsKind::Xfs) => Ok(Box::new(XfsFs::open_with(
+            source,
+            XfsOptions {
+                verify_checksums: ext4.verify_checksums,
+            },
+        )?)),
+        Some(FsKind::Btrfs) => Ok(Box::new(BtrfsFs::open_with(
+            source,
+            BtrfsOptions {
+                verify_checksums: ext4.verify_checksums,
+            },
+        )?)),
         None => Err(Error::FileSystem {
             source_name: source.name(),
             fs: "unknown",
             path: None,
-            what: "no ext2/3/4 or FAT file system recognised".into(),
+            what: "no ext2/3/4, XFS, btrfs or FAT file system recognised".into(),
         }),
     }
 }
@@ -182,6 +213,20 @@ pub fn sniff(source: &dyn ReadAt) -> Result<Option<FsKind>> {
         source.read_at(1024 + ext4::MAGIC_OFFSET as u64, &mut magic)?;
         if origami_core::bytes::le16(&magic, 0) == ext4::MAGIC {
             return Ok(Some(FsKind::Ext4));
+        }
+    }
+    if source.len() >= 512 {
+        let mut magic = [0u8; 4];
+        source.read_at(0, &mut magic)?;
+        if &magic == xfs::MAGIC {
+            return Ok(Some(FsKind::Xfs));
+        }
+    }
+    if source.len() >= btrfs::SUPER_OFFSET + 4096 {
+        let mut magic = [0u8; 8];
+        source.read_at(btrfs::SUPER_OFFSET + btrfs::MAGIC_OFFSET, &mut magic)?;
+        if &magic == btrfs::MAGIC {
+            return Ok(Some(FsKind::Btrfs));
         }
     }
     if source.len() >= 512 {
