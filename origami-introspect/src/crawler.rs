@@ -1,8 +1,9 @@
 //! The Crawler: a [`Target`] (disks and memory, as files or the caller's own readers) and
 //! [`CrawlOptions`] in, a [`Frame`] out.
 //!
-//! The disks are opened (raw or qcow2, partitioned or not), every file system found on
-//! them is opened, and the guest's tree is assembled from its own `/etc/fstab`
+//! The disks are opened (raw or qcow2, partitioned or not), the LVM2 volume groups their
+//! physical volumes make up are assembled (a VG may span disks), every file system found on
+//! a partition, a whole disk or a logical volume is opened, and the guest's tree is assembled from its own `/etc/fstab`
 //! ([`crate::fs::fstab`]). Each section then runs on that tree; a section that fails records
 //! its error in `_frame.errors` and the others go on, and each section's time is recorded
 //! in `_frame.timings` (milliseconds). The memory, when the target has it, is crawled by

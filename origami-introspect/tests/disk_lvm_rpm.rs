@@ -1,5 +1,6 @@
 //! Origami's own non-Debian fixture guests, built by `scripts/fixtures/make-guests.py` into
-//! `target/origami-guests/` (once; the script skips a finished guest): an Alpine-like disk
+//! `target/origami-guests/FS/` (once; the script skips a finished guest; FS is ext4, or
+//! `ORIGAMI_GUEST_FS=xfs`): an Alpine-like disk
 //! (apk), a RHEL-like disk (GPT, ESP, /boot, an LVM2 VG with root and swap LVs, a real
 //! rpmdb.sqlite) and a two-disk machine whose VG spans both disks (a root LV with a segment
 //! on each, a striped LV). Each frame is judged by `shared/tools/frame-vs-truth.py` against
@@ -48,7 +49,10 @@ fn guest(kind: &str) -> Option<PathBuf> {
         return None;
     }
     let root = origami_testsupport::workspace_root();
-    let out = root.join("target/origami-guests");
+    // The root and /boot file systems of the RHEL-like guests: ext4, or what
+    // ORIGAMI_GUEST_FS names (`xfs`), each kind built in its own folder.
+    let fs = std::env::var("ORIGAMI_GUEST_FS").unwrap_or_else(|_| "ext4".into());
+    let out = root.join("target/origami-guests").join(&fs);
     std::fs::create_dir_all(&out).unwrap();
     let _g = LOCK
         .get_or_init(Default::default)
@@ -59,7 +63,8 @@ fn guest(kind: &str) -> Option<PathBuf> {
     let mut cmd = Command::new("python3");
     cmd.arg(root.join("scripts/fixtures/make-guests.py"));
     match kind {
-        "rhel-two" => cmd.args(["rhel", out.to_str().unwrap(), "--two-disks"]),
+        "rhel-two" => cmd.args(["rhel", out.to_str().unwrap(), "--two-disks", "--fs", &fs]),
+        "rhel" => cmd.args(["rhel", out.to_str().unwrap(), "--fs", &fs]),
         k => cmd.args([k, out.to_str().unwrap()]),
     };
     let o = cmd.output().unwrap();
