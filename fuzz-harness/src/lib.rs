@@ -33,6 +33,10 @@ mod index;
 mod linux;
 #[cfg(feature = "guest")]
 mod memory;
+#[cfg(feature = "guest")]
+mod packages;
+#[cfg(feature = "guest")]
+mod volume;
 
 #[cfg(feature = "guest")]
 pub use disk::{gpt, mbr, qcow2, vhdx, vmdk};
@@ -48,6 +52,10 @@ pub use index::index_query;
 pub use linux::{linux_btf, linux_kallsyms};
 #[cfg(feature = "guest")]
 pub use memory::{memory_elf, memory_kdump, memory_lime, page_walk, vmcoreinfo};
+#[cfg(feature = "guest")]
+pub use packages::{apk_installed, rpm_db, rpm_header};
+#[cfg(feature = "guest")]
+pub use volume::{lvm_metadata, pv_with_metadata};
 
 /// A target's body: returns when the input passes, panics when it does not.
 pub type Target = fn(&[u8]);
@@ -55,6 +63,8 @@ pub type Target = fn(&[u8]);
 /// Every target built with the enabled features, by name (the name of its cargo-fuzz
 /// binary and of its folders under `fuzz/`).
 pub const TARGETS: &[(&str, Target)] = &[
+    #[cfg(feature = "guest")]
+    ("apk_installed", apk_installed),
     #[cfg(feature = "guest")]
     ("dpkg_status", dpkg_status),
     #[cfg(feature = "guest")]
@@ -76,6 +86,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     #[cfg(feature = "guest")]
     ("linux_kallsyms", linux_kallsyms),
     #[cfg(feature = "guest")]
+    ("lvm_metadata", lvm_metadata),
+    #[cfg(feature = "guest")]
     ("mbr", mbr),
     #[cfg(feature = "guest")]
     ("memory_elf", memory_elf),
@@ -91,6 +103,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("passwd_group", passwd_group),
     #[cfg(feature = "guest")]
     ("qcow2", qcow2),
+    #[cfg(feature = "guest")]
+    ("rpm_db", rpm_db),
+    #[cfg(feature = "guest")]
+    ("rpm_header", rpm_header),
     #[cfg(feature = "guest")]
     ("vhdx", vhdx),
     #[cfg(feature = "guest")]

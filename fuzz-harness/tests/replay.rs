@@ -182,6 +182,7 @@ replay_tests! {
     "guest": fs_ext4, fs_fat, fs_xfs, fs_btrfs;
     "guest": linux_btf, linux_kallsyms;
     "guest": dpkg_status, passwd_group, os_release, frame_jsonl;
+    "guest": lvm_metadata, rpm_header, rpm_db, apk_installed;
     "index": index_query;
 }
 

@@ -33,6 +33,7 @@ pub mod paging;
 pub mod partition;
 mod read;
 mod shared;
+pub mod volume;
 
 pub use error::{AttachProblem, Error, Result};
 pub use read::{check_range, FileSource, ReadAt, Slice};

@@ -278,7 +278,10 @@ pub struct Package {
     /// The manager's status line, e.g. `install ok installed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Fields this version does not name.
+    /// Fields this version does not name. The package readers of origami-introspect add:
+    /// dpkg `source_version`; rpm `epoch` (a number), `release`, `source_rpm` (the source
+    /// rpm's file name), `license`, `vendor` (rpm's `version` is `[epoch:]version-release`);
+    /// apk `license`, `maintainer`.
     #[serde(flatten)]
     pub extra: Extra,
 }

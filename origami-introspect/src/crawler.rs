@@ -1,8 +1,9 @@
 //! The Crawler: a [`Target`] (disks and memory, as files or the caller's own readers) and
 //! [`CrawlOptions`] in, a [`Frame`] out.
 //!
-//! The disks are opened (raw or qcow2, partitioned or not), every file system found on
-//! them is opened, and the guest's tree is assembled from its own `/etc/fstab`
+//! The disks are opened (raw or qcow2, partitioned or not), the LVM2 volume groups their
+//! physical volumes make up are assembled (a VG may span disks), every file system found on
+//! a partition, a whole disk or a logical volume is opened, and the guest's tree is assembled from its own `/etc/fstab`
 //! ([`crate::fs::fstab`]). Each section then runs on that tree; a section that fails records
 //! its error in `_frame.errors` and the others go on, and each section's time is recorded
 //! in `_frame.timings` (milliseconds). The memory, when the target has it, is crawled by
@@ -26,12 +27,13 @@ use std::time::Instant;
 
 use globset::GlobSet;
 use origami_core::partition::{read_partitions, TableKind};
+use origami_core::volume::lvm;
 use origami_core::ReadAt;
 use origami_frame::{Frame, Section};
 
 use crate::disk::{config, file, os, package, user};
 use crate::error::{Error, Result};
-use crate::fs::fstab::{assemble_with, Assembly, PartitionInfo, Volume};
+use crate::fs::fstab::{assemble_with, Assembly, LvmName, PartitionInfo, Volume};
 use crate::fs::{open_filesystem_with, sniff, Ext4Options, FsKind, GuestTree};
 use crate::limits::{Budget, Deadline, Limits, EXT4_CACHE_BYTES};
 use crate::linux::{self, LinuxOptions, MEMORY_SECTIONS};
@@ -288,16 +290,20 @@ fn volume(
         fs: open_filesystem_with(source, ext4)?,
         disk,
         partition,
+        lvm: None,
     }))
 }
 
 /// The file systems on one disk: each partition's, or the whole disk's when it has no
 /// partition table. Partitions holding no file system this crate reads (swap, extended)
 /// are skipped; one that fails to open is reported and the others go on.
+/// LVM2 physical volumes (a partition or a whole disk with an LVM label) go to `pvs`, with
+/// their disk's index, for [`lvm_volumes`].
 fn disk_volumes(
     disk: Arc<dyn ReadAt>,
     index: usize,
     ext4: Ext4Options,
+    pvs: &mut Vec<(usize, lvm::PhysicalVolume)>,
 ) -> (Vec<Volume>, Vec<Error>) {
     let mut volumes = Vec::new();
     let mut errors = Vec::new();
@@ -305,7 +311,30 @@ fn disk_volumes(
         Ok(t) => t,
         Err(e) => return (volumes, vec![e.into()]),
     };
+    // An LVM2 PV: kept for the volume groups, not sniffed for a file system.
+    let mut take_pv = |source: &Arc<dyn ReadAt>, errors: &mut Vec<Error>| -> bool {
+        if !lvm::label::has_label(&**source) {
+            return false;
+        }
+        match lvm::probe(source.clone()) {
+            Ok(Some(pv)) => {
+                errors.extend(pv.problems.iter().map(|e| Error::FileSystem {
+                    source_name: source.name(),
+                    fs: "lvm2",
+                    path: None,
+                    what: e.to_string(),
+                }));
+                pvs.push((index, pv));
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(Error::Core(e.into())),
+        }
+        true
+    };
     if table.kind == TableKind::None {
+        if take_pv(&disk, &mut errors) {
+            return (volumes, errors);
+        }
         match volume(disk, index, None, ext4) {
             Ok(v) => volumes.extend(v),
             Err(e) => errors.push(e),
@@ -319,13 +348,60 @@ fn disk_volumes(
             label: p.label.clone(),
             type_id: p.type_id.clone(),
         };
-        let opened = p
-            .open(disk.clone())
-            .map_err(Error::from)
-            .and_then(|slice| volume(Arc::new(slice), index, Some(info), ext4));
+        let opened = p.open(disk.clone()).map_err(Error::from).and_then(|slice| {
+            let slice: Arc<dyn ReadAt> = Arc::new(slice);
+            if take_pv(&slice, &mut errors) {
+                return Ok(None);
+            }
+            volume(slice, index, Some(info), ext4)
+        });
         match opened {
             Ok(v) => volumes.extend(v),
             Err(e) => errors.push(e),
+        }
+    }
+    (volumes, errors)
+}
+
+/// The file systems on the logical volumes of the volume groups the PVs of all the target's
+/// disks make up (a VG may span disks). An LV that cannot be served (thin, RAID, a missing
+/// PV, a segment past its PV) is reported by name; swap LVs hold no file system and are
+/// skipped.
+fn lvm_volumes(
+    pvs: Vec<(usize, lvm::PhysicalVolume)>,
+    ext4: Ext4Options,
+) -> (Vec<Volume>, Vec<Error>) {
+    let mut volumes = Vec::new();
+    let mut errors = Vec::new();
+    if pvs.is_empty() {
+        return (volumes, errors);
+    }
+    // The disk of each PV, by UUID, for the LVs' `disk`.
+    let disk_of: Vec<(String, usize)> = pvs.iter().map(|(d, p)| (p.uuid.clone(), *d)).collect();
+    let (vgs, vg_errors) = lvm::assemble(pvs.into_iter().map(|(_, p)| p).collect());
+    errors.extend(vg_errors.into_iter().map(|e| Error::Core(e.into())));
+    for vg in vgs {
+        let disk = vg
+            .pv_uuids()
+            .iter()
+            .find_map(|u| disk_of.iter().find(|(id, _)| id == u).map(|(_, d)| *d))
+            .unwrap_or(0);
+        for (name, lv) in vg.logical_volumes() {
+            let opened = lv.map_err(|e| Error::Core(e.into())).and_then(|lv| {
+                let source: Arc<dyn ReadAt> = Arc::new(lv);
+                volume(source, disk, None, ext4)
+            });
+            match opened {
+                Ok(Some(mut v)) => {
+                    v.lvm = Some(LvmName {
+                        vg: vg.name.clone(),
+                        lv: name,
+                    });
+                    volumes.push(v);
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
         }
     }
     (volumes, errors)
@@ -346,25 +422,31 @@ pub fn open_guest_with(
     limits: &Limits,
     budget: &Budget,
 ) -> Result<(Assembly, Vec<Error>)> {
-    let mut volumes = Vec::new();
+    let mut found = Vec::new();
     let mut problems = Vec::new();
+    let mut pvs = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
         let image = open_disk(disk, &options)?;
-        let (v, e) = disk_volumes(image, i, options.ext4);
-        for v in v {
-            if v.fs.info().kind == FsKind::Ext4 {
-                let what = format!("{} (ext4 block cache)", v.fs.info().source);
-                match budget.reserve(what, EXT4_CACHE_BYTES) {
-                    Ok(held) => held.keep(),
-                    Err(e) => {
-                        problems.push(e);
-                        continue;
-                    }
+        let (v, e) = disk_volumes(image, i, options.ext4, &mut pvs);
+        found.extend(v);
+        problems.extend(e);
+    }
+    let (v, e) = lvm_volumes(pvs, options.ext4);
+    found.extend(v);
+    problems.extend(e);
+    let mut volumes = Vec::new();
+    for v in found {
+        if v.fs.info().kind == FsKind::Ext4 {
+            let what = format!("{} (ext4 block cache)", v.fs.info().source);
+            match budget.reserve(what, EXT4_CACHE_BYTES) {
+                Ok(held) => held.keep(),
+                Err(e) => {
+                    problems.push(e);
+                    continue;
                 }
             }
-            volumes.push(v);
         }
-        problems.extend(e);
+        volumes.push(v);
     }
     if volumes.is_empty() {
         return Err(match problems.into_iter().next() {
@@ -374,7 +456,22 @@ pub fn open_guest_with(
             },
         });
     }
-    Ok((assemble_with(volumes, limits.fstab, budget)?, problems))
+    match assemble_with(volumes, limits.fstab, budget) {
+        Ok(a) => Ok((a, problems)),
+        // The root may be on a volume that could not be opened (a thin LV, a VG missing a
+        // disk): say which.
+        Err(Error::NoRoot { looked_at }) if !problems.is_empty() => Err(Error::NoRoot {
+            looked_at: format!(
+                "{looked_at}; not readable: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 impl Crawler {

@@ -2,7 +2,8 @@
 //! with `/etc/os-release` or `/usr/lib/os-release`), read its `/etc/fstab`, and mount the
 //! other volumes at their mount points, matched by `UUID=`, `LABEL=`, `PARTUUID=`,
 //! `PARTLABEL=`, `/dev/disk/by-*/` links or kernel device names (`/dev/sda2`, `/dev/vdb1`,
-//! `/dev/nvme0n1p2`, `/dev/mmcblk0p1`). An EFI system partition that fstab does not mount
+//! `/dev/nvme0n1p2`, `/dev/mmcblk0p1`), or LVM2 names (`/dev/mapper/VG-LV`, with `-` in
+//! either name doubled, `/dev/VG/LV`, `/dev/disk/by-id/dm-name-VG-LV`). An EFI system partition that fstab does not mount
 //! (an unconfigured fstab, or one left to systemd's GPT auto-mounting) is placed at
 //! `/boot/efi`, where distributions mount it.
 //!
@@ -43,8 +44,20 @@ pub struct Volume {
     pub fs: Box<dyn FileSystem>,
     /// Which disk of the target (0-based, in the order given).
     pub disk: usize,
-    /// The partition it fills, or `None` for a whole-disk file system.
+    /// The partition it fills, or `None` for a whole-disk file system (or a logical volume).
     pub partition: Option<PartitionInfo>,
+    /// The LVM2 logical volume it fills, when it is on one (its `disk` is then the disk of
+    /// the VG's first PV found, and `partition` is `None`).
+    pub lvm: Option<LvmName>,
+}
+
+/// An LVM2 logical volume's names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LvmName {
+    /// The volume group.
+    pub vg: String,
+    /// The logical volume.
+    pub lv: String,
 }
 
 impl std::fmt::Debug for Volume {
@@ -53,6 +66,7 @@ impl std::fmt::Debug for Volume {
             .field("fs", &self.fs.info())
             .field("disk", &self.disk)
             .field("partition", &self.partition)
+            .field("lvm", &self.lvm)
             .finish()
     }
 }
@@ -143,6 +157,29 @@ enum Spec {
     PartUuid(String),
     PartLabel(String),
     Device { disk: usize, partition: Option<u32> },
+    Lvm { vg: String, lv: String },
+}
+
+/// The VG and LV of a device-mapper name: `VG-LV`, where a `-` inside either name is
+/// written `--` (`my--vg-lv--1` is VG `my-vg`, LV `lv-1`).
+pub fn split_mapper_name(name: &str) -> Option<(String, String)> {
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'-' {
+            if b.get(i + 1) == Some(&b'-') {
+                i += 2;
+                continue;
+            }
+            let (vg, lv) = (&name[..i], &name[i + 1..]);
+            if vg.is_empty() || lv.is_empty() {
+                return None;
+            }
+            return Some((vg.replace("--", "-"), lv.replace("--", "-")));
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `sda2` -> (0, Some(2)); `vdb` -> (1, None); `nvme0n1p2` -> (0, Some(2)).
@@ -199,6 +236,21 @@ fn parse_spec(spec: &str) -> Option<Spec> {
             if let Some(v) = dev.strip_prefix("disk/by-partlabel/") {
                 return Some(Spec::PartLabel(v.into()));
             }
+            let mapper = dev
+                .strip_prefix("mapper/")
+                .or_else(|| dev.strip_prefix("disk/by-id/dm-name-"));
+            if let Some(name) = mapper {
+                let (vg, lv) = split_mapper_name(name)?;
+                return Some(Spec::Lvm { vg, lv });
+            }
+            if let Some((vg, lv)) = dev.split_once('/') {
+                if !vg.is_empty() && !lv.is_empty() && !lv.contains('/') && vg != "disk" {
+                    return Some(Spec::Lvm {
+                        vg: vg.into(),
+                        lv: lv.into(),
+                    });
+                }
+            }
             let (disk, partition) = parse_device(dev)?;
             return Some(Spec::Device { disk, partition });
         }
@@ -224,8 +276,11 @@ fn matches(spec: &Spec, v: &Volume) -> bool {
             .as_ref()
             .is_some_and(|p| p.label.as_deref() == Some(l.as_str())),
         Spec::Device { disk, partition } => {
-            v.disk == *disk && v.partition.as_ref().map(|p| p.number) == *partition
+            v.lvm.is_none()
+                && v.disk == *disk
+                && v.partition.as_ref().map(|p| p.number) == *partition
         }
+        Spec::Lvm { vg, lv } => v.lvm.as_ref().is_some_and(|n| &n.vg == vg && &n.lv == lv),
     }
 }
 
@@ -431,6 +486,30 @@ mod tests {
             parse_spec("/dev/disk/by-uuid/1234-ABCD"),
             Some(Spec::Uuid("1234-ABCD".into()))
         );
+        assert_eq!(
+            parse_spec("/dev/mapper/rhel-root"),
+            Some(Spec::Lvm {
+                vg: "rhel".into(),
+                lv: "root".into()
+            })
+        );
+        assert_eq!(
+            parse_spec("/dev/mapper/my--vg-lv--a--b"),
+            Some(Spec::Lvm {
+                vg: "my-vg".into(),
+                lv: "lv-a-b".into()
+            })
+        );
+        assert_eq!(
+            parse_spec("/dev/my-vg/lv-a"),
+            Some(Spec::Lvm {
+                vg: "my-vg".into(),
+                lv: "lv-a".into()
+            })
+        );
+        assert_eq!(parse_spec("/dev/mapper/nodash"), None);
+        assert_eq!(parse_spec("/dev/mapper/-x"), None);
+        assert_eq!(parse_spec("/dev/disk/by-foo/x"), None);
         assert_eq!(
             parse_spec("PARTUUID=\"x\""),
             Some(Spec::PartUuid("x".into()))

@@ -1,16 +1,17 @@
 //! The `package` section: installed packages, from each package manager's own database.
 //!
 //! Each manager is a [`PackageDb`]: it says whether the guest uses it and reads its
-//! database into [`Package`] items. dpkg is here ([`dpkg::Dpkg`]); rpm (its sqlite or
-//! Berkeley DB) and apk (`/lib/apk/db/installed`) slot in as further implementations
-//! listed by [`package_dbs`].
+//! database into [`Package`] items: dpkg ([`dpkg::Dpkg`]), rpm in its three formats
+//! ([`rpm::Rpm`]) and apk ([`apk::Apk`]), listed by [`package_dbs`].
 
 use origami_frame::Package;
 
 use crate::error::Error;
 use crate::fs::GuestTree;
 
+pub mod apk;
 pub mod dpkg;
+pub mod rpm;
 
 /// One package manager's database in a guest.
 pub trait PackageDb {
@@ -25,7 +26,11 @@ pub trait PackageDb {
 
 /// Every package database this crate reads.
 pub fn package_dbs() -> Vec<Box<dyn PackageDb>> {
-    vec![Box::new(dpkg::Dpkg::default())]
+    vec![
+        Box::new(dpkg::Dpkg::default()),
+        Box::new(rpm::Rpm::default()),
+        Box::new(apk::Apk::default()),
+    ]
 }
 
 /// The installed packages of every manager present in the guest, sorted by name and
@@ -34,7 +39,8 @@ pub fn crawl(tree: &GuestTree) -> (Vec<Package>, Vec<Error>) {
     crawl_with(tree, dpkg::DEFAULT_MAX_STATUS)
 }
 
-/// As [`crawl`], with a bound on each database file's size.
+/// As [`crawl`], with a bound on the size of dpkg's and apk's database files (rpm's, often
+/// far larger, has its own: [`rpm::DEFAULT_MAX_DB`]).
 pub fn crawl_with(tree: &GuestTree, max_db_size: u64) -> (Vec<Package>, Vec<Error>) {
     crawl_budgeted(tree, max_db_size, &crate::Budget::unlimited())
 }
@@ -48,10 +54,16 @@ pub fn crawl_budgeted(
 ) -> (Vec<Package>, Vec<Error>) {
     let mut packages = Vec::new();
     let mut errors = Vec::new();
-    let dbs: Vec<Box<dyn PackageDb>> = vec![Box::new(dpkg::Dpkg {
-        max_status: max_db_size,
-        budget: budget.clone(),
-    })];
+    let dbs: Vec<Box<dyn PackageDb>> = vec![
+        Box::new(dpkg::Dpkg {
+            max_status: max_db_size,
+            budget: budget.clone(),
+        }),
+        Box::new(rpm::Rpm::default()),
+        Box::new(apk::Apk {
+            max_db: max_db_size,
+        }),
+    ];
     for db in dbs {
         if db.present(tree) {
             let (p, e) = db.installed(tree);
