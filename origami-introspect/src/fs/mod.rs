@@ -33,11 +33,13 @@ mod bytes;
 mod ext4;
 mod fat;
 pub mod fstab;
+pub mod ntfs;
 mod path;
 mod tree;
 
 pub use ext4::{Ext4Fs, Ext4Options};
 pub use fat::FatFs;
+pub use ntfs::{NtfsFs, NtfsMeta};
 pub use path::{display_path, join_path};
 pub use tree::{GuestTree, Mount, Resolved, WalkControl, WalkEntry, WalkLimits, MAX_SYMLINKS};
 
@@ -48,6 +50,8 @@ pub enum FsKind {
     Ext4,
     /// FAT12, FAT16 or FAT32 (vfat).
     Fat,
+    /// NTFS (read-only, through the `ntfs` crate).
+    Ntfs,
 }
 
 impl FsKind {
@@ -56,6 +60,7 @@ impl FsKind {
         match self {
             FsKind::Ext4 => "ext4",
             FsKind::Fat => "vfat",
+            FsKind::Ntfs => "ntfs",
         }
     }
 }
@@ -94,6 +99,9 @@ pub struct Stat {
     pub ino: u64,
     /// FAT attribute letters (`+r`, `+h`, `+s`), empty elsewhere.
     pub fat_attrs: String,
+    /// What NTFS keeps beyond the above (times, attributes, links, streams, reparse tag);
+    /// `None` on other file systems.
+    pub ntfs: Option<Box<NtfsMeta>>,
 }
 
 /// One entry of a directory listing.
@@ -154,7 +162,8 @@ pub trait FileSystem: Send + Sync {
 }
 
 /// Opens the file system on `source`, recognised by its magic: ext2/3/4 (superblock magic
-/// `0xEF53` at byte 1080) or FAT (a valid boot sector).
+/// `0xEF53` at byte 1080), NTFS (OEM id `NTFS` in the boot sector) or FAT (a valid boot
+/// sector).
 pub fn open_filesystem(source: Arc<dyn ReadAt>) -> Result<Box<dyn FileSystem>> {
     open_filesystem_with(source, Ext4Options::default())
 }
@@ -167,11 +176,12 @@ pub fn open_filesystem_with(
     match sniff(&*source)? {
         Some(FsKind::Ext4) => Ok(Box::new(Ext4Fs::open_with(source, ext4)?)),
         Some(FsKind::Fat) => Ok(Box::new(FatFs::open(source)?)),
+        Some(FsKind::Ntfs) => Ok(Box::new(NtfsFs::open(source)?)),
         None => Err(Error::FileSystem {
             source_name: source.name(),
             fs: "unknown",
             path: None,
-            what: "no ext2/3/4 or FAT file system recognised".into(),
+            what: "no ext2/3/4, NTFS or FAT file system recognised".into(),
         }),
     }
 }
@@ -188,6 +198,9 @@ pub fn sniff(source: &dyn ReadAt) -> Result<Option<FsKind>> {
     if source.len() >= 512 {
         let mut boot = [0u8; 512];
         source.read_at(0, &mut boot)?;
+        if ntfs::looks_like_ntfs(&boot) {
+            return Ok(Some(FsKind::Ntfs));
+        }
         if fat::looks_like_fat(&boot) {
             return Ok(Some(FsKind::Fat));
         }
