@@ -29,7 +29,7 @@ use origami_core::partition::{read_partitions, TableKind};
 use origami_core::ReadAt;
 use origami_frame::{Frame, Section};
 
-use crate::disk::{config, file, os, package, user};
+use crate::disk::{config, file, os, package, user, windows};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble, Assembly, PartitionInfo, Volume};
 use crate::fs::{open_filesystem_with, sniff, Ext4Options, GuestTree};
@@ -79,10 +79,11 @@ impl Default for CrawlOptions {
 }
 
 /// The sections read from disk.
-pub const DISK_SECTIONS: [Section; 5] = [
+pub const DISK_SECTIONS: [Section; 6] = [
     Section::Os,
     Section::Package,
     Section::User,
+    Section::Service,
     Section::Config,
     Section::File,
 ];
@@ -465,52 +466,109 @@ impl Crawler {
     /// hashed on the crawler's threads, all sharing `tree`).
     pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
         let o = &self.options;
+        // A Windows guest: the registry is read once for os, packages, users, services and
+        // network config; the file section walks the tree as for any guest.
+        let mut win = None;
+        let registry_sections = [
+            Section::Os,
+            Section::Package,
+            Section::User,
+            Section::Service,
+            Section::Config,
+        ];
+        if registry_sections.iter().any(|s| o.sections.contains(s)) && windows::is_windows(tree) {
+            let t = Instant::now();
+            win = Some(windows::crawl(tree));
+            frame.meta.timings.insert("registry".into(), millis(t));
+        }
+        if let Some(w) = win.as_mut() {
+            for (section, e) in std::mem::take(&mut w.errors) {
+                frame.record_error(section, e.to_string());
+            }
+        }
         for section in DISK_SECTIONS {
             if !o.sections.contains(&section) {
                 continue;
             }
             let t = Instant::now();
-            let errors: Vec<Error> = match section {
-                Section::Os => {
-                    let (found, e) = os::crawl(tree);
-                    frame.meta.hostname = found.hostname.clone();
-                    frame.os = found;
-                    e
+            let errors: Vec<Error> = match (section, win.as_mut()) {
+                (Section::Os, Some(w)) => {
+                    frame.os = std::mem::take(&mut w.os);
+                    frame.meta.hostname = frame.os.hostname.clone();
+                    Vec::new()
                 }
-                Section::Package => {
-                    let (p, e) = package::crawl_with(tree, o.limits.dpkg_status);
-                    frame.package = p;
-                    e
+                (Section::Package, Some(w)) => {
+                    frame.package = std::mem::take(&mut w.packages);
+                    Vec::new()
                 }
-                Section::User => {
-                    let (u, e) = user::crawl(tree, o.limits.passwd);
-                    frame.user = u;
-                    e
+                (Section::User, Some(w)) => {
+                    frame.user = std::mem::take(&mut w.users);
+                    Vec::new()
                 }
-                Section::Config => {
-                    let opts = config::ConfigOptions {
-                        max_size: o.limits.config_file,
-                        etc: o.config_etc,
-                        globs: o.config_globs.clone(),
-                        limits: o.limits.walk,
-                    };
-                    let (c, e) = config::crawl(tree, &opts);
-                    frame.config = c;
-                    e
+                (Section::Service, Some(w)) => {
+                    frame.service = std::mem::take(&mut w.services);
+                    Vec::new()
                 }
-                Section::File => {
-                    let opts = file::FileOptions {
-                        hash: o.hash_files,
-                        max_hash_size: o.max_hash_size,
-                        exclude: o.exclude_set.clone(),
-                        limits: o.limits.walk,
-                        hash_threads: o.threads,
-                    };
-                    let (f, e) = file::crawl(tree, &opts);
-                    frame.file = f;
-                    e
+                (Section::Config, Some(w)) => {
+                    let mut items = std::mem::take(&mut w.config);
+                    let mut errors = Vec::new();
+                    if !o.config_globs.is_empty() {
+                        let opts = config::ConfigOptions {
+                            max_size: o.limits.config_file,
+                            etc: false,
+                            globs: o.config_globs.clone(),
+                            limits: o.limits.walk,
+                        };
+                        let (c, e) = config::crawl(tree, &opts);
+                        items.extend(c);
+                        errors = e;
+                    }
+                    frame.config = items;
+                    errors
                 }
-                _ => Vec::new(),
+                (Section::Service, None) => Vec::new(),
+                (section, _) => match section {
+                    Section::Os => {
+                        let (found, e) = os::crawl(tree);
+                        frame.meta.hostname = found.hostname.clone();
+                        frame.os = found;
+                        e
+                    }
+                    Section::Package => {
+                        let (p, e) = package::crawl_with(tree, o.limits.dpkg_status);
+                        frame.package = p;
+                        e
+                    }
+                    Section::User => {
+                        let (u, e) = user::crawl(tree, o.limits.passwd);
+                        frame.user = u;
+                        e
+                    }
+                    Section::Config => {
+                        let opts = config::ConfigOptions {
+                            max_size: o.limits.config_file,
+                            etc: o.config_etc,
+                            globs: o.config_globs.clone(),
+                            limits: o.limits.walk,
+                        };
+                        let (c, e) = config::crawl(tree, &opts);
+                        frame.config = c;
+                        e
+                    }
+                    Section::File => {
+                        let opts = file::FileOptions {
+                            hash: o.hash_files,
+                            max_hash_size: o.max_hash_size,
+                            exclude: o.exclude_set.clone(),
+                            limits: o.limits.walk,
+                            hash_threads: o.threads,
+                        };
+                        let (f, e) = file::crawl(tree, &opts);
+                        frame.file = f;
+                        e
+                    }
+                    _ => Vec::new(),
+                },
             };
             frame
                 .meta

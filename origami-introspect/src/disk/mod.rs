@@ -10,3 +10,4 @@ pub mod file;
 pub mod os;
 pub mod package;
 pub mod user;
+pub mod windows;
