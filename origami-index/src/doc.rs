@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use origami_frame::{
     ConfigItem, Connection, Extra, FileItem, Frame, Item, KernelLogRecord, Module, Mount, Os,
-    Package, Process, Section, User,
+    Package, Process, Section, Service, User,
 };
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
@@ -326,6 +326,24 @@ pub(crate) fn module_doc(m: &Module) -> ItemDoc {
     d
 }
 
+pub(crate) fn service_doc(v: &Service) -> ItemDoc {
+    let mut d = ItemDoc {
+        names: vec![lc(&v.name)],
+        exact: vec![lc(&v.name)],
+        ..ItemDoc::default()
+    };
+    d.text = format!(
+        "{} {} {} {} {}",
+        v.name,
+        v.display_name.as_deref().unwrap_or_default(),
+        v.path,
+        v.start_type,
+        v.account.as_deref().unwrap_or_default()
+    );
+    push_extra_text(&mut d.text, &v.extra);
+    d
+}
+
 pub(crate) fn mount_doc(m: &Mount) -> ItemDoc {
     let mut d = ItemDoc {
         names: vec![lc(&m.path)],
@@ -557,6 +575,20 @@ impl HashContent for Module {
     }
 }
 
+impl HashContent for Service {
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Service);
+        h.s(&self.name)
+            .o(&self.display_name)
+            .s(&self.path)
+            .s(&self.start_type)
+            .o(&self.account)
+            .s(&self.service_type)
+            .o(&self.state)
+            .extra(&self.extra);
+    }
+}
+
 /// The hash of an item's key within its section.
 pub(crate) fn key_hash(section: Section, key: &str) -> u64 {
     let mut buf = Vec::with_capacity(key.len() + 16);
@@ -671,6 +703,12 @@ impl HashKey for Module {
     }
 }
 
+impl HashKey for Service {
+    fn write_key(&self, h: &mut KeyHasher<'_>) {
+        h.0.extend_from_slice(self.name.as_bytes());
+    }
+}
+
 /// A `HashMap` hasher for keys that already are good hashes (xxh3 of the item key).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct PrehashedKey(u64);
@@ -768,6 +806,7 @@ pub(crate) fn item_key(section: Section, item_json: &str) -> serde_json::Result<
         Section::Module => key::<Module>(item_json),
         Section::Mount => key::<Mount>(item_json),
         Section::KernelLog => key::<KernelLogRecord>(item_json),
+        Section::Service => key::<Service>(item_json),
     }
 }
 
@@ -861,6 +900,10 @@ pub(crate) fn snippet(section: Section, item_json: &str, terms: &SnippetTerms) -
         Section::Module => get::<Module>(item_json).map_or_else(
             || clip(item_json),
             |m| clip(&format!("{} size {} {}", m.name, m.size, m.state)),
+        ),
+        Section::Service => get::<Service>(item_json).map_or_else(
+            || clip(item_json),
+            |v| clip(&format!("{} {} ({})", v.name, v.path, v.start_type)),
         ),
         Section::Mount => get::<Mount>(item_json).map_or_else(
             || clip(item_json),

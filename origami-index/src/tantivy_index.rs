@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use origami_frame::{
     ConfigItem, Connection, FileItem, Frame, FrameDiff, KernelLogRecord, Module, Mount, Os,
-    Package, Process, Section, User,
+    Package, Process, Section, Service, User,
 };
 use serde::Serialize;
 use tantivy::collector::DocSetCollector;
@@ -998,6 +998,7 @@ fn item_doc_from_json(
         Section::Module => parse::<Module>(json, doc::module_doc),
         Section::Mount => parse::<Mount>(json, doc::mount_doc),
         Section::KernelLog => parse::<KernelLogRecord>(json, doc::kernel_log_doc),
+        Section::Service => parse::<Service>(json, doc::service_doc),
     }
 }
 
@@ -1260,6 +1261,7 @@ impl crate::Index for TantivyIndex {
         w.section(f, &mut state, sc, &frame.module, doc::module_doc);
         w.section(f, &mut state, sc, &frame.mount, doc::mount_doc);
         w.section(f, &mut state, sc, &frame.kernel_log, doc::kernel_log_doc);
+        w.section(f, &mut state, sc, &frame.service, doc::service_doc);
         st.scratch = scratch;
         let (gen, skipped) = (w.gen, w.skipped);
         state.items.retain(|&kh, cur| {
@@ -1514,6 +1516,7 @@ fn push_item(frame: &mut Frame, section: Section, json: &str) -> serde_json::Res
         Section::Module => frame.module.push(serde_json::from_str(json)?),
         Section::Mount => frame.mount.push(serde_json::from_str(json)?),
         Section::KernelLog => frame.kernel_log.push(serde_json::from_str(json)?),
+        Section::Service => frame.service.push(serde_json::from_str(json)?),
     }
     Ok(())
 }
@@ -1598,6 +1601,7 @@ pub mod raw {
             section(o, c, &frame.module, doc::module_doc);
             section(o, c, &frame.mount, doc::mount_doc);
             section(o, c, &frame.kernel_log, doc::kernel_log_doc);
+            section(o, c, &frame.service, doc::service_doc);
             out
         }
     }
