@@ -12,8 +12,6 @@
 //! Transaction logs (`.LOG1`, `.LOG2`) are not applied; [`Hive::is_dirty`] says when the
 //! base block's sequence numbers differ, i.e. when the logs hold changes not yet written.
 
-use std::collections::HashSet;
-
 use thiserror::Error;
 
 /// The largest value data read (a value claiming more is an error).
@@ -42,8 +40,17 @@ pub struct Hive {
     name: String,
     data: Vec<u8>,
     root: u32,
-    cells: HashSet<u32>,
+    /// One bit per 8 bytes of the bins: set where an allocated cell starts (cells are
+    /// 8-byte aligned), 1/64 of the hive's size.
+    cells: Vec<u64>,
     dirty: bool,
+}
+
+fn bit(cells: &[u64], off: u32) -> bool {
+    off % 8 == 0
+        && cells
+            .get((off / 8 / 64) as usize)
+            .is_some_and(|w| w & (1 << (off / 8 % 64)) != 0)
 }
 
 /// A registry key (an `nk` cell).
@@ -132,7 +139,7 @@ impl Hive {
         let root = u32_at(&data, 0x24).unwrap_or(0);
         let bins = u32_at(&data, 0x28).unwrap_or(0) as usize;
         let end = BASE.saturating_add(bins).min(data.len());
-        let mut cells = HashSet::new();
+        let mut cells = vec![0u64; (end - BASE) / 8 / 64 + 1];
         let mut at = BASE;
         while at + 32 <= end {
             if &data[at..at + 4] != b"hbin" {
@@ -158,13 +165,14 @@ impl Hive {
                     ));
                 }
                 if raw < 0 {
-                    cells.insert((c - BASE) as u32);
+                    let i = (c - BASE) / 8;
+                    cells[i / 64] |= 1 << (i % 64);
                 }
                 c += len;
             }
             at += size;
         }
-        if !cells.contains(&root) {
+        if !bit(&cells, root) {
             return Err(err(
                 0x24,
                 format!("root cell {root:#x} is not an allocated cell"),
@@ -214,7 +222,7 @@ impl Hive {
     /// The payload of the allocated cell at `off` (past its size), checked to start with
     /// `sig` when `sig` is not empty.
     fn cell(&self, off: u32, sig: &[u8]) -> Result<&[u8], HiveError> {
-        if !self.cells.contains(&off) {
+        if !bit(&self.cells, off) {
             return Err(self.err(off, "offset is not the start of an allocated cell"));
         }
         let at = BASE + off as usize;

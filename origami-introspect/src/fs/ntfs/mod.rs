@@ -36,7 +36,7 @@ const FIRST_USER_RECORD: u64 = 16;
 /// The most attributes read from one file record (with its attribute list).
 const MAX_ATTRIBUTES: usize = 4096;
 /// The most bytes one metadata call (a look-up, a listing, a stat) may read from the volume.
-pub const METADATA_READ_BUDGET: u64 = 256 << 20;
+pub const METADATA_READ_BUDGET: u64 = 64 << 20;
 /// Alternate data streams listed per file.
 const MAX_STREAMS: usize = 256;
 
