@@ -33,6 +33,8 @@ mod index;
 mod linux;
 #[cfg(feature = "guest")]
 mod memory;
+#[cfg(feature = "guest")]
+mod windows;
 
 #[cfg(feature = "guest")]
 pub use disk::{gpt, mbr, qcow2, vhdx, vmdk};
@@ -48,6 +50,8 @@ pub use index::index_query;
 pub use linux::{linux_btf, linux_kallsyms};
 #[cfg(feature = "guest")]
 pub use memory::{memory_elf, memory_kdump, memory_lime, page_walk, vmcoreinfo};
+#[cfg(feature = "guest")]
+pub use windows::{fs_ntfs, registry_hive};
 
 /// A target's body: returns when the input passes, panics when it does not.
 pub type Target = fn(&[u8]);
@@ -63,6 +67,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fs_ext4", fs_ext4),
     #[cfg(feature = "guest")]
     ("fs_fat", fs_fat),
+    #[cfg(feature = "guest")]
+    ("fs_ntfs", fs_ntfs),
     #[cfg(feature = "guest")]
     ("gpt", gpt),
     #[cfg(feature = "index")]
@@ -91,6 +97,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("vhdx", vhdx),
     #[cfg(feature = "guest")]
     ("vmcoreinfo", vmcoreinfo),
+    #[cfg(feature = "guest")]
+    ("registry_hive", registry_hive),
     #[cfg(feature = "guest")]
     ("vmdk", vmdk),
 ];
