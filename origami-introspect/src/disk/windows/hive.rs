@@ -47,7 +47,7 @@ pub struct Hive {
 }
 
 fn bit(cells: &[u64], off: u32) -> bool {
-    off % 8 == 0
+    off.is_multiple_of(8)
         && cells
             .get((off / 8 / 64) as usize)
             .is_some_and(|w| w & (1 << (off / 8 % 64)) != 0)
@@ -151,14 +151,14 @@ impl Hive {
                 break;
             }
             let size = u32_at(&data, at + 8).unwrap_or(0) as usize;
-            if size < 4096 || size % 4096 != 0 || at + size > end {
+            if size < 4096 || !size.is_multiple_of(4096) || at + size > end {
                 return Err(err(at + 8, format!("hbin size {size:#x} invalid")));
             }
             let mut c = at + 32;
             while c < at + size {
                 let raw = u32_at(&data, c).unwrap_or(0) as i32;
                 let len = raw.unsigned_abs() as usize;
-                if len < 8 || len % 8 != 0 || c + len > at + size {
+                if len < 8 || !len.is_multiple_of(8) || c + len > at + size {
                     return Err(err(
                         c,
                         format!("cell size {raw} overlaps its neighbours or its bin"),
