@@ -6,7 +6,7 @@
 //! in its attribute list) ends with [`Error::LimitExceeded`] instead of looping. Before the
 //! crate sees anything, [`check_boot_sector`] validates the boot sector (sector, cluster and
 //! record sizes, the MFT's place inside the volume), and every call into the crate runs
-//! under [`guarded`] (`catch_unwind`).
+//! under origami's guard (`catch_unwind`).
 //!
 //! What is shown: the Win32 (long) names, case-insensitive look-ups as Windows does them,
 //! the unnamed `$DATA` stream as the file's content, and per entry its creation,
