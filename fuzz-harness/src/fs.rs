@@ -34,7 +34,7 @@ static EXT4_JOURNAL: &[u8] = include_bytes!("../../fuzz/templates/ext4-journal.i
 static FAT12: &[u8] = include_bytes!("../../fuzz/templates/fat12.img");
 
 /// `template` with the input's patches applied (see the module docs).
-fn patched(template: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn patched(template: &[u8], data: &[u8]) -> Vec<u8> {
     let mut img = template.to_vec();
     let mut rest = data;
     while rest.len() >= 4 {
@@ -54,14 +54,14 @@ fn patched(template: &[u8], data: &[u8]) -> Vec<u8> {
 /// file-system libraries are expected and caught by origami's guard. Whether a panic
 /// escapes is judged by the caller's `catch_unwind` (libfuzzer-sys's or the replay
 /// test's), which receives the panic's message as its payload.
-fn quiet_panics() {
+pub(crate) fn quiet_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
 }
 
 /// Uses the file system the way the crawler does (walk, stat, read every file, follow
 /// links, run the disk crawlers), with tight bounds.
-fn exercise(fs: Box<dyn FileSystem>) {
+pub(crate) fn exercise(fs: Box<dyn FileSystem>) {
     let tree = GuestTree::single(fs);
     let limits = WalkLimits {
         max_entries: 4096,

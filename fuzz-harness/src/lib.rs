@@ -37,6 +37,8 @@ mod memory;
 mod packages;
 #[cfg(feature = "guest")]
 mod volume;
+#[cfg(feature = "guest")]
+mod windows;
 
 #[cfg(feature = "guest")]
 pub use disk::{gpt, mbr, qcow2, vhdx, vmdk};
@@ -56,6 +58,8 @@ pub use memory::{memory_elf, memory_kdump, memory_lime, page_walk, vmcoreinfo};
 pub use packages::{apk_installed, rpm_db, rpm_header};
 #[cfg(feature = "guest")]
 pub use volume::{lvm_metadata, pv_with_metadata};
+#[cfg(feature = "guest")]
+pub use windows::{fs_ntfs, registry_hive};
 
 /// A target's body: returns when the input passes, panics when it does not.
 pub type Target = fn(&[u8]);
@@ -77,6 +81,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fs_fat", fs_fat),
     #[cfg(feature = "guest")]
     ("fs_xfs", fs_xfs),
+    ("fs_ntfs", fs_ntfs),
     #[cfg(feature = "guest")]
     ("gpt", gpt),
     #[cfg(feature = "index")]
@@ -111,6 +116,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("vhdx", vhdx),
     #[cfg(feature = "guest")]
     ("vmcoreinfo", vmcoreinfo),
+    #[cfg(feature = "guest")]
+    ("registry_hive", registry_hive),
     #[cfg(feature = "guest")]
     ("vmdk", vmdk),
 ];

@@ -105,6 +105,8 @@ pub struct FrameDiff {
     pub mount: SectionDiff<crate::Mount>,
     /// Kernel log records.
     pub kernel_log: SectionDiff<crate::KernelLogRecord>,
+    /// Services.
+    pub service: SectionDiff<crate::Service>,
 }
 
 /// How many items of one section were added, removed and changed.
@@ -149,6 +151,7 @@ impl FrameDiff {
             Section::Module => c(&self.module),
             Section::Mount => c(&self.mount),
             Section::KernelLog => c(&self.kernel_log),
+            Section::Service => c(&self.service),
         }
     }
 }
@@ -173,6 +176,7 @@ impl Frame {
             module: SectionDiff::between(&older.module, &self.module),
             mount: SectionDiff::between(&older.mount, &self.mount),
             kernel_log: SectionDiff::between(&older.kernel_log, &self.kernel_log),
+            service: SectionDiff::between(&older.service, &self.service),
         }
     }
 }

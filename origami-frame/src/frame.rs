@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::items::{
     ConfigItem, Connection, Extra, FileItem, KernelLogRecord, Module, Mount, Os, Package, Process,
-    Section, User,
+    Section, Service, User,
 };
 
 /// The schema version this crate writes into `_frame.schema_version`.
@@ -102,6 +102,8 @@ pub struct Frame {
     pub mount: Vec<Mount>,
     /// Kernel log records, in sequence order.
     pub kernel_log: Vec<KernelLogRecord>,
+    /// Services (Windows services and drivers).
+    pub service: Vec<Service>,
     /// Top-level sections this version does not name.
     #[serde(flatten)]
     pub extra: Extra,
@@ -147,6 +149,7 @@ impl Frame {
             + self.module.len()
             + self.mount.len()
             + self.kernel_log.len()
+            + self.service.len()
     }
 
     /// How many items one section holds.
@@ -162,6 +165,7 @@ impl Frame {
             Section::Module => self.module.len(),
             Section::Mount => self.mount.len(),
             Section::KernelLog => self.kernel_log.len(),
+            Section::Service => self.service.len(),
         }
     }
 

@@ -35,11 +35,13 @@ pub enum Section {
     /// Kernel log records (from memory: the printk ring buffer).
     #[serde(rename = "kernel_log")]
     KernelLog,
+    /// Services (from disk: Windows services and drivers of the current control set).
+    Service,
 }
 
 impl Section {
     /// Every section, in frame order.
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Section::Os,
         Section::File,
         Section::Config,
@@ -50,6 +52,7 @@ impl Section {
         Section::Module,
         Section::Mount,
         Section::KernelLog,
+        Section::Service,
     ];
 
     /// The section's name as it appears in a frame's JSON (`"process"`, ...).
@@ -65,6 +68,7 @@ impl Section {
             Section::Module => "module",
             Section::Mount => "mount",
             Section::KernelLog => "kernel_log",
+            Section::Service => "service",
         }
     }
 
@@ -532,6 +536,43 @@ impl Item for KernelLogRecord {
         } else {
             format!("{}.{}", self.seq, self.line)
         }
+    }
+}
+
+/// A service (`service` section; key: `name`): on Windows, a subkey of the current control
+/// set's `Services` key (services and drivers alike), named as osquery's `services` table
+/// names its columns where one fits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Service {
+    /// The service's key name (`Spooler`).
+    pub name: String,
+    /// The name shown to people (`Print Spooler`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The command or driver image it runs (`ImagePath`, as stored).
+    pub path: String,
+    /// `boot`, `system`, `auto`, `demand` or `disabled` (the `Start` value; its number when
+    /// unknown).
+    pub start_type: String,
+    /// The account it runs as (`ObjectName`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `kernel_driver`, `fs_driver`, `own_process`, `share_process`, ... (the `Type` value).
+    #[serde(rename = "type")]
+    pub service_type: String,
+    /// The running state, when known (from memory); never from disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Fields this version does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Item for Service {
+    const SECTION: Section = Section::Service;
+    fn key(&self) -> String {
+        self.name.clone()
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A frame has `_frame` metadata (system id, time, source, per-feature timings and errors)
 //! and the sections `os`, `file`, `config`, `package`, `user`, `process`, `connection`,
-//! `module`, `mount` and `kernel_log`. Items carry a stable key, so two frames of one system diff item by item. Frames
+//! `module`, `mount`, `kernel_log` and `service`. Items carry a stable key, so two frames of one system diff item by item. Frames
 //! read and write as JSON and JSON Lines; fields this version does not know survive a round
 //! trip. This crate depends on nothing else of Origami, so a control plane can take frames
 //! without the parsers or the index.
@@ -40,7 +40,7 @@ pub use diff::{Changed, DiffCounts, FrameDiff, SectionDiff};
 pub use frame::{FeatureError, Frame, FrameMeta, SCHEMA_VERSION};
 pub use items::{
     join_host_port, ConfigItem, Connection, Extra, FileItem, FileType, Item, KernelLogRecord,
-    Module, Mount, Os, Package, Process, Section, User,
+    Module, Mount, Os, Package, Process, Section, Service, User,
 };
 pub use jsonl::{FrameReader, FrameWriter, JsonlError, DEFAULT_MAX_LINE};
 pub use time::OffsetDateTime;

@@ -21,9 +21,14 @@ pub(crate) fn kind_weight(kind: &str) -> f32 {
     match Section::from_name(kind) {
         Some(Section::Connection) => 3.0,
         Some(Section::Process) => 2.5,
-        Some(Section::Package | Section::User | Section::Module | Section::Os | Section::Mount) => {
-            1.6
-        }
+        Some(
+            Section::Package
+            | Section::User
+            | Section::Module
+            | Section::Os
+            | Section::Mount
+            | Section::Service,
+        ) => 1.6,
         Some(Section::File) => 1.2,
         Some(Section::Config | Section::KernelLog) | None => 1.0,
     }

@@ -6,7 +6,7 @@
 
 use origami_frame::{
     ConfigItem, Connection, Extra, FileItem, Item, KernelLogRecord, Module, Mount, Os, Package,
-    Process, Section, User,
+    Process, Section, Service, User,
 };
 
 /// The bytes an item's content hash covers, written field by field into a buffer.
@@ -209,6 +209,20 @@ impl HashContent for KernelLogRecord {
             .u(u64::from(self.level))
             .u(u64::from(self.facility))
             .s(&self.message)
+            .extra(&self.extra);
+    }
+}
+
+impl HashContent for Service {
+    fn write_content(&self, buf: &mut Vec<u8>) {
+        let mut h = ContentHash::start(buf, Section::Service);
+        h.s(&self.name)
+            .o(&self.display_name)
+            .s(&self.path)
+            .s(&self.start_type)
+            .o(&self.account)
+            .s(&self.service_type)
+            .o(&self.state)
             .extra(&self.extra);
     }
 }

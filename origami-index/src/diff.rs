@@ -162,6 +162,7 @@ pub(crate) fn diff_frame(
     d.section(&frame.module, item_doc::module_doc);
     d.section(&frame.mount, item_doc::mount_doc);
     d.section(&frame.kernel_log, item_doc::kernel_log_doc);
+    d.section(&frame.service, item_doc::service_doc);
     let plan = d.finish();
     FramePlan { host, os, ..plan }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use origami_frame::{
     join_host_port, ConfigItem, Connection, Extra, FileItem, Frame, Item, KernelLogRecord, Module,
-    Mount, Os, Package, Process, Section, User,
+    Mount, Os, Package, Process, Section, Service, User,
 };
 use serde_json::Value;
 
@@ -316,6 +316,25 @@ pub(crate) fn module_doc(m: &Module) -> ItemDoc {
     d
 }
 
+/// The document of a `service` item (a Windows service).
+pub(crate) fn service_doc(v: &Service) -> ItemDoc {
+    let mut d = ItemDoc {
+        names: vec![lc(&v.name)],
+        exact: vec![lc(&v.name)],
+        ..ItemDoc::default()
+    };
+    d.text = format!(
+        "{} {} {} {} {}",
+        v.name,
+        v.display_name.as_deref().unwrap_or_default(),
+        v.path,
+        v.start_type,
+        v.account.as_deref().unwrap_or_default()
+    );
+    push_extra_text(&mut d.text, &v.extra);
+    d
+}
+
 /// The document of a `mount` item.
 pub(crate) fn mount_doc(m: &Mount) -> ItemDoc {
     let mut d = ItemDoc {
@@ -361,5 +380,6 @@ pub(crate) fn item_doc_from_json(
         Section::Module => parse::<Module>(json, module_doc),
         Section::Mount => parse::<Mount>(json, mount_doc),
         Section::KernelLog => parse::<KernelLogRecord>(json, kernel_log_doc),
+        Section::Service => parse::<Service>(json, service_doc),
     }
 }

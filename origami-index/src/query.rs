@@ -703,6 +703,6 @@ mod tests {
     #[test]
     fn render_points_a_caret() {
         let e = err("pkg:ssl type:nope");
-        assert_eq!(e.render("pkg:ssl type:nope"), "pkg:ssl type:nope\n             ^ unknown type `nope`; types are os, file, config, package, user, process, connection, module, mount, kernel_log");
+        assert_eq!(e.render("pkg:ssl type:nope"), "pkg:ssl type:nope\n             ^ unknown type `nope`; types are os, file, config, package, user, process, connection, module, mount, kernel_log, service");
     }
 }

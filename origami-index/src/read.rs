@@ -485,6 +485,7 @@ fn push_item(frame: &mut Frame, section: Section, json: &str) -> serde_json::Res
         Section::Module => frame.module.push(serde_json::from_str(json)?),
         Section::Mount => frame.mount.push(serde_json::from_str(json)?),
         Section::KernelLog => frame.kernel_log.push(serde_json::from_str(json)?),
+        Section::Service => frame.service.push(serde_json::from_str(json)?),
     }
     Ok(())
 }

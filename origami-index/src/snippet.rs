@@ -3,7 +3,7 @@
 
 use origami_frame::{
     join_host_port, ConfigItem, Connection, FileItem, Item, KernelLogRecord, Module, Mount, Os,
-    Package, Process, Section, User,
+    Package, Process, Section, Service, User,
 };
 
 /// What a snippet looks for: the positive words and values of the query.
@@ -80,6 +80,7 @@ pub(crate) fn item_key(section: Section, item_json: &str) -> serde_json::Result<
         Section::Module => key::<Module>(item_json),
         Section::Mount => key::<Mount>(item_json),
         Section::KernelLog => key::<KernelLogRecord>(item_json),
+        Section::Service => key::<Service>(item_json),
     }
 }
 
@@ -173,6 +174,10 @@ pub(crate) fn snippet(section: Section, item_json: &str, terms: &SnippetTerms) -
         Section::Module => get::<Module>(item_json).map_or_else(
             || clip(item_json),
             |m| clip(&format!("{} size {} {}", m.name, m.size, m.state)),
+        ),
+        Section::Service => get::<Service>(item_json).map_or_else(
+            || clip(item_json),
+            |v| clip(&format!("{} {} ({})", v.name, v.path, v.start_type)),
         ),
         Section::Mount => get::<Mount>(item_json).map_or_else(
             || clip(item_json),

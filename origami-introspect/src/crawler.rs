@@ -31,7 +31,7 @@ use origami_core::volume::lvm;
 use origami_core::ReadAt;
 use origami_frame::{Frame, Section};
 
-use crate::disk::{config, file, os, package, user};
+use crate::disk::{config, file, os, package, user, windows};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble_with, Assembly, LvmName, PartitionInfo, Volume};
 use crate::fs::{open_filesystem_with, sniff, Ext4Options, FsKind, GuestTree};
@@ -81,10 +81,11 @@ impl Default for CrawlOptions {
 }
 
 /// The sections read from disk.
-pub const DISK_SECTIONS: [Section; 5] = [
+pub const DISK_SECTIONS: [Section; 6] = [
     Section::Os,
     Section::Package,
     Section::User,
+    Section::Service,
     Section::Config,
     Section::File,
 ];
@@ -613,30 +614,87 @@ impl Crawler {
     /// its own [`Deadline`] of [`Limits::section_time`].
     fn crawl_tree_with(&self, tree: &GuestTree, frame: &mut Frame, budget: &Budget) {
         let o = &self.options;
+        // A Windows guest: the registry is read once for os, packages, users, services and
+        // network config; the file section walks the tree as for any guest.
+        let mut win = None;
+        let registry_sections = [
+            Section::Os,
+            Section::Package,
+            Section::User,
+            Section::Service,
+            Section::Config,
+        ];
+        if registry_sections.iter().any(|s| o.sections.contains(s)) && windows::is_windows(tree) {
+            let t = Instant::now();
+            win = Some(windows::crawl(tree));
+            frame.meta.timings.insert("registry".into(), millis(t));
+        }
+        if let Some(w) = win.as_mut() {
+            for (section, e) in std::mem::take(&mut w.errors) {
+                frame.record_error(section, e.to_string());
+            }
+        }
         for section in DISK_SECTIONS {
             if !o.sections.contains(&section) {
                 continue;
             }
             let t = Instant::now();
             let deadline = Deadline::start(section.name(), o.limits.section_time);
-            let mut errors: Vec<Error> = match section {
-                Section::Os => {
+            let mut errors: Vec<Error> = match (section, win.as_mut()) {
+                (Section::Os, Some(w)) => {
+                    frame.os = std::mem::take(&mut w.os);
+                    frame.meta.hostname = frame.os.hostname.clone();
+                    Vec::new()
+                }
+                (Section::Package, Some(w)) => {
+                    frame.package = std::mem::take(&mut w.packages);
+                    Vec::new()
+                }
+                (Section::User, Some(w)) => {
+                    frame.user = std::mem::take(&mut w.users);
+                    Vec::new()
+                }
+                (Section::Service, Some(w)) => {
+                    frame.service = std::mem::take(&mut w.services);
+                    Vec::new()
+                }
+                (Section::Config, Some(w)) => {
+                    let mut items = std::mem::take(&mut w.config);
+                    let mut errors = Vec::new();
+                    if !o.config_globs.is_empty() {
+                        let opts = config::ConfigOptions {
+                            max_size: o.limits.config_file,
+                            etc: false,
+                            globs: o.config_globs.clone(),
+                            limits: o.limits.walk,
+                            budget: budget.clone(),
+                            deadline,
+                        };
+                        let (c, e) = config::crawl(tree, &opts);
+                        items.extend(c);
+                        errors = e;
+                    }
+                    frame.config = items;
+                    errors
+                }
+                (Section::Service, None) => Vec::new(),
+                (Section::Os, None) => {
                     let (found, e) = os::crawl_with(tree, o.limits.os_release, budget);
                     frame.meta.hostname = found.hostname.clone();
                     frame.os = found;
                     e
                 }
-                Section::Package => {
+                (Section::Package, None) => {
                     let (p, e) = package::crawl_budgeted(tree, o.limits.dpkg_status, budget);
                     frame.package = p;
                     e
                 }
-                Section::User => {
+                (Section::User, None) => {
                     let (u, e) = user::crawl_with(tree, o.limits.passwd, budget);
                     frame.user = u;
                     e
                 }
-                Section::Config => {
+                (Section::Config, None) => {
                     let opts = config::ConfigOptions {
                         max_size: o.limits.config_file,
                         etc: o.config_etc,
@@ -649,7 +707,7 @@ impl Crawler {
                     frame.config = c;
                     e
                 }
-                Section::File => {
+                (Section::File, _) => {
                     let opts = file::FileOptions {
                         hash: o.hash_files,
                         max_hash_size: o.max_hash_size,

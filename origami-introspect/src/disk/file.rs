@@ -146,6 +146,28 @@ fn hash_all(
     })
 }
 
+/// The NTFS fields of a file item: creation and access times (seconds since the epoch),
+/// attribute letters, hard links (when more than one), reparse tag, alternate streams.
+fn ntfs_fields(extra: &mut serde_json::Map<String, Value>, n: &crate::fs::NtfsMeta) {
+    extra.insert("created".into(), n.created.into());
+    extra.insert("accessed".into(), n.accessed.into());
+    extra.insert("attributes".into(), n.attribute_letters().into());
+    if n.hard_links > 1 {
+        extra.insert("hard_links".into(), n.hard_links.into());
+    }
+    if let Some(tag) = n.reparse_tag {
+        extra.insert("reparse_tag".into(), format!("{tag:#010x}").into());
+    }
+    if !n.streams.is_empty() {
+        let streams: Vec<Value> = n
+            .streams
+            .iter()
+            .map(|(name, size)| serde_json::json!({"name": name, "size": size}))
+            .collect();
+        extra.insert("streams".into(), Value::Array(streams));
+    }
+}
+
 /// Lists the guest tree, with the problems met (unreadable directories or files, bounds).
 /// Files are hashed on `options.hash_threads` threads sharing `tree`.
 pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Error>) {
@@ -189,6 +211,9 @@ pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Err
         if !st.fat_attrs.is_empty() {
             item.extra
                 .insert("fat_attrs".into(), Value::String(st.fat_attrs.clone()));
+        }
+        if let Some(n) = &st.ntfs {
+            ntfs_fields(&mut item.extra, n);
         }
         let mut problem = None;
         match st.file_type {

@@ -10,6 +10,7 @@ pub mod file;
 pub mod os;
 pub mod package;
 pub mod user;
+pub mod windows;
 
 use crate::error::{Error, Result};
 use crate::fs::{display_path, FileType, GuestTree};

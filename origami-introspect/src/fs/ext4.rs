@@ -155,6 +155,7 @@ fn stat_of(m: &ext4_view::Metadata, ino: u64) -> Stat {
         mtime: m.modified().seconds(),
         ino,
         fat_attrs: String::new(),
+        ntfs: None,
     }
 }
 

@@ -188,6 +188,7 @@ fn stat_of(e: &fatfs::DirEntry<'_, ReadOnlyIo>) -> Stat {
         mtime: unix_time(e.modified()),
         ino: 0,
         fat_attrs,
+        ntfs: None,
     }
 }
 
@@ -201,6 +202,7 @@ fn root_stat() -> Stat {
         mtime: 0,
         ino: 0,
         fat_attrs: String::new(),
+        ntfs: None,
     }
 }
 

@@ -82,6 +82,12 @@ impl Volume {
                 .is_ok_and(|s| s.file_type == super::FileType::Dir))
     }
 
+    /// A Windows system volume: NTFS with the SYSTEM registry hive.
+    fn is_windows_system(&self) -> bool {
+        self.fs.info().kind == FsKind::Ntfs
+            && self.fs.lstat(b"/Windows/System32/config/SYSTEM").is_ok()
+    }
+
     fn has_os_release(&self) -> bool {
         self.fs.lstat(b"/etc/os-release").is_ok() || self.fs.lstat(b"/usr/lib/os-release").is_ok()
     }
@@ -349,6 +355,17 @@ pub fn assemble_with(
     budget: &crate::Budget,
 ) -> Result<Assembly> {
     let mut volumes: Vec<Option<Volume>> = volumes.into_iter().map(Some).collect();
+    if !volumes
+        .iter()
+        .any(|v| v.as_ref().is_some_and(Volume::has_os_release))
+    {
+        if let Some(i) = volumes
+            .iter()
+            .position(|v| v.as_ref().is_some_and(Volume::is_windows_system))
+        {
+            return Ok(assemble_windows(volumes, i));
+        }
+    }
     let root_index = volumes
         .iter()
         .position(|v| v.as_ref().is_some_and(Volume::has_os_release))
@@ -450,6 +467,31 @@ pub fn assemble_with(
         root_source,
         notes,
     })
+}
+
+/// A Windows guest's tree: the system volume (drive C:) as `/`. Windows mounts no EFI
+/// system partition and no Microsoft reserved partition (which holds no file system), so
+/// those are left out silently; any other volume is noted as not mounted (drive letters
+/// live in the SYSTEM hive's `MountedDevices`, not modelled here).
+fn assemble_windows(mut volumes: Vec<Option<Volume>>, root_index: usize) -> Assembly {
+    let root = volumes[root_index].take();
+    let root_fs = match root {
+        Some(r) => r.fs,
+        None => unreachable!("the root index names a volume"),
+    };
+    let root_source = root_fs.info().source;
+    let tree = GuestTree::single(root_fs);
+    let notes = volumes
+        .into_iter()
+        .flatten()
+        .filter(|v| !v.is_esp())
+        .map(|v| format!("{} is not mounted in the guest tree", v.fs.info().source))
+        .collect();
+    Assembly {
+        tree,
+        root_source,
+        notes,
+    }
 }
 
 /// The mount points of a tree as text (`/`, `/boot/efi`), for reports.

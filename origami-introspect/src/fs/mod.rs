@@ -33,6 +33,7 @@ mod btrfs;
 mod ext4;
 mod fat;
 pub mod fstab;
+pub mod ntfs;
 mod path;
 mod tree;
 mod xfs;
@@ -40,6 +41,7 @@ mod xfs;
 pub use btrfs::{BtrfsFs, BtrfsOptions, Subvolume};
 pub use ext4::{Ext4Fs, Ext4Options};
 pub use fat::FatFs;
+pub use ntfs::{NtfsFs, NtfsMeta};
 pub use path::{display_path, join_path};
 pub use tree::{GuestTree, Mount, Resolved, WalkControl, WalkEntry, WalkLimits, MAX_SYMLINKS};
 pub use xfs::{XfsFs, XfsOptions};
@@ -55,6 +57,8 @@ pub enum FsKind {
     Xfs,
     /// btrfs.
     Btrfs,
+    /// NTFS (read-only, through the `ntfs` crate).
+    Ntfs,
 }
 
 impl FsKind {
@@ -65,6 +69,7 @@ impl FsKind {
             FsKind::Fat => "vfat",
             FsKind::Xfs => "xfs",
             FsKind::Btrfs => "btrfs",
+            FsKind::Ntfs => "ntfs",
         }
     }
 }
@@ -103,6 +108,9 @@ pub struct Stat {
     pub ino: u64,
     /// FAT attribute letters (`+r`, `+h`, `+s`), empty elsewhere.
     pub fat_attrs: String,
+    /// What NTFS keeps beyond the above (times, attributes, links, streams, reparse tag);
+    /// `None` on other file systems.
+    pub ntfs: Option<Box<NtfsMeta>>,
 }
 
 /// One entry of a directory listing.
@@ -170,8 +178,8 @@ pub trait FileSystem: Send + Sync {
 }
 
 /// Opens the file system on `source`, recognised by its magic: ext2/3/4 (superblock magic
-/// `0xEF53` at byte 1080), XFS (`XFSB` at byte 0), btrfs (`_BHRfS_M` at byte 65600) or FAT
-/// (a valid boot sector).
+/// `0xEF53` at byte 1080), XFS (`XFSB` at byte 0), btrfs (`_BHRfS_M` at byte 65600), NTFS
+/// (OEM id `NTFS` in the boot sector) or FAT (a valid boot sector).
 pub fn open_filesystem(source: Arc<dyn ReadAt>) -> Result<Box<dyn FileSystem>> {
     open_filesystem_with(source, Ext4Options::default())
 }
@@ -197,11 +205,12 @@ pub fn open_filesystem_with(
                 verify_checksums: ext4.verify_checksums,
             },
         )?)),
+        Some(FsKind::Ntfs) => Ok(Box::new(NtfsFs::open(source)?)),
         None => Err(Error::FileSystem {
             source_name: source.name(),
             fs: "unknown",
             path: None,
-            what: "no ext2/3/4, XFS, btrfs or FAT file system recognised".into(),
+            what: "no ext2/3/4, XFS, btrfs, NTFS or FAT file system recognised".into(),
         }),
     }
 }
@@ -232,6 +241,9 @@ pub fn sniff(source: &dyn ReadAt) -> Result<Option<FsKind>> {
     if source.len() >= 512 {
         let mut boot = [0u8; 512];
         source.read_at(0, &mut boot)?;
+        if ntfs::looks_like_ntfs(&boot) {
+            return Ok(Some(FsKind::Ntfs));
+        }
         if fat::looks_like_fat(&boot) {
             return Ok(Some(FsKind::Fat));
         }
