@@ -454,13 +454,16 @@ impl PostgresIndex {
         for (system, score, mut acc) in ranked.into_iter().skip(options.offset).take(options.limit)
         {
             acc.top.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let mut hits = Vec::new();
+            let top: Vec<(f32, &::postgres::Row)> = acc
+                .top
+                .iter()
+                .filter_map(|(s, i)| rows.get(*i).map(|r| (*s, r)))
+                .collect();
+            let hits = self.load_hits(client, &system, &top, &terms)?;
             let (mut hostname, mut os) = (String::new(), String::new());
-            for (s, i) in &acc.top {
-                let Some(row) = rows.get(*i) else { continue };
+            if let Some((_, row)) = top.last() {
                 hostname = row.get(2);
                 os = row.get(3);
-                hits.push(self.load_hit(client, &system, row, *s, &terms)?);
             }
             if hits.is_empty() {
                 if let Some(row) = acc.any.and_then(|i| rows.get(i)) {
@@ -503,42 +506,59 @@ impl PostgresIndex {
         })
     }
 
-    /// The hit of a matching row: its stored item read back for the key and snippet.
-    fn load_hit(
+    /// The hits of a machine's best rows: their stored items read back (one query) for
+    /// the key and snippet.
+    fn load_hits(
         &self,
         client: &mut Client,
         system: &str,
-        row: &::postgres::Row,
-        score: f32,
+        top: &[(f32, &::postgres::Row)],
         terms: &SnippetTerms,
-    ) -> Result<Hit> {
-        let kind: &str = row.get(1);
-        let vf: i64 = row.get(5);
-        let key: &[u8] = row.get(7);
-        let vt: i64 = row.get(8);
+    ) -> Result<Vec<Hit>> {
+        if top.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&[u8]> = top.iter().map(|(_, r)| r.get::<_, &[u8]>(7)).collect();
+        let froms: Vec<i64> = top.iter().map(|(_, r)| r.get::<_, i64>(5)).collect();
+        let found = client.query(
+            "SELECT key_id, valid_from, item FROM origami_items WHERE system = $1 \
+             AND (key_id, valid_from) IN (SELECT * FROM unnest($2::bytea[], $3::bigint[]))",
+            &[&system, &keys, &froms],
+        )?;
+        let items: HashMap<(&[u8], i64), &str> = found
+            .iter()
+            .map(|r| {
+                (
+                    (r.get::<_, &[u8]>(0), r.get::<_, i64>(1)),
+                    r.get::<_, &str>(2),
+                )
+            })
+            .collect();
         let corrupt = |message: String| Error::Corrupt {
             system: system.to_string(),
             message,
         };
-        let section =
-            Section::from_name(kind).ok_or_else(|| corrupt(format!("unknown kind `{kind}`")))?;
-        let found = client.query_opt(
-            "SELECT item FROM origami_items WHERE system = $1 AND key_id = $2 AND valid_from = $3 \
-             LIMIT 1",
-            &[&system, &key, &vf],
-        )?;
-        let json: String = found.map(|r| r.get(0)).unwrap_or_default();
-        let key =
-            snippet::item_key(section, &json).map_err(|e| corrupt(format!("{kind} item: {e}")))?;
-        let vt = ns_of_sql(vt);
-        Ok(Hit {
-            kind: section,
-            key,
-            snippet: snippet::snippet(section, &json, terms),
-            score,
-            valid_from: from_ns(ns_of_sql(vf)),
-            valid_to: (vt != OPEN).then(|| from_ns(vt)),
-        })
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, row) in top {
+            let kind: &str = row.get(1);
+            let vf: i64 = row.get(5);
+            let key: &[u8] = row.get(7);
+            let vt = ns_of_sql(row.get(8));
+            let section = Section::from_name(kind)
+                .ok_or_else(|| corrupt(format!("unknown kind `{kind}`")))?;
+            let json = items.get(&(key, vf)).copied().unwrap_or_default();
+            let key = snippet::item_key(section, json)
+                .map_err(|e| corrupt(format!("{kind} item: {e}")))?;
+            hits.push(Hit {
+                kind: section,
+                key,
+                snippet: snippet::snippet(section, json, terms),
+                score: *score,
+                valid_from: from_ns(ns_of_sql(vf)),
+                valid_to: (vt != OPEN).then(|| from_ns(vt)),
+            });
+        }
+        Ok(hits)
     }
 }
 

@@ -29,7 +29,7 @@ pub const DEFAULT_PARTITIONS: u32 = 4;
 pub(crate) const OPEN_SQL: i64 = i64::MAX;
 
 /// The advisory lock key that serialises migrations (`'origami'` in ASCII).
-const MIGRATION_LOCK: i64 = 0x6f72_6967_616d_69;
+const MIGRATION_LOCK: i64 = 0x006f_7269_6761_6d69;
 
 /// The statements of the Citus form of the schema, run on a Citus coordinator after
 /// migration 1 created the (unpartitioned, see [`Layout::Citus`]) tables.
