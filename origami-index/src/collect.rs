@@ -35,7 +35,7 @@ pub(crate) fn kind_weight(kind: &str) -> f32 {
 }
 
 /// Up to 25% more for a version seen today than for one seen long ago.
-fn recency_weight(now_ns: u64, valid_from_ns: u64) -> f32 {
+pub(crate) fn recency_weight(now_ns: u64, valid_from_ns: u64) -> f32 {
     let age_days = now_ns.saturating_sub(valid_from_ns) as f64 / 86_400e9;
     (1.0 + 0.25 / (1.0 + age_days)) as f32
 }
@@ -63,7 +63,7 @@ impl<D> Default for MachineAcc<D> {
 }
 
 impl<D: Copy> MachineAcc<D> {
-    fn push(&mut self, score: f32, d: D, k: usize) {
+    pub(crate) fn push(&mut self, score: f32, d: D, k: usize) {
         self.count += 1;
         if self.any.is_none() {
             self.any = Some(d);

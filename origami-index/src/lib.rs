@@ -47,6 +47,8 @@ mod diff;
 mod item_doc;
 mod key_query;
 mod pending;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod query;
 mod read;
 mod schema;
@@ -61,6 +63,8 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+#[cfg(feature = "postgres")]
+pub use crate::postgres::PostgresIndex;
 /// The frame model, re-exported.
 pub use origami_frame as frame;
 pub use origami_frame::{FrameDiff, Section};
@@ -115,6 +119,11 @@ pub enum Error {
     /// Another thread panicked while it held the writer.
     #[error("the index writer was poisoned by a panic in another thread")]
     Poisoned,
+    /// The PostgreSQL server refused a statement or went away (feature `postgres`); a
+    /// failed `add_frame` or `commit` loses the frames added since the last commit.
+    #[cfg(feature = "postgres")]
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
     /// `changes(system, from, to)` with `from` after `to`.
     #[error("changes: from ({from}) is after to ({to})")]
     BadRange {

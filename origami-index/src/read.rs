@@ -473,7 +473,7 @@ impl Search for ReadOnlyIndex {
     }
 }
 
-fn push_item(frame: &mut Frame, section: Section, json: &str) -> serde_json::Result<()> {
+pub(crate) fn push_item(frame: &mut Frame, section: Section, json: &str) -> serde_json::Result<()> {
     match section {
         Section::Os => frame.os = serde_json::from_str(json)?,
         Section::File => frame.file.push(serde_json::from_str(json)?),
