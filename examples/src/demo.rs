@@ -105,6 +105,7 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
 pub fn serve_args(manifest: &Path, index: &Path, listen: std::net::SocketAddr) -> ServeArgs {
     ServeArgs {
         manifest: Some(manifest.to_path_buf()),
+        local_vms: false,
         index: index.to_path_buf(),
         jobs: 2,
         interval: Duration::from_secs(300),

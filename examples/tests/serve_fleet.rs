@@ -178,7 +178,11 @@ fn serve_keeps_a_manifest_fleet_fresh() {
     // A config file written into web-02's image (bare ext4) by debugfs: found through the
     // API, through the image's change alone (the interval is an hour).
     let conf = dir.join("fresh.conf");
-    std::fs::write(&conf, format!("upstream backend {{ server {FRESH_IP}:8443; }}\n")).unwrap();
+    std::fs::write(
+        &conf,
+        format!("upstream backend {{ server {FRESH_IP}:8443; }}\n"),
+    )
+    .unwrap();
     let t = Instant::now();
     let out = Command::new("debugfs")
         .args(["-w", "-R"])
@@ -224,7 +228,13 @@ fn serve_keeps_a_manifest_fleet_fresh() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    let out = origami(&["search", "--index", index.to_str().unwrap(), "--json", FRESH_IP]);
+    let out = origami(&[
+        "search",
+        "--index",
+        index.to_str().unwrap(),
+        "--json",
+        FRESH_IP,
+    ]);
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["machines"][0]["system"], "web-02");

@@ -31,6 +31,7 @@
 pub mod api;
 pub mod html;
 pub mod http;
+pub mod local_vms;
 pub mod pages;
 pub mod schedule;
 
@@ -350,6 +351,11 @@ pub struct ServeArgs {
     /// The index folder to serve (with a manifest: created when missing, and written).
     #[arg(long, value_name = "DIR")]
     pub index: PathBuf,
+    /// Also keep crawled the QEMU VMs running on this host, found from their processes
+    /// (`-name`, `-drive file=`, `-blockdev`, libvirt's /run/libvirt/qemu/*.xml) and
+    /// followed as they start and stop; no manifest needed.
+    #[arg(long)]
+    pub local_vms: bool,
     /// With a manifest: how many machines are crawled at once.
     #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
     pub jobs: usize,
@@ -482,6 +488,9 @@ fn token_of(args: &ServeArgs) -> Result<Option<String>, ServeError> {
     })
 }
 
+/// How often `--local-vms` looks for VMs that started or stopped.
+const LOCAL_VMS_SCAN: Duration = Duration::from_secs(2);
+
 /// The flags the signals set: SIGTERM/SIGINT (stop), SIGHUP (reload).
 struct Signals {
     stop: Arc<AtomicBool>,
@@ -522,15 +531,35 @@ fn crawl_options(args: &ServeArgs) -> origami_introspect::CrawlOptionsBuilder {
     b
 }
 
+/// The manifest's machines, then (with `--local-vms`) the VMs running here.
 fn planned(manifest: &Manifest, args: &ServeArgs) -> Vec<Planned> {
-    manifest
+    let mut out: Vec<Planned> = manifest
         .machines
         .iter()
         .map(|m| Planned {
             machine: m.clone(),
             interval: manifest.interval_of(&m.name, args.interval),
         })
-        .collect()
+        .collect();
+    if args.local_vms {
+        out.extend(local_vms::scan_host().into_iter().map(|vm| Planned {
+            machine: local_vm_machine(&vm),
+            interval: args.interval,
+        }));
+    }
+    out
+}
+
+/// A VM found on this host as a fleet machine: its disks, and its memory file if any.
+pub fn local_vm_machine(vm: &local_vms::LocalVm) -> origami_introspect::fleet::Machine {
+    let mut target = origami_introspect::Target::default();
+    for d in &vm.disks {
+        target = target.with_disk(d);
+    }
+    if let Some(m) = &vm.memory {
+        target = target.with_memory(m);
+    }
+    origami_introspect::fleet::Machine::new(vm.name.clone(), target)
 }
 
 /// Runs the server on its own thread.
@@ -567,7 +596,7 @@ pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
     } else {
         ""
     };
-    let Some(manifest_path) = args.manifest.clone() else {
+    if args.manifest.is_none() && !args.local_vms {
         let server = Server::bind(&args)?;
         let addr = server.local_addr().map_err(|source| ServeError::Io {
             what: "reading the bound address".into(),
@@ -583,9 +612,20 @@ pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
             std::thread::sleep(Duration::from_millis(100));
         }
         return Ok(());
-    };
+    }
     let options = crawl_options(&args);
-    let manifest = Manifest::load(&manifest_path, &options)?;
+    let load = |args: &ServeArgs| -> Result<Manifest, ManifestError> {
+        match &args.manifest {
+            Some(p) => Manifest::load(p, &options),
+            None => Ok(Manifest::default()),
+        }
+    };
+    let mut manifest = load(&args)?;
+    let source = match (&args.manifest, args.local_vms) {
+        (Some(p), false) => p.display().to_string(),
+        (Some(p), true) => format!("{} and this host's VMs", p.display()),
+        (None, _) => "this host's VMs".to_string(),
+    };
     let index = match TantivyIndex::open_or_create(&args.index) {
         Ok(i) => Arc::new(i),
         Err(source) => {
@@ -615,26 +655,30 @@ pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
     let mut scheduler = Scheduler::new(index, options.clone().build()?, policy, board);
     scheduler.set_machines(planned(&manifest, &args));
     say(format!(
-        "serving http://{addr}/ ({} machines of {} crawled into {}{protected})",
-        manifest.machines.len(),
-        manifest_path.display(),
+        "serving http://{addr}/ ({} machines of {source} crawled into {}{protected})",
+        scheduler.machines().len(),
         args.index.display()
     ));
     spawn_server(server)?;
+    let mut last_scan = std::time::Instant::now();
     while !sig.stop.load(Ordering::SeqCst) {
         if sig.reload.swap(false, Ordering::SeqCst) {
-            match Manifest::load(&manifest_path, &options) {
+            match load(&args) {
                 Ok(m) => {
-                    scheduler.set_machines(planned(&m, &args));
+                    manifest = m;
+                    scheduler.set_machines(planned(&manifest, &args));
                     say(format!(
-                        "reloaded {}: {} machines",
-                        manifest_path.display(),
-                        m.machines.len()
+                        "reloaded {source}: {} machines",
+                        scheduler.machines().len()
                     ));
                 }
                 // A broken edit keeps the machines as they were.
                 Err(e) => tracing::warn!("SIGHUP: keeping the old manifest: {e}"),
             }
+        } else if args.local_vms && last_scan.elapsed() >= LOCAL_VMS_SCAN {
+            // VMs that started or stopped.
+            last_scan = std::time::Instant::now();
+            scheduler.set_machines(planned(&manifest, &args));
         }
         let pause = scheduler.step();
         std::thread::sleep(pause);
