@@ -241,3 +241,68 @@ fn serve_keeps_a_manifest_fleet_fresh() {
     let out = origami(&["history", "--index", index.to_str().unwrap(), "lb-01"]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `--local-vms`: a QEMU process started here (paused: `-S`, nothing runs in it) becomes a
+/// machine named by its `-name`, crawled from its `-drive file=`, and leaves the schedule
+/// when it stops.
+#[test]
+fn local_vms_are_found_and_followed() {
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: qemu-system-x86_64 is not installed");
+        return;
+    }
+    let dir = scratch("serve-local-vms");
+    origami_examples::demo::unpack(&dir).unwrap();
+    let name = format!("origami-test-vm-{}", std::process::id());
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args(["-name", &format!("guest={name},debug-threads=on")])
+        .args(["-S", "-display", "none", "-m", "64", "-drive"])
+        .arg(format!(
+            "file={},format=raw,if=virtio,readonly=on",
+            dir.join("web-02.img").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let index = dir.join("index");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_origami"))
+        .args(["serve", "--local-vms", "--index"])
+        .arg(&index)
+        .args(["--listen", "127.0.0.1:0", "--jobs", "2"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .strip_prefix("serving http://")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let found = wait_for(Duration::from_secs(120), "the VM crawled", || {
+        status_of(addr, &name).is_some_and(|s| s["state"] == "ok")
+    });
+    println!("a QEMU VM started by the test was crawled after {found:.2?}");
+    // Its frame: the demo generator's packages of web-02.
+    wait_for(Duration::from_secs(10), "its packages searchable", || {
+        search_systems(addr, &format!("host:{name} pkg:nginx-light")) == [name.clone()]
+    });
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    wait_for(Duration::from_secs(30), "the stopped VM dropped", || {
+        status_of(addr, &name).is_none()
+    });
+    kill(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}

@@ -445,10 +445,13 @@ impl Scheduler {
         if self.slots.get(&name).and_then(|s| s.running) != Some(id) {
             return;
         }
-        let frame = match outcome {
+        let mut frame = match outcome {
             Ok(f) => f,
             Err(e) => return self.failed(&name, id, e),
         };
+        // The machine's name is its frames' system id (as in the fleet engine), not the
+        // host name the guest claims.
+        frame.meta.system = name.clone();
         if read_nothing(&frame) {
             let why: Vec<String> = frame
                 .meta
