@@ -3,8 +3,10 @@
 //! them; `examples/demo-fleet/fleet.json` says what each holds.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::manifest::{Entry, ManifestFile};
+use crate::serve::ServeArgs;
 
 /// The demo machines: name, compressed disk file name, and its bytes.
 pub const MACHINES: &[(&str, &str, &[u8])] = &[
@@ -90,9 +92,32 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
             system_map: None,
             backing_dirs: Vec::new(),
             limits: None,
+            interval: None,
         });
     }
     let path = dir.join("fleet.toml");
     std::fs::write(&path, manifest.to_toml())?;
     Ok(path)
+}
+
+/// The `serve` arguments that keep the demo fleet (its manifest at `manifest`) crawled into
+/// `index` and serve its page on `listen`: the demo's config globs, disk images re-crawled
+/// when they change.
+pub fn serve_args(manifest: &Path, index: &Path, listen: std::net::SocketAddr) -> ServeArgs {
+    ServeArgs {
+        manifest: Some(manifest.to_path_buf()),
+        local_vms: false,
+        index: index.to_path_buf(),
+        jobs: 2,
+        interval: Duration::from_secs(300),
+        timeout: Duration::from_secs(600),
+        backoff: Duration::from_secs(10),
+        config: CONFIG_GLOBS.iter().map(|g| g.to_string()).collect(),
+        allow_backing: Vec::new(),
+        listen,
+        token: None,
+        token_file: None,
+        insecure_no_auth: false,
+        threads: None,
+    }
 }

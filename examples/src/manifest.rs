@@ -9,6 +9,7 @@
 //! system_map = "maps/System.map"   # optional
 //! backing_dirs = ["images/base"]   # optional: folders its images may name backing
 //!                                  # files and extents in, besides their own
+//! interval = "2m"                  # optional: this machine's crawl interval
 //!
 //! [machine.limits]                 # optional: this machine's own bounds (see `Limits`)
 //! memory = "2G"                    # sizes: bytes, or with K, M, G, T (powers of 1024)
@@ -17,13 +18,19 @@
 //!                                  # file_size, config_size, entries
 //! ```
 //!
+//! A top-level `interval = "5m"` (or a number of seconds) sets how often `origami serve`
+//! re-crawls a machine whose disk images did not change, and how often it crawls memory;
+//! a machine's own `interval` overrides it. `crawl-fleet` ignores both.
+//!
 //! Relative paths are resolved against the manifest's folder. A machine with
 //! `backing_dirs` or `limits` is crawled with its own options: the fleet's plus those
 //! folders ([`CrawlOptionsBuilder::allow_backing_dir`]) and with those bounds over the
 //! fleet's ([`CrawlOptionsBuilder::limits`]); the command line's `--max-*` flags use the
 //! same names.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use std::time::Duration;
 
@@ -148,6 +155,21 @@ impl MachineLimits {
 pub struct Manifest {
     /// The machines, in manifest order.
     pub machines: Vec<Machine>,
+    /// The fleet's crawl interval (top-level `interval`), if given.
+    pub interval: Option<Duration>,
+    /// Machines' own intervals (their `interval`), by name.
+    pub intervals: BTreeMap<String, Duration>,
+}
+
+impl Manifest {
+    /// How often `name` is crawled: its own interval, the fleet's, or `default`.
+    pub fn interval_of(&self, name: &str, default: Duration) -> Duration {
+        self.intervals
+            .get(name)
+            .copied()
+            .or(self.interval)
+            .unwrap_or(default)
+    }
 }
 
 /// Why a manifest cannot be used.
@@ -182,6 +204,9 @@ pub enum ManifestError {
     /// A machine with neither disks nor memory.
     #[error("machine {0:?} has neither disks nor memory")]
     NothingToCrawl(String),
+    /// An `interval` that is not a duration.
+    #[error("interval {0:?}: not a duration (give seconds, or a number with s, m, h or d, e.g. \"5m\"; at least 1 s)")]
+    Interval(String),
     /// A machine's own crawl options cannot be built.
     #[error("machine {name:?}: {source}")]
     Options {
@@ -215,12 +240,59 @@ pub(crate) struct Entry {
     pub(crate) backing_dirs: Vec<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) limits: Option<MachineLimits>,
+    pub(crate) interval: Option<IntervalText>,
+}
+
+/// An interval as written: seconds, or text such as `"90s"`, `"5m"`, `"1h"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum IntervalText {
+    Seconds(u64),
+    Text(String),
+}
+
+impl IntervalText {
+    fn duration(&self) -> Result<Duration, ManifestError> {
+        let bad = || {
+            ManifestError::Interval(match self {
+                IntervalText::Seconds(n) => n.to_string(),
+                IntervalText::Text(t) => t.clone(),
+            })
+        };
+        let secs = match self {
+            IntervalText::Seconds(n) => Some(*n),
+            IntervalText::Text(t) => parse_interval(t),
+        }
+        .ok_or_else(bad)?;
+        if secs == 0 {
+            return Err(bad());
+        }
+        Ok(Duration::from_secs(secs))
+    }
+}
+
+/// Seconds of `"90"`, `"90s"`, `"5m"`, `"2h"`, `"1d"`.
+pub fn parse_interval(t: &str) -> Option<u64> {
+    let t = t.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// The file's top level.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ManifestFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) interval: Option<IntervalText>,
     #[serde(default, rename = "machine")]
     pub(crate) machines: Vec<Entry>,
 }
@@ -250,6 +322,8 @@ impl Manifest {
             }
         };
         let mut machines = Vec::with_capacity(file.machines.len());
+        let interval = file.interval.as_ref().map(|i| i.duration()).transpose()?;
+        let mut intervals = BTreeMap::new();
         for e in file.machines {
             if e.name.trim().is_empty() {
                 return Err(ManifestError::EmptyName);
@@ -259,6 +333,9 @@ impl Manifest {
             }
             if e.disks.is_empty() && e.memory.is_none() {
                 return Err(ManifestError::NothingToCrawl(e.name));
+            }
+            if let Some(i) = &e.interval {
+                intervals.insert(e.name.clone(), i.duration()?);
             }
             let mut target = Target::default();
             for d in &e.disks {
@@ -301,7 +378,11 @@ impl Manifest {
             }
             machines.push(machine);
         }
-        Ok(Manifest { machines })
+        Ok(Manifest {
+            machines,
+            interval,
+            intervals,
+        })
     }
 
     /// Reads and parses a manifest file (see [`Manifest::parse`]).
@@ -393,6 +474,35 @@ mod tests {
     }
 
     #[test]
+    fn intervals_are_read_in_seconds_or_with_a_unit() {
+        let m = Manifest::parse(
+            "interval = \"5m\"\n[[machine]]\nname = \"a\"\ndisks = [\"a.img\"]\ninterval = 90\n[[machine]]\nname = \"b\"\ndisks = [\"b.img\"]\n",
+            Path::new("/f"),
+            &CrawlOptions::builder(),
+        )
+        .unwrap();
+        let d = Duration::from_secs(7);
+        assert_eq!(m.interval_of("a", d), Duration::from_secs(90));
+        assert_eq!(m.interval_of("b", d), Duration::from_secs(300));
+        let none = Manifest::parse(
+            "[[machine]]\nname = \"b\"\ndisks = [\"b.img\"]\n",
+            Path::new("/f"),
+            &CrawlOptions::builder(),
+        )
+        .unwrap();
+        assert_eq!(none.interval_of("b", d), d);
+        for bad in ["\"5 parsecs\"", "0", "\"\"", "\"99999999999999999999d\""] {
+            let text = format!("interval = {bad}\n[[machine]]\nname=\"a\"\ndisks=[\"x\"]\n");
+            assert!(
+                Manifest::parse(&text, Path::new("/"), &CrawlOptions::builder()).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_interval("2h"), Some(7200));
+        assert_eq!(parse_interval("1d"), Some(86_400));
+    }
+
+    #[test]
     fn written_entries_read_back() {
         let file = ManifestFile {
             machines: vec![Entry {
@@ -406,7 +516,9 @@ mod tests {
                     tasks: Some(7),
                     ..MachineLimits::default()
                 }),
+                interval: None,
             }],
+            interval: None,
         };
         let m =
             Manifest::parse(&file.to_toml(), Path::new("/d"), &CrawlOptions::builder()).unwrap();

@@ -224,6 +224,13 @@ struct DemoArgs {
     /// How many machines to crawl at once.
     #[arg(long, short = 'j', default_value_t = default_jobs())]
     jobs: usize,
+    /// End by serving the demo fleet's search page (kept fresh: `origami serve`) until
+    /// Ctrl-C.
+    #[arg(long)]
+    serve: bool,
+    /// With --serve: the address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    listen: std::net::SocketAddr,
 }
 
 /// A size in bytes: `4096`, `64K`, `1M`, `2G` (see [`origami_examples::manifest::parse_size`]).
@@ -640,5 +647,14 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         "\nTry your own: cargo run --release -p origami-examples --bin origami -- search --index {} 'QUERY'",
         index_dir.display()
     )?;
+    if a.serve {
+        // The writer lock passes to the server, which keeps the demo fleet crawled.
+        drop(index);
+        writeln!(
+            out,
+            "\n4. Serving the demo fleet's search page (Ctrl-C to stop):"
+        )?;
+        origami_examples::serve::run_cli(demo::serve_args(&manifest_path, &index_dir, a.listen))?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -413,10 +413,14 @@ pub fn api_search(app: &App, req: &Request) -> Response {
 /// `GET /api/machines`.
 pub fn api_machines(app: &App) -> Response {
     match fleet(app) {
-        Ok(m) => Response::json(
-            200,
-            pretty(&json!({"now": rfc3339(OffsetDateTime::now_utc()), "machines": m})),
-        ),
+        Ok(m) => {
+            let mut v = json!({"now": rfc3339(OffsetDateTime::now_utc()), "machines": m});
+            // With a manifest: every scheduled machine's crawl status, crawled yet or not.
+            if let Some(board) = &app.status {
+                v["schedule"] = serde_json::to_value(board.snapshot()).unwrap_or(Value::Null);
+            }
+            Response::json(200, pretty(&v))
+        }
         Err(f) => f.json(),
     }
 }

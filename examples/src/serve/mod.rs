@@ -6,6 +6,14 @@
 //!   encoded.
 //! - [`pages`]: search, fleet, machine (state by section, history, diff, `as_of`), login.
 //! - [`api`]: the JSON twins, the same JSON as `origami search --json`.
+//! - [`schedule`]: with a manifest, the crawl scheduler that keeps every machine fresh in
+//!   the index the page is served from.
+//!
+//! Without a manifest, `serve` opens the index read-only (no lock), so another process
+//! (`crawl-fleet`) may write it. With one (`origami serve FLEET.toml --index DIR`), this
+//! process is the index's writer: it crawls every machine on its own schedule and serves
+//! searches from the writer, which sees each commit (at least one a second while frames
+//! arrive). SIGHUP re-reads the manifest; SIGTERM and Ctrl-C commit and exit 0.
 //!
 //! Safe by default: it listens on loopback; any other address needs `--token` (a bearer
 //! token, or a login form that sets an `HttpOnly`, `SameSite=Strict` cookie) or an explicit
@@ -23,19 +31,26 @@
 pub mod api;
 pub mod html;
 pub mod http;
+pub mod local_vms;
 pub mod pages;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use origami_index::{FrameVersion, ReadOnlyIndex, Search, TantivyIndex};
+use origami_introspect::CrawlOptions;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use self::http::{Limits, Method, Request, Response};
+use self::schedule::{Planned, Policy, Scheduler, StatusBoard};
+use crate::manifest::{parse_interval, Manifest, ManifestError};
 
 /// What the server needs of an index: the [`Search`] reads, and the list of systems.
 pub trait ServedIndex: Search {
@@ -76,6 +91,12 @@ pub enum ServeError {
         /// The cause.
         source: origami_index::Error,
     },
+    /// The manifest cannot be used.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The crawl options cannot be built.
+    #[error("crawl options: {0}")]
+    Options(#[from] origami_introspect::Error),
     /// The address could not be bound, or a file read.
     #[error("{what}: {source}")]
     Io {
@@ -160,6 +181,8 @@ pub struct App {
     loopback_only_hosts: bool,
     /// The latest frame record of each system, by the time of its latest frame.
     pub(crate) fleet_cache: Mutex<HashMap<String, (OffsetDateTime, usize, FrameVersion)>>,
+    /// The crawl schedule's state, when this process crawls (a manifest was given).
+    pub status: Option<Arc<StatusBoard>>,
 }
 
 impl App {
@@ -171,7 +194,14 @@ impl App {
             access,
             loopback_only_hosts,
             fleet_cache: Mutex::new(HashMap::new()),
+            status: None,
         }
+    }
+
+    /// The app showing `board`, the schedule of the crawls that feed its index.
+    pub fn with_status(mut self, board: Arc<StatusBoard>) -> App {
+        self.status = Some(board);
+        self
     }
 
     /// Answers one request.
@@ -305,12 +335,49 @@ fn host_is_loopback(host: Option<&str>) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    parse_interval(s)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?}: give seconds, or a number with s, m, h or d"))
+}
+
 /// `origami serve`'s arguments.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// The index folder to serve.
+    /// The fleet manifest to keep crawled into the index (`[[machine]]` tables, and an
+    /// optional `interval`). Without one, the index is served read-only as it is.
+    #[arg(value_name = "FLEET.toml")]
+    pub manifest: Option<PathBuf>,
+    /// The index folder to serve (with a manifest: created when missing, and written).
     #[arg(long, value_name = "DIR")]
     pub index: PathBuf,
+    /// Also keep crawled the QEMU VMs running on this host, found from their processes
+    /// (`-name`, `-drive file=`, `-blockdev`, libvirt's /run/libvirt/qemu/*.xml) and
+    /// followed as they start and stop; no manifest needed.
+    #[arg(long)]
+    pub local_vms: bool,
+    /// With a manifest: how many machines are crawled at once.
+    #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+    /// With a manifest: the crawl interval of machines whose manifest gives none (disk
+    /// images are also re-crawled as soon as they change). Seconds, or 90s, 5m, 1h.
+    #[arg(long, default_value = "5m", value_parser = parse_secs, value_name = "T")]
+    pub interval: Duration,
+    /// With a manifest: give up on one machine's crawl after this long (it shows as failed
+    /// and is retried later).
+    #[arg(long, default_value = "10m", value_parser = parse_secs, value_name = "T")]
+    pub timeout: Duration,
+    /// With a manifest: the first retry delay after a failed crawl; it doubles with each
+    /// further failure, up to an hour.
+    #[arg(long, default_value = "10s", value_parser = parse_secs, value_name = "T")]
+    pub backoff: Duration,
+    /// With a manifest: also take the text of files matching GLOB into the config section
+    /// (repeatable), e.g. '/home/*/.bash_history'.
+    #[arg(long = "config", value_name = "GLOB")]
+    pub config: Vec<String>,
+    /// With a manifest: let disk images name backing files in DIR too (repeatable).
+    #[arg(long = "allow-backing", value_name = "DIR")]
+    pub allow_backing: Vec<PathBuf>,
     /// The address to listen on. Anything but loopback needs --token or --insecure-no-auth.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
@@ -338,16 +405,12 @@ pub struct Server {
 impl Server {
     /// Checks the options, opens the index once (shared by every request) and binds.
     pub fn bind(args: &ServeArgs) -> Result<Server, ServeError> {
-        let token = match (&args.token, &args.token_file) {
-            (Some(t), _) => Some(t.trim().to_string()),
-            (None, Some(p)) => Some(read_token(p)?),
-            (None, None) => None,
-        };
+        let token = token_of(args)?;
         check_listen(args.listen, token.as_deref(), args.insecure_no_auth)?;
         // Read-only: no lock, so `crawl-fleet` (or another writer) can feed the same folder
         // while the page is served; the reader picks up each commit.
         let index = match ReadOnlyIndex::open(&args.index) {
-            Ok(index) => index,
+            Ok(index) => Arc::new(index),
             Err(origami_index::Error::NoIndex { .. }) => {
                 return Err(ServeError::NoIndex(args.index.clone()))
             }
@@ -358,6 +421,16 @@ impl Server {
                 })
             }
         };
+        Server::bind_with(args, token, App::new(index, Access::Open, args.listen))
+    }
+
+    /// Binds `args.listen` and serves `app` (its access set from `token`).
+    pub fn bind_with(
+        args: &ServeArgs,
+        token: Option<String>,
+        mut app: App,
+    ) -> Result<Server, ServeError> {
+        check_listen(args.listen, token.as_deref(), args.insecure_no_auth)?;
         let listener = TcpListener::bind(args.listen).map_err(|source| ServeError::Io {
             what: format!("listening on {}", args.listen),
             source,
@@ -370,9 +443,11 @@ impl Server {
         if let Some(n) = args.threads {
             limits.workers = n.clamp(1, 256);
         }
+        app.loopback_only_hosts = token.is_none() && addr.ip().is_loopback();
+        app.access = Access::new(token);
         Ok(Server {
             listener,
-            app: Arc::new(App::new(Arc::new(index), Access::new(token), addr)),
+            app: Arc::new(app),
             limits,
         })
     }
@@ -405,27 +480,215 @@ fn read_token(p: &Path) -> Result<String, ServeError> {
     Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
 
-/// `origami serve`: binds, says where on stdout (`serving http://ADDR/`), and serves.
+fn token_of(args: &ServeArgs) -> Result<Option<String>, ServeError> {
+    Ok(match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(p)) => Some(read_token(p)?),
+        (None, None) => None,
+    })
+}
+
+/// How often `--local-vms` looks for VMs that started or stopped.
+const LOCAL_VMS_SCAN: Duration = Duration::from_secs(2);
+
+/// The flags the signals set: SIGTERM/SIGINT (stop), SIGHUP (reload).
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+/// Signals through `signal-hook`'s flags: the handler only sets an atomic flag (all a
+/// signal handler may safely do); the main loop looks at the flags between rounds. A
+/// second SIGTERM or Ctrl-C while the first is handled ends the process at once.
+fn signals() -> Result<Signals, ServeError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let io = |source| ServeError::Io {
+        what: "installing signal handlers".into(),
+        source,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop)).map_err(io)?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(io)?;
+    }
+    signal_hook::flag::register(SIGHUP, Arc::clone(&reload)).map_err(io)?;
+    Ok(Signals { stop, reload })
+}
+
+/// The crawl options of a `serve` with a manifest.
+fn crawl_options(args: &ServeArgs) -> origami_introspect::CrawlOptionsBuilder {
+    let mut b = CrawlOptions::builder();
+    if let Some(dir) = origami_introspect::linux::cache::default_dir() {
+        b = b.cache_dir(dir);
+    }
+    for g in &args.config {
+        b = b.config_glob(g.clone());
+    }
+    for d in &args.allow_backing {
+        b = b.allow_backing_dir(d);
+    }
+    b
+}
+
+/// The manifest's machines, then (with `--local-vms`) the VMs running here.
+fn planned(manifest: &Manifest, args: &ServeArgs) -> Vec<Planned> {
+    let mut out: Vec<Planned> = manifest
+        .machines
+        .iter()
+        .map(|m| Planned {
+            machine: m.clone(),
+            interval: manifest.interval_of(&m.name, args.interval),
+        })
+        .collect();
+    if args.local_vms {
+        out.extend(local_vms::scan_host().into_iter().map(|vm| Planned {
+            machine: local_vm_machine(&vm),
+            interval: args.interval,
+        }));
+    }
+    out
+}
+
+/// A VM found on this host as a fleet machine: its disks, and its memory file if any.
+pub fn local_vm_machine(vm: &local_vms::LocalVm) -> origami_introspect::fleet::Machine {
+    let mut target = origami_introspect::Target::default();
+    for d in &vm.disks {
+        target = target.with_disk(d);
+    }
+    if let Some(m) = &vm.memory {
+        target = target.with_memory(m);
+    }
+    origami_introspect::fleet::Machine::new(vm.name.clone(), target)
+}
+
+/// Runs the server on its own thread.
+fn spawn_server(server: Server) -> Result<(), ServeError> {
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            if let Err(e) = server.run() {
+                eprintln!("origami: error: {e}");
+                std::process::exit(1);
+            }
+        })
+        .map(|_| ())
+        .map_err(|source| ServeError::Io {
+            what: "starting the server thread".into(),
+            source,
+        })
+}
+
+fn say(line: String) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// `origami serve`: binds, says where on stdout (`serving http://ADDR/`), and serves until
+/// SIGTERM or Ctrl-C (then exits 0). With a manifest it also keeps every machine crawled
+/// into the index ([`schedule`]), re-reads the manifest on SIGHUP and commits before it
+/// returns.
 pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
-    let server = Server::bind(&args)?;
+    let sig = signals()?;
+    let protected = if args.token.is_some() || args.token_file.is_some() {
+        ", token required"
+    } else {
+        ""
+    };
+    if args.manifest.is_none() && !args.local_vms {
+        let server = Server::bind(&args)?;
+        let addr = server.local_addr().map_err(|source| ServeError::Io {
+            what: "reading the bound address".into(),
+            source,
+        })?;
+        let machines = server.app.index.systems().map_or(0, |s| s.len());
+        say(format!(
+            "serving http://{addr}/ ({machines} machines from {}{protected})",
+            args.index.display()
+        ));
+        spawn_server(server)?;
+        while !sig.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return Ok(());
+    }
+    let options = crawl_options(&args);
+    let load = |args: &ServeArgs| -> Result<Manifest, ManifestError> {
+        match &args.manifest {
+            Some(p) => Manifest::load(p, &options),
+            None => Ok(Manifest::default()),
+        }
+    };
+    let mut manifest = load(&args)?;
+    let source = match (&args.manifest, args.local_vms) {
+        (Some(p), false) => p.display().to_string(),
+        (Some(p), true) => format!("{} and this host's VMs", p.display()),
+        (None, _) => "this host's VMs".to_string(),
+    };
+    let index = match TantivyIndex::open_or_create(&args.index) {
+        Ok(i) => Arc::new(i),
+        Err(source) => {
+            return Err(ServeError::Index {
+                path: args.index.clone(),
+                source,
+            })
+        }
+    };
+    let board = Arc::new(StatusBoard::default());
+    let served: Arc<dyn ServedIndex> = index.clone();
+    let app = App::new(served, Access::Open, args.listen).with_status(board.clone());
+    let server = Server::bind_with(&args, token_of(&args)?, app)?;
     let addr = server.local_addr().map_err(|source| ServeError::Io {
         what: "reading the bound address".into(),
         source,
     })?;
-    let machines = server.app.index.systems().map_or(0, |s| s.len());
-    let mut out = std::io::stdout();
-    let _ = writeln!(
-        out,
-        "serving http://{addr}/ ({machines} machines from {}{})",
-        args.index.display(),
-        if args.token.is_some() || args.token_file.is_some() {
-            ", token required"
-        } else {
-            ""
+    let jobs = args.jobs.max(1);
+    let policy = Policy {
+        jobs,
+        timeout: args.timeout,
+        max_stuck: jobs,
+        backoff_min: args.backoff,
+        backoff_max: Duration::from_secs(3600).max(args.backoff),
+        ..Policy::default()
+    };
+    let mut scheduler = Scheduler::new(index, options.clone().build()?, policy, board);
+    scheduler.set_machines(planned(&manifest, &args));
+    say(format!(
+        "serving http://{addr}/ ({} machines of {source} crawled into {}{protected})",
+        scheduler.machines().len(),
+        args.index.display()
+    ));
+    spawn_server(server)?;
+    let mut last_scan = std::time::Instant::now();
+    while !sig.stop.load(Ordering::SeqCst) {
+        if sig.reload.swap(false, Ordering::SeqCst) {
+            match load(&args) {
+                Ok(m) => {
+                    manifest = m;
+                    scheduler.set_machines(planned(&manifest, &args));
+                    say(format!(
+                        "reloaded {source}: {} machines",
+                        scheduler.machines().len()
+                    ));
+                }
+                // A broken edit keeps the machines as they were.
+                Err(e) => tracing::warn!("SIGHUP: keeping the old manifest: {e}"),
+            }
+        } else if args.local_vms && last_scan.elapsed() >= LOCAL_VMS_SCAN {
+            // VMs that started or stopped.
+            last_scan = std::time::Instant::now();
+            scheduler.set_machines(planned(&manifest, &args));
         }
-    );
-    let _ = out.flush();
-    server.run()
+        let pause = scheduler.step();
+        std::thread::sleep(pause);
+    }
+    scheduler.commit().map_err(|source| ServeError::Index {
+        path: args.index.clone(),
+        source,
+    })?;
+    say("committed; bye".to_string());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -773,6 +773,9 @@ pub fn fleet_page(app: &App, req: &Request) -> Response {
     if list.is_empty() {
         m.lit("<p class=\"none\">The index holds no frames yet.</p>");
     }
+    if let Some(board) = &app.status {
+        m.push(super::schedule::status_html(&board.snapshot()));
+    }
     Response::html(
         200,
         layout("fleet", "", None, Some(&Url::new("/api/machines")), m),
