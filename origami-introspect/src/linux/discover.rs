@@ -78,7 +78,10 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
         find_banners(phys, Some(&hints), MAX_BANNERS)?
     };
     timings.push(("kernel.banner".to_string(), millis(t)));
+    // The error reported: that of the first banner whose symbols were confirmed (the
+    // kernel that runs), else the last candidate's (decoy copies of the banner fail early).
     let mut last_err = nodata("no `Linux version` banner in memory");
+    let mut confirmed_err: Option<Error> = None;
     let mut memo = KallsymsMemo::default();
     let attempts: &[Attempt] = match opts.cache_dir {
         Some(_) => &[Attempt::Cache, Attempt::Cold],
@@ -109,12 +112,52 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
                         k.timings.push(("kernel.total".to_string(), millis(t_all)));
                         return Ok(k);
                     }
-                    Err(e) => last_err = e,
+                    Err(Failure {
+                        confirmed: true,
+                        error,
+                    }) => {
+                        confirmed_err.get_or_insert(error);
+                    }
+                    Err(Failure { error, .. }) => last_err = error,
                 }
             }
         }
     }
-    Err(last_err)
+    Err(confirmed_err.unwrap_or(last_err))
+}
+
+/// Why a banner candidate failed, and whether its symbols were confirmed first (the
+/// banner is the running kernel's, not a stray copy).
+struct Failure {
+    confirmed: bool,
+    error: Error,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure {
+            confirmed: false,
+            error,
+        }
+    }
+}
+
+/// A failure past the symbols step: the banner is the running kernel's.
+fn confirmed(error: Error) -> Failure {
+    Failure {
+        confirmed: true,
+        error,
+    }
+}
+
+/// The error for a kernel whose own BTF cannot be used and for which no other source of
+/// layouts was given.
+fn btf_missing(e: Error) -> Error {
+    nodata(format!(
+        "the kernel's BTF is missing or damaged ({e}); give its type layouts another way: \
+         --kernel-debuginfo VMLINUX (DWARF debug info of this kernel build) or \
+         --isf FILE.json[.xz] (a Volatility 3 symbol file)"
+    ))
 }
 
 /// How a banner candidate is tried.
@@ -135,7 +178,7 @@ fn kernel_at(
     attempt: Attempt,
     memo: &mut KallsymsMemo,
     timings: &mut Vec<(String, f64)>,
-) -> Result<Kernel> {
+) -> std::result::Result<Kernel, Failure> {
     let phys = view.phys;
     let vi = view.vmcoreinfo;
     let vi_image_phys = vi.and_then(|v| v.number("phys_base")).map(|n| n as u64);
@@ -163,9 +206,11 @@ fn kernel_at(
             let digest = digest_spans(phys, bp, &entry.spans)?;
             timings.push(("kernel.cache_check".to_string(), millis(t)));
             if digest != entry.digest {
+                // Not the kernel's error: the cold attempt that follows gives the real one.
                 return Err(nodata(
                     "the cache entry for this banner was made from other kernel bytes",
-                ));
+                )
+                .into());
             }
             (place, symbols, entry.layout, source, None)
         }
@@ -178,7 +223,8 @@ fn kernel_at(
             };
             timings.push(("kernel.symbols".to_string(), millis(t)));
             let t = Instant::now();
-            let (btf, btf_span) = find_btf(phys, &symbols, &place)?;
+            let (btf, btf_span) = find_btf(phys, &symbols, &place)
+                .map_err(|e| confirmed(btf_missing(e)))?;
             let layout = Layout::from_btf(&btf);
             timings.push(("kernel.btf".to_string(), millis(t)));
             // Only what was derived from memory alone is cached: a System.map's symbols
@@ -198,7 +244,8 @@ fn kernel_at(
     let mut page_offset_base = match pob_sym {
         Some(s) => {
             let mut b = [0u8; 8];
-            phys.read_phys(place.phys_of(s), &mut b)?;
+            phys.read_phys(place.phys_of(s), &mut b)
+                .map_err(|e| confirmed(e.into()))?;
             u64::from_le_bytes(b)
         }
         None => 0,
@@ -208,7 +255,7 @@ fn kernel_at(
         .map(|v| place.phys_of(v))
         .into_iter()
         .collect::<Vec<_>>();
-    let (root, mode) = find_root(view, &itp, place.banner_virt, bp)?;
+    let (root, mode) = find_root(view, &itp, place.banner_virt, bp).map_err(confirmed)?;
     if page_offset_base == 0 {
         page_offset_base = match mode {
             PagingMode::Level4 => 0xffff_8880_0000_0000,
@@ -223,11 +270,11 @@ fn kernel_at(
         (None, None) => text.wrapping_sub(DEFAULT_TEXT_LINK),
     };
     if kaslr_offset % IMAGE_ALIGN != 0 {
-        return Err(bad(
+        return Err(confirmed(bad(
             "_text",
             text,
             format!("KASLR offset {kaslr_offset:#x} is not 2 MiB-aligned"),
-        ));
+        )));
     }
     if let (Some(vo), true) = (vi_offset, symbols.get("_text").is_some()) {
         if text.wrapping_sub(vo)
@@ -236,11 +283,11 @@ fn kernel_at(
                 .and_then(|m| m.get("_text"))
                 .unwrap_or(DEFAULT_TEXT_LINK)
         {
-            return Err(bad(
+            return Err(confirmed(bad(
                 "_text",
                 text,
                 format!("VMCOREINFO KERNELOFFSET {vo:#x} disagrees with the symbols"),
-            ));
+            )));
         }
     }
     if let (Some(dir), Some(spans)) = (opts.cache_dir.as_deref(), derived_from) {

@@ -1,0 +1,47 @@
+//! Kernels whose BTF cannot be used: each fixture dump copied with the kernel's BTF blob
+//! zeroed, crawled with no layout source (the error must say the BTF is missing and name
+//! the ways out), with the fixture kernel's DWARF `vmlinux` (from Debian's `-dbg`
+//! package), and with a Volatility 3 ISF made from that DWARF by another program; each
+//! crawl against the guest's own /proc (truth.json).
+
+mod kernel_debug;
+mod memory_truth;
+
+use memory_truth::compare;
+use origami_core::memory::MemoryDump;
+use origami_introspect::frame::Frame;
+use origami_introspect::linux::{crawl, discover, LinuxOptions};
+
+const DUMPS: [&str; 3] = ["memdump", "memdump-novmcoreinfo", "memdump-la57"];
+
+fn frame_of(dump: &MemoryDump, opts: &LinuxOptions) -> Frame {
+    let mut f = Frame::new("test");
+    crawl(dump, opts).merge_into(&mut f);
+    f
+}
+
+#[test]
+fn without_btf_or_layouts_the_error_names_the_missing_btf_and_the_ways_out() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    for name in DUMPS {
+        let dump = MemoryDump::open(kernel_debug::nobtf_dump(fx, name)).unwrap();
+        let err = discover(&dump, &LinuxOptions::default().no_cache())
+            .unwrap_err()
+            .to_string();
+        for want in ["BTF is missing or damaged", "--kernel-debuginfo", "--isf"] {
+            assert!(err.contains(want), "{name}: {err}");
+        }
+        // The crawl reports it as the kernel's error, with no sections.
+        let frame = frame_of(&dump, &LinuxOptions::default().no_cache());
+        assert!(frame.process.is_empty(), "{name}");
+        let kernel_errors: Vec<_> = frame
+            .meta
+            .errors
+            .iter()
+            .filter(|e| e.feature == "kernel" && e.message.contains("BTF is missing"))
+            .collect();
+        assert_eq!(kernel_errors.len(), 1, "{name}: {:#?}", frame.meta.errors);
+    }
+}
