@@ -10,6 +10,9 @@ mod memory_truth;
 use memory_truth::compare;
 use origami_core::memory::MemoryDump;
 use origami_introspect::frame::Frame;
+use origami_introspect::linux::btf::Btf;
+use origami_introspect::linux::dwarf::KernelDwarf;
+use origami_introspect::linux::layout::Layout;
 use origami_introspect::linux::{crawl, discover, LinuxOptions};
 
 const DUMPS: [&str; 3] = ["memdump", "memdump-novmcoreinfo", "memdump-la57"];
@@ -44,4 +47,33 @@ fn without_btf_or_layouts_the_error_names_the_missing_btf_and_the_ways_out() {
             .collect();
         assert_eq!(kernel_errors.len(), 1, "{name}: {:#?}", frame.meta.errors);
     }
+}
+
+#[test]
+fn dwarf_layouts_equal_the_kernels_own_btf() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let Some(vmlinux) = kernel_debug::vmlinux() else {
+        return;
+    };
+    let blob = std::fs::read(fx.path("memdump/kernel/vmlinux.btf")).unwrap();
+    let want = Layout::from_btf(&Btf::parse(&blob).unwrap());
+    let d = KernelDwarf::open(&vmlinux).unwrap();
+    let truth = fx.json("memdump/truth.json");
+    assert_eq!(
+        d.banner(),
+        truth["kernel"]["version_string"].as_str(),
+        "the banner in the DWARF file"
+    );
+    let got = d.layout().unwrap();
+    assert_eq!(got.fields, want.fields);
+    assert_eq!(got.sizes, want.sizes);
+    assert_eq!(
+        got.missing.keys().collect::<Vec<_>>(),
+        want.missing.keys().collect::<Vec<_>>(),
+        "{:#?}",
+        got.missing
+    );
+    assert!(got.fields.len() > 100, "{}", got.fields.len());
 }
