@@ -409,7 +409,9 @@ impl Crawler {
             }
         }
         if let Some(memory) = &target.memory {
-            self.crawl_memory(memory, target.system_map.as_deref(), &mut frame);
+            let mut opts = self.linux_options(target.system_map.as_deref());
+            opts.layouts = target.kernel_layouts.clone();
+            self.crawl_memory_with(memory, opts, &mut frame);
         }
         if self.options.system.is_none() {
             if let Some(h) = &frame.meta.hostname {
@@ -430,6 +432,7 @@ impl Crawler {
                 .clone()
                 .filter(|_| self.options.use_cache),
             sections: self.options.sections.clone(),
+            layouts: None,
         }
     }
 
@@ -439,7 +442,11 @@ impl Crawler {
     /// [`MemoryFacts::merge_into`](crate::linux::MemoryFacts::merge_into): what the disk
     /// said of the OS stays, the memory's kernel release and host name win.
     pub fn crawl_memory(&self, memory: &Memory, system_map: Option<&Path>, frame: &mut Frame) {
-        let opts = self.linux_options(system_map);
+        self.crawl_memory_with(memory, self.linux_options(system_map), frame);
+    }
+
+    /// [`Crawler::crawl_memory`] with the memory crawl's options made.
+    fn crawl_memory_with(&self, memory: &Memory, opts: LinuxOptions, frame: &mut Frame) {
         if !MEMORY_SECTIONS.iter().any(|s| opts.sections.contains(s)) {
             return;
         }

@@ -13,7 +13,7 @@ use origami_introspect::frame::Frame;
 use origami_introspect::linux::btf::Btf;
 use origami_introspect::linux::dwarf::KernelDwarf;
 use origami_introspect::linux::layout::Layout;
-use origami_introspect::linux::{crawl, discover, LinuxOptions};
+use origami_introspect::linux::{crawl, discover, LayoutSource, LinuxOptions};
 
 const DUMPS: [&str; 3] = ["memdump", "memdump-novmcoreinfo", "memdump-la57"];
 
@@ -76,4 +76,53 @@ fn dwarf_layouts_equal_the_kernels_own_btf() {
         got.missing
     );
     assert!(got.fields.len() > 100, "{}", got.fields.len());
+}
+
+/// Crawls each BTF-less dump with `source`, cold and then warm from the cache (where the
+/// source is no longer needed), against the truth.
+fn crawl_each_without_btf(source: LayoutSource, tag: &str) {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("origami-layouts-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for name in DUMPS {
+        let truth = fx.json(&format!("{name}/truth.json"));
+        let dump = MemoryDump::open(kernel_debug::nobtf_dump(fx, name)).unwrap();
+        let opts = LinuxOptions::default()
+            .no_cache()
+            .with_layouts(source.clone());
+        let k = discover(&dump, &opts).unwrap();
+        assert_eq!(k.layout_file.as_deref().map(|p| p.is_file()), Some(true));
+        let frame = frame_of(&dump, &opts);
+        let bad = compare(&frame, &truth);
+        assert!(
+            bad.is_empty(),
+            "{name} ({tag}): {bad:#?}\nerrors: {:#?}",
+            frame.meta.errors
+        );
+        // Through the cache: the first crawl stores, the second needs no source at all.
+        let cached = LinuxOptions::default().with_cache_dir(&dir);
+        let cold = discover(&dump, &cached.clone().with_layouts(source.clone())).unwrap();
+        assert!(!cold.from_cache || name != DUMPS[0]);
+        let warm = discover(&dump, &cached).unwrap();
+        assert!(warm.from_cache, "{name} ({tag})");
+        assert_eq!(warm.layout, k.layout);
+        let frame = frame_of(&dump, &cached);
+        assert!(compare(&frame, &truth).is_empty(), "{name} ({tag}) warm");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn each_dump_without_btf_matches_its_truth_with_dwarf() {
+    let Some(vmlinux) = kernel_debug::vmlinux() else {
+        return;
+    };
+    crawl_each_without_btf(LayoutSource::KernelDebuginfo(vmlinux.clone()), "dwarf");
+    // A folder: the file whose banner is the dump's is picked.
+    crawl_each_without_btf(
+        LayoutSource::KernelDebuginfo(vmlinux.parent().unwrap().to_path_buf()),
+        "dwarf-folder",
+    );
 }

@@ -30,6 +30,7 @@ use super::kernel::nodata;
 use super::kernel::{DumpView, Kernel, SymbolSource};
 use super::kmem::{bad, START_KERNEL_MAP};
 use super::layout::Layout;
+use super::layout_source::Sources;
 use super::placement::{find_root, image_hints, IMAGE_ALIGN};
 use super::symbols::{from_cache, from_kallsyms, from_map, KallsymsMemo};
 use super::LinuxOptions;
@@ -83,6 +84,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     let mut last_err = nodata("no `Linux version` banner in memory");
     let mut confirmed_err: Option<Error> = None;
     let mut memo = KallsymsMemo::default();
+    let mut sources = Sources::default();
     let attempts: &[Attempt] = match opts.cache_dir {
         Some(_) => &[Attempt::Cache, Attempt::Cold],
         None => &[Attempt::Cold],
@@ -106,6 +108,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
                     bp,
                     attempt,
                     &mut memo,
+                    &mut sources,
                     &mut timings,
                 ) {
                     Ok(mut k) => {
@@ -177,6 +180,7 @@ fn kernel_at(
     bp: u64,
     attempt: Attempt,
     memo: &mut KallsymsMemo,
+    sources: &mut Sources,
     timings: &mut Vec<(String, f64)>,
 ) -> std::result::Result<Kernel, Failure> {
     let phys = view.phys;
@@ -185,6 +189,7 @@ fn kernel_at(
     let vi_offset = vi.and_then(|v| v.kernel_offset());
     let banner = read_banner(phys, bp)?;
     let release = release_of(&banner);
+    let mut layout_file = None;
     // 2. Symbols and layouts: from a cache entry bound to these kernel bytes, or derived
     //    from memory (and the bytes they were derived from remembered for the cache).
     let t = Instant::now();
@@ -218,19 +223,50 @@ fn kernel_at(
             let (place, symbols, source, kallsyms_spans) = match map {
                 Some(m) => from_map(view, bp, m, vi_image_phys, vi_offset)
                     .map(|(p, s)| (p, s, SymbolSource::SystemMap, None))?,
-                None => from_kallsyms(view, bp, vi_image_phys, memo)
-                    .map(|(p, s, spans)| (p, s, SymbolSource::Kallsyms, Some(spans)))?,
+                None => match from_kallsyms(view, bp, vi_image_phys, memo) {
+                    Ok((p, s, spans)) => (p, s, SymbolSource::Kallsyms, Some(spans)),
+                    // Without kallsyms, the symbols of the caller's DWARF or ISF file.
+                    Err(e) => {
+                        let table = opts.layouts.as_ref().and_then(|src| {
+                            sources
+                                .get(src, &banner, &release)
+                                .ok()
+                                .and_then(|l| l.symbol_table())
+                        });
+                        match table {
+                            Some(t) => from_map(view, bp, &t, vi_image_phys, vi_offset)
+                                .map(|(p, s)| (p, s, SymbolSource::LayoutFile, None))?,
+                            None => return Err(e.into()),
+                        }
+                    }
+                },
             };
             timings.push(("kernel.symbols".to_string(), millis(t)));
             let t = Instant::now();
-            let (btf, btf_span) = find_btf(phys, &symbols, &place)
-                .map_err(|e| confirmed(btf_missing(e)))?;
-            let layout = Layout::from_btf(&btf);
-            timings.push(("kernel.btf".to_string(), millis(t)));
+            let (layout, layout_span, file) = match &opts.layouts {
+                Some(src) => {
+                    let loaded = sources
+                        .get(src, &banner, &release)
+                        .map_err(confirmed)?;
+                    loaded.check_symbols(&symbols).map_err(confirmed)?;
+                    timings.push((format!("kernel.{}", src.kind().to_lowercase()), millis(t)));
+                    (loaded.layout.clone(), None, Some(loaded.path.clone()))
+                }
+                None => {
+                    let (btf, btf_span) = find_btf(phys, &symbols, &place)
+                        .map_err(|e| confirmed(btf_missing(e)))?;
+                    let layout = Layout::from_btf(&btf);
+                    timings.push(("kernel.btf".to_string(), millis(t)));
+                    (layout, Some(btf_span), None)
+                }
+            };
+            layout_file = file;
             // Only what was derived from memory alone is cached: a System.map's symbols
-            // are the caller's word for this crawl, not this kernel's bytes.
+            // are the caller's word for this crawl, not this kernel's bytes. Layouts from
+            // a DWARF or ISF file checked against this kernel's banner and symbols are
+            // cached with the kallsyms tables they were checked against.
             let derived_from = kallsyms_spans.map(|mut spans| {
-                spans.push(btf_span);
+                spans.extend(layout_span);
                 spans
             });
             (place, symbols, layout, source, derived_from)
@@ -319,6 +355,7 @@ fn kernel_at(
         root,
         symbols,
         layout,
+        layout_file,
         symbol_source: source,
         from_cache,
         had_vmcoreinfo: vi.is_some(),

@@ -4,7 +4,8 @@
 //!
 //! [`discover()`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
 //! root), its symbols (a given `System.map`, else kallsyms recovered from memory) and its
-//! struct layouts (its own BTF), caching symbols and layouts per kernel build when asked to
+//! struct layouts (its own BTF, or a DWARF `vmlinux` or Volatility ISF the caller names, see
+//! [`layout_source`]), caching symbols and layouts per kernel build when asked to
 //! (bound to the kernel's bytes, see [`cache`]). [`crawl_kernel`] then reads the kernel's
 //! structures through those layouts, walking the task list once for processes and
 //! connections, and returns [`MemoryFacts`]; [`crawl()`] does both. The memory is anything
@@ -38,6 +39,7 @@ pub mod kallsyms;
 pub mod kernel;
 pub mod kmem;
 pub mod layout;
+pub mod layout_source;
 pub mod modules;
 pub mod mounts;
 mod placement;
@@ -56,6 +58,7 @@ use origami_frame::Section;
 
 pub use facts::{FeatureFailure, MemoryFacts, RunningOs};
 pub use kernel::{DumpView, Kernel, SymbolSource};
+pub use layout_source::LayoutSource;
 
 use crate::error::{Error, Result};
 use crate::timing::millis;
@@ -80,6 +83,10 @@ pub struct LinuxOptions {
     pub cache_dir: Option<PathBuf>,
     /// The sections to crawl (default [`MEMORY_SECTIONS`]; others are ignored).
     pub sections: BTreeSet<Section>,
+    /// Where the kernel's type layouts come from instead of its own BTF (a DWARF
+    /// `vmlinux` or a Volatility 3 ISF, or a folder of them); `None` (the default) reads
+    /// the BTF in memory.
+    pub layouts: Option<LayoutSource>,
 }
 
 impl Default for LinuxOptions {
@@ -88,6 +95,7 @@ impl Default for LinuxOptions {
             system_map: None,
             cache_dir: None,
             sections: MEMORY_SECTIONS.into_iter().collect(),
+            layouts: None,
         }
     }
 }
@@ -96,6 +104,12 @@ impl LinuxOptions {
     /// Options with a `System.map`.
     pub fn with_system_map(mut self, path: impl Into<PathBuf>) -> Self {
         self.system_map = Some(path.into());
+        self
+    }
+
+    /// Options taking the kernel's layouts from `source` instead of its BTF.
+    pub fn with_layouts(mut self, source: LayoutSource) -> Self {
+        self.layouts = Some(source);
         self
     }
 
