@@ -180,7 +180,7 @@ replay_tests! {
     "guest": qcow2, vmdk, vhdx, mbr, gpt;
     "guest": memory_elf, memory_kdump, memory_lime, page_walk, vmcoreinfo;
     "guest": fs_ext4, fs_fat;
-    "guest": linux_btf, linux_kallsyms;
+    "guest": linux_btf, linux_isf, linux_kallsyms;
     "guest": dpkg_status, passwd_group, os_release, frame_jsonl;
     "index": index_query;
 }
