@@ -245,16 +245,14 @@ fn kernel_at(
             let t = Instant::now();
             let (layout, layout_span, file) = match &opts.layouts {
                 Some(src) => {
-                    let loaded = sources
-                        .get(src, &banner, &release)
-                        .map_err(confirmed)?;
+                    let loaded = sources.get(src, &banner, &release).map_err(confirmed)?;
                     loaded.check_symbols(&symbols).map_err(confirmed)?;
                     timings.push((format!("kernel.{}", src.kind().to_lowercase()), millis(t)));
                     (loaded.layout.clone(), None, Some(loaded.path.clone()))
                 }
                 None => {
-                    let (btf, btf_span) = find_btf(phys, &symbols, &place)
-                        .map_err(|e| confirmed(btf_missing(e)))?;
+                    let (btf, btf_span) =
+                        find_btf(phys, &symbols, &place).map_err(|e| confirmed(btf_missing(e)))?;
                     let layout = Layout::from_btf(&btf);
                     timings.push(("kernel.btf".to_string(), millis(t)));
                     (layout, Some(btf_span), None)

@@ -24,8 +24,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use gimli::{
-    AttributeValue, DebugAbbrev, DebugInfo, DebuggingInformationEntry, EndianSlice,
-    LittleEndian, UnitHeader, UnitOffset,
+    AttributeValue, DebugAbbrev, DebugInfo, DebuggingInformationEntry, EndianSlice, LittleEndian,
+    UnitHeader, UnitOffset,
 };
 use object::read::elf::ElfFile64;
 use object::read::ReadCache;
@@ -200,7 +200,10 @@ impl KernelDwarf {
                 .map_err(|e| self.bad(format!(".debug_info offset {at:#x}"), e.to_string()))?;
             let short = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
             let (unit_len, head_len) = match short {
-                0xffff_ffff => (u64::from_le_bytes(head[4..12].try_into().unwrap_or([0; 8])), 12),
+                0xffff_ffff => (
+                    u64::from_le_bytes(head[4..12].try_into().unwrap_or([0; 8])),
+                    12,
+                ),
                 0xffff_fff0..=0xffff_fffe => {
                     return Err(self.bad(
                         format!(".debug_info offset {at:#x}"),
@@ -212,10 +215,7 @@ impl KernelDwarf {
             let total = unit_len.saturating_add(head_len);
             if total > MAX_UNIT {
                 return Err(Error::TooLarge {
-                    file: format!(
-                        "{} .debug_info unit at offset {at:#x}",
-                        self.path.display()
-                    ),
+                    file: format!("{} .debug_info unit at offset {at:#x}", self.path.display()),
                     size: total,
                     limit: MAX_UNIT,
                 });
@@ -577,7 +577,9 @@ fn member_bits(m: &Die<'_>) -> u64 {
         None => 0,
     };
     let mut bits = bytes.saturating_mul(8);
-    let old = m.attr(gimli::DW_AT_bit_offset).and_then(|a| a.udata_value());
+    let old = m
+        .attr(gimli::DW_AT_bit_offset)
+        .and_then(|a| a.udata_value());
     let width = m.attr(gimli::DW_AT_bit_size).and_then(|a| a.udata_value());
     let unit = m.attr(gimli::DW_AT_byte_size).and_then(|a| a.udata_value());
     if let (Some(old), Some(width), Some(unit)) = (old, width, unit) {

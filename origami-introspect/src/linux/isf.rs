@@ -101,7 +101,10 @@ impl<'de> Deserialize<'de> for Symbols {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of symbols")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Symbols, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Symbols, A::Error> {
                 let mut out = BTreeMap::new();
                 while let Some(k) = m.next_key::<String>()? {
                     if wanted_symbol(&k) {
@@ -179,7 +182,9 @@ impl Isf {
                 lzma_rs::xz_decompress(&mut input, &mut tx).map_err(|e| e.to_string())
             });
             let parsed = parse(rx);
-            let unpacked = t.join().unwrap_or_else(|_| Err("decompressor panicked".into()));
+            let unpacked = t
+                .join()
+                .unwrap_or_else(|_| Err("decompressor panicked".into()));
             match (parsed, unpacked) {
                 (Ok(doc), _) => doc,
                 (Err(e), Err(x)) => return Err(bad(format!("{e} (xz: {x})"))),
@@ -196,7 +201,13 @@ impl Isf {
 
     /// The kernel's `Linux version` banner, from `linux_banner`'s `constant_data`.
     pub fn banner(&self) -> Option<String> {
-        let data = self.doc.symbols.0.get("linux_banner")?.constant_data.as_ref()?;
+        let data = self
+            .doc
+            .symbols
+            .0
+            .get("linux_banner")?
+            .constant_data
+            .as_ref()?;
         let bytes = base64(data)?;
         let end = memchr::memchr(0, &bytes).unwrap_or(bytes.len());
         let text = std::str::from_utf8(bytes.get(..end)?).ok()?;
@@ -251,9 +262,7 @@ impl Isf {
                 .ok_or_else(|| self.bad(format!("{what}.{name}"), "no such type"))
         };
         Ok(match t.kind.as_str() {
-            "struct" | "union" | "class" => {
-                self.user_type(t.name.as_deref().unwrap_or(""))?.size
-            }
+            "struct" | "union" | "class" => self.user_type(t.name.as_deref().unwrap_or(""))?.size,
             "base" => named(&self.doc.base_types, "base_types")?,
             "enum" => named(&self.doc.enums, "enums")?,
             "pointer" => self.doc.base_types.get("pointer").map_or(8, |s| s.size),
@@ -296,10 +305,7 @@ impl Isf {
         }
         let f = found.ok_or_else(|| self.bad(format!("{ty}.{path}"), "empty member path"))?;
         let (bit, bits) = match f.ty.kind.as_str() {
-            "bitfield" => (
-                f.ty.bit_position.unwrap_or(0),
-                f.ty.bit_length.unwrap_or(0),
-            ),
+            "bitfield" => (f.ty.bit_position.unwrap_or(0), f.ty.bit_length.unwrap_or(0)),
             _ => (0, 0),
         };
         Ok(Member {
@@ -354,9 +360,12 @@ impl Isf {
             t.fields.iter().filter(|(_, f)| f.anonymous).collect();
         anon.sort_by_key(|(n, f)| (f.offset, n.as_str()));
         for (fname, f) in anon {
-            *budget = budget
-                .checked_sub(1)
-                .ok_or_else(|| self.bad(format!("user_types.{tname}"), "lookup exceeds its step bound"))?;
+            *budget = budget.checked_sub(1).ok_or_else(|| {
+                self.bad(
+                    format!("user_types.{tname}"),
+                    "lookup exceeds its step bound",
+                )
+            })?;
             let (Some(inner_name), "struct" | "union" | "class") =
                 (f.ty.name.as_deref(), f.ty.kind.as_str())
             else {
@@ -493,13 +502,20 @@ mod tests {
     fn members_bitfields_anonymous_and_bounds() {
         let i = isf();
         assert_eq!(i.banner().as_deref(), Some("Linux version 6.1"));
-        assert_eq!(i.symbols().len(), 2, "only the symbols discovery reads are kept");
+        assert_eq!(
+            i.symbols().len(),
+            2,
+            "only the symbols discovery reads are kept"
+        );
         let pid = i.member("task_struct", "pid").unwrap();
         assert_eq!((pid.offset, pid.size, pid.bits), (8, 4, 0));
         let mm = i.member("task_struct", "mm").unwrap();
         assert_eq!((mm.offset, mm.size), (16, 8));
         let flags = i.member("task_struct", "flags").unwrap();
-        assert_eq!((flags.offset, flags.bit, flags.bits, flags.size), (5, 2, 3, 4));
+        assert_eq!(
+            (flags.offset, flags.bit, flags.bits, flags.size),
+            (5, 2, 3, 4)
+        );
         assert!(i.member("task_struct", "nope").is_err());
         // `char` is not among the base types: the size is an error naming it.
         assert!(i.member("task_struct", "comm").is_err());

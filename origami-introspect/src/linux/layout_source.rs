@@ -133,7 +133,10 @@ pub fn load(src: &LayoutSource, banner: &str, release: &str) -> Result<Loaded> {
         .filter(|p| p.is_file())
         .filter(|p| match src {
             LayoutSource::Isf(_) => {
-                let n = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
                 n.ends_with(".json") || n.ends_with(".json.xz")
             }
             LayoutSource::KernelDebuginfo(_) => true,

@@ -6,8 +6,9 @@
 //!   discovery must find the layouts elsewhere;
 //! - the DWARF `vmlinux` of the fixture kernel, from Debian's `-dbg` package of the same
 //!   build (`apt-get download`, then only that one file extracted);
-//! - a Volatility 3 ISF made from that DWARF by `scripts/dwarf-to-isf.py` (an independent
-//!   reader: `readelf --debug-dump=info` parsed in Python).
+//! - a Volatility 3 ISF made from that DWARF by Volatility's own `dwarf2json` (another
+//!   DWARF reader altogether: Go's `debug/dwarf`), found as `$DWARF2JSON` or on the PATH
+//!   (`.ci/run` builds it); it takes minutes and some 4 GB, so it is made once.
 //!
 //! Each is made under a file lock and renamed into place, so parallel tests share one copy.
 //! When the package cannot be fetched (no network, no apt), the tests that need it skip with
@@ -117,23 +118,26 @@ pub fn vmlinux() -> Option<PathBuf> {
     }
 }
 
-/// A Volatility 3 ISF of the fixture kernel made from its DWARF `vmlinux` by the
-/// independent generator `scripts/dwarf-to-isf.py` (xz-compressed when `xz` is true).
+/// A Volatility 3 ISF of the fixture kernel made from its DWARF `vmlinux` by
+/// `dwarf2json linux --elf` (xz-compressed when `xz` is true).
 pub fn isf(xz: bool) -> Option<PathBuf> {
     let vmlinux = vmlinux()?;
     let json = dir().join(format!("{RELEASE}.json"));
     let made = once(&json, |tmp| {
-        let script = origami_testsupport::workspace_root().join("scripts/dwarf-to-isf.py");
-        let st = Command::new("python3")
-            .arg(&script)
+        let tool = std::env::var_os("DWARF2JSON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("dwarf2json"));
+        let out = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
+        let st = Command::new(&tool)
+            .args(["linux", "--elf"])
             .arg(&vmlinux)
-            .arg(tmp)
+            .stdout(out)
             .status()
-            .map_err(|e| format!("python3: {e}"))?;
+            .map_err(|e| format!("{}: {e} (set DWARF2JSON)", tool.display()))?;
         if st.success() {
             Ok(())
         } else {
-            Err(format!("{} failed", script.display()))
+            Err(format!("{} failed", tool.display()))
         }
     });
     let json = match made {
