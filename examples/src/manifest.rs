@@ -64,7 +64,9 @@ pub enum ManifestError {
     #[error("machine {0:?} has neither disks nor memory")]
     NothingToCrawl(String),
     /// A machine naming both `kernel_debuginfo` and `isf`.
-    #[error("machine {0:?} names both kernel_debuginfo and isf: give one source of kernel layouts")]
+    #[error(
+        "machine {0:?} names both kernel_debuginfo and isf: give one source of kernel layouts"
+    )]
     TwoLayoutSources(String),
     /// A machine's own crawl options cannot be built.
     #[error("machine {name:?}: {source}")]

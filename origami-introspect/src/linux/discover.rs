@@ -83,8 +83,7 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
     // kernel that runs), else the last candidate's (decoy copies of the banner fail early).
     let mut last_err = nodata("no `Linux version` banner in memory");
     let mut confirmed_err: Option<Error> = None;
-    let mut memo = KallsymsMemo::default();
-    let mut sources = Sources::default();
+    let mut memo = Memo::default();
     let attempts: &[Attempt] = match opts.cache_dir {
         Some(_) => &[Attempt::Cache, Attempt::Cold],
         None => &[Attempt::Cold],
@@ -108,7 +107,6 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
                     bp,
                     attempt,
                     &mut memo,
-                    &mut sources,
                     &mut timings,
                 ) {
                     Ok(mut k) => {
@@ -127,6 +125,14 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
         }
     }
     Err(confirmed_err.unwrap_or(last_err))
+}
+
+/// What one discovery keeps between banner candidates: kallsyms tables already decoded,
+/// the caller's layout source already loaded.
+#[derive(Default)]
+struct Memo {
+    kallsyms: KallsymsMemo,
+    sources: Sources,
 }
 
 /// Why a banner candidate failed, and whether its symbols were confirmed first (the
@@ -179,10 +185,13 @@ fn kernel_at(
     map: Option<&SymbolTable>,
     bp: u64,
     attempt: Attempt,
-    memo: &mut KallsymsMemo,
-    sources: &mut Sources,
+    memo: &mut Memo,
     timings: &mut Vec<(String, f64)>,
 ) -> std::result::Result<Kernel, Failure> {
+    let Memo {
+        kallsyms: memo,
+        sources,
+    } = memo;
     let phys = view.phys;
     let vi = view.vmcoreinfo;
     let vi_image_phys = vi.and_then(|v| v.number("phys_base")).map(|n| n as u64);
