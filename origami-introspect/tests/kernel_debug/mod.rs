@@ -7,8 +7,7 @@
 //! - the DWARF `vmlinux` of the fixture kernel, from Debian's `-dbg` package of the same
 //!   build (`apt-get download`, then only that one file extracted);
 //! - a Volatility 3 ISF made from that DWARF by Volatility's own `dwarf2json` (another
-//!   DWARF reader altogether: Go's `debug/dwarf`), found as `$DWARF2JSON` or on the PATH
-//!   (`.ci/run` builds it); it takes minutes and some 4 GB, so it is made once.
+//!   DWARF reader altogether: Go's `debug/dwarf`), kept trimmed in `tests/data/isf/`.
 //!
 //! Each is made under a file lock and renamed into place, so parallel tests share one copy.
 //! When the package cannot be fetched (no network, no apt), the tests that need it skip with
@@ -118,51 +117,28 @@ pub fn vmlinux() -> Option<PathBuf> {
     }
 }
 
-/// A Volatility 3 ISF of the fixture kernel made from its DWARF `vmlinux` by
-/// `dwarf2json linux --elf` (xz-compressed when `xz` is true).
+/// A Volatility 3 ISF of the fixture kernel, as `dwarf2json linux --elf` (v0.9.0) wrote it
+/// from the `-dbg` package's `vmlinux`, trimmed by `scripts/trim-isf.py` to the structs,
+/// enums and symbols the layout table reads (entries left out, none changed). It is kept in
+/// the repository (`tests/data/isf/`, 16 KB as `.json.xz`) because `dwarf2json` is a Go
+/// program whose modules cannot be fetched where the tests run, and takes minutes and ~4 GB
+/// to run. The `.json.xz` form as kept, or (`xz` false) decompressed once into [`dir`].
 pub fn isf(xz: bool) -> Option<PathBuf> {
-    let vmlinux = vmlinux()?;
-    let json = dir().join(format!("{RELEASE}.json"));
-    let made = once(&json, |tmp| {
-        let tool = std::env::var_os("DWARF2JSON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("dwarf2json"));
-        let out = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
-        let st = Command::new(&tool)
-            .args(["linux", "--elf"])
-            .arg(&vmlinux)
-            .stdout(out)
-            .status()
-            .map_err(|e| format!("{}: {e} (set DWARF2JSON)", tool.display()))?;
-        if st.success() {
-            Ok(())
-        } else {
-            Err(format!("{} failed", tool.display()))
-        }
-    });
-    let json = match made {
-        Ok(p) => p,
-        Err(reason) => {
-            origami_testsupport::skip(&format!("ISF of the fixture kernel: {reason}"));
-            return None;
-        }
-    };
-    if !xz {
-        return Some(json);
+    let kept = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/isf")
+        .join(format!("{RELEASE}.json.xz"));
+    if xz {
+        return Some(kept);
     }
-    let out = dir().join(format!("{RELEASE}.json.xz"));
-    once(&out, |tmp| {
+    let json = dir().join(format!("{RELEASE}.json"));
+    once(&json, |tmp| {
         let st = Command::new("bash")
             .arg("-c")
-            .arg(format!(
-                "xz -T0 -c '{}' > '{}'",
-                json.display(),
-                tmp.display()
-            ))
+            .arg(format!("xz -dc '{}' > '{}'", kept.display(), tmp.display()))
             .status()
             .map_err(|e| e.to_string())?;
-        st.success().then_some(()).ok_or("xz failed".to_string())
+        st.success().then_some(()).ok_or("xz -d failed".to_string())
     })
-    .map_err(|reason| origami_testsupport::skip(&format!("xz of the ISF: {reason}")))
+    .map_err(|reason| origami_testsupport::skip(&format!("the ISF, decompressed: {reason}")))
     .ok()
 }
