@@ -90,6 +90,8 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
             disks: vec![PathBuf::from(file)],
             memory: None,
             system_map: None,
+            kernel_debuginfo: None,
+            isf: None,
             backing_dirs: Vec::new(),
             limits: None,
             interval: None,

@@ -7,6 +7,8 @@
 //! disks = ["images/web-01.qcow2"]
 //! memory = "dumps/web-01.elf"      # optional: a dump or a running VM's memory file
 //! system_map = "maps/System.map"   # optional
+//! kernel_debuginfo = "debug/"       # optional: a DWARF vmlinux, or a folder of them
+//! isf = "isf/web-01.json.xz"        # optional: a Volatility 3 ISF, or a folder of them
 //! backing_dirs = ["images/base"]   # optional: folders its images may name backing
 //!                                  # files and extents in, besides their own
 //! interval = "2m"                  # optional: this machine's crawl interval
@@ -35,6 +37,7 @@ use std::time::Duration;
 use std::time::Duration;
 
 use origami_introspect::fleet::Machine;
+use origami_introspect::linux::LayoutSource;
 use origami_introspect::{CrawlOptionsBuilder, Limits, Target};
 use serde::{Deserialize, Serialize};
 
@@ -207,6 +210,11 @@ pub enum ManifestError {
     /// An `interval` that is not a duration.
     #[error("interval {0:?}: not a duration (give seconds, or a number with s, m, h or d, e.g. \"5m\"; at least 1 s)")]
     Interval(String),
+    /// A machine naming both `kernel_debuginfo` and `isf`.
+    #[error(
+        "machine {0:?} names both kernel_debuginfo and isf: give one source of kernel layouts"
+    )]
+    TwoLayoutSources(String),
     /// A machine's own crawl options cannot be built.
     #[error("machine {name:?}: {source}")]
     Options {
@@ -236,6 +244,10 @@ pub(crate) struct Entry {
     pub(crate) memory: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) system_map: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel_debuginfo: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) isf: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) backing_dirs: Vec<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,6 +359,14 @@ impl Manifest {
             if let Some(s) = &e.system_map {
                 target = target.with_system_map(abs(s));
             }
+            match (&e.kernel_debuginfo, &e.isf) {
+                (Some(_), Some(_)) => return Err(ManifestError::TwoLayoutSources(e.name)),
+                (Some(d), None) => {
+                    target = target.with_kernel_layouts(LayoutSource::KernelDebuginfo(abs(d)))
+                }
+                (None, Some(i)) => target = target.with_kernel_layouts(LayoutSource::Isf(abs(i))),
+                (None, None) => {}
+            }
             let mut machine = Machine::new(e.name, target);
             if !e.backing_dirs.is_empty() || e.limits.is_some() {
                 let mut own = options.clone();
@@ -432,6 +452,32 @@ mod tests {
     }
 
     #[test]
+    fn kernel_debuginfo_and_isf_name_the_layout_source() {
+        let m = Manifest::parse(
+            "[[machine]]\nname = \"a\"\nmemory = \"a.elf\"\nkernel_debuginfo = \"dbg\"\n\n[[machine]]\nname = \"b\"\nmemory = \"b.elf\"\nisf = \"/isf/b.json.xz\"\n",
+            Path::new("/fleet"),
+            &CrawlOptions::builder(),
+        )
+        .unwrap();
+        assert_eq!(
+            m.machines[0].target.kernel_layouts,
+            Some(LayoutSource::KernelDebuginfo("/fleet/dbg".into()))
+        );
+        assert_eq!(
+            m.machines[1].target.kernel_layouts,
+            Some(LayoutSource::Isf("/isf/b.json.xz".into()))
+        );
+        assert!(matches!(
+            Manifest::parse(
+                "[[machine]]\nname = \"a\"\nmemory = \"a.elf\"\nkernel_debuginfo = \"d\"\nisf = \"i.json\"\n",
+                Path::new("/"),
+                &CrawlOptions::builder()
+            ),
+            Err(ManifestError::TwoLayoutSources(n)) if n == "a"
+        ));
+    }
+
+    #[test]
     fn backing_dirs_give_a_machine_its_own_options() {
         let m = Manifest::parse(
             "[[machine]]\nname = \"a\"\ndisks = [\"a.qcow2\"]\nbacking_dirs = [\"base\"]\n\n[[machine]]\nname = \"b\"\ndisks = [\"b.qcow2\"]\n",
@@ -510,6 +556,8 @@ mod tests {
                 disks: vec!["w.img".into()],
                 memory: None,
                 system_map: None,
+                kernel_debuginfo: None,
+                isf: None,
                 backing_dirs: vec![],
                 limits: Some(MachineLimits {
                     memory: Some(Size::Text("2G".into())),

@@ -51,7 +51,7 @@ pub use fs::{fs_btrfs, fs_ext4, fs_fat, fs_xfs};
 #[cfg(feature = "index")]
 pub use index::index_query;
 #[cfg(feature = "guest")]
-pub use linux::{linux_btf, linux_kallsyms};
+pub use linux::{linux_btf, linux_isf, linux_kallsyms};
 #[cfg(feature = "guest")]
 pub use memory::{memory_elf, memory_kdump, memory_lime, page_walk, vmcoreinfo};
 #[cfg(feature = "guest")]
@@ -88,6 +88,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("index_query", index_query),
     #[cfg(feature = "guest")]
     ("linux_btf", linux_btf),
+    #[cfg(feature = "guest")]
+    ("linux_isf", linux_isf),
     #[cfg(feature = "guest")]
     ("linux_kallsyms", linux_kallsyms),
     #[cfg(feature = "guest")]

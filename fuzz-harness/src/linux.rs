@@ -1,6 +1,7 @@
 //! Linux kernel structures found in guest memory.
 
 use origami_introspect::linux::btf::Btf;
+use origami_introspect::linux::isf;
 use origami_introspect::linux::kallsyms::{decode, find_tables, SymbolTable, Tables};
 use origami_introspect::linux::layout::Layout;
 
@@ -42,5 +43,16 @@ pub fn linux_kallsyms(data: &[u8]) {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = SymbolTable::parse_system_map(text).get("linux_banner");
+    }
+}
+
+/// Any bytes as a Volatility 3 ISF (JSON) through the streaming parser and every layout
+/// lookup the crawlers make: errors, never panics, bounded work on cyclic or deeply nested
+/// anonymous types, and members outside their structs refused.
+pub fn linux_isf(data: &[u8]) {
+    if let Ok(layout) = isf::layout_from_bytes(data) {
+        for f in layout.fields.values() {
+            let _ = f.value_in(&[0xff; 8]);
+        }
     }
 }

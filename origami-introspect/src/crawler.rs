@@ -537,7 +537,9 @@ impl Crawler {
             }
         }
         if let Some(memory) = &target.memory {
-            self.crawl_memory_with(memory, target.system_map.as_deref(), &mut frame, &budget);
+            let mut opts = self.linux_options(target.system_map.as_deref(), &budget);
+            opts.layouts = target.kernel_layouts.clone();
+            self.crawl_memory_with(memory, opts, &mut frame);
         }
         if self.options.system.is_none() {
             if let Some(h) = &frame.meta.hostname {
@@ -570,18 +572,12 @@ impl Crawler {
     /// said of the OS stays, the memory's kernel release and host name win.
     pub fn crawl_memory(&self, memory: &Memory, system_map: Option<&Path>, frame: &mut Frame) {
         let budget = Budget::new(self.options.limits.memory);
-        self.crawl_memory_with(memory, system_map, frame, &budget);
+        self.crawl_memory_with(memory, self.linux_options(system_map, &budget), frame);
     }
 
-    /// As [`crawl_memory`](Self::crawl_memory), on a crawl's memory `budget`.
-    fn crawl_memory_with(
-        &self,
-        memory: &Memory,
-        system_map: Option<&Path>,
-        frame: &mut Frame,
-        budget: &Budget,
-    ) {
-        let opts = self.linux_options(system_map, budget);
+    /// [`Crawler::crawl_memory`] with the memory crawl's options made (their budget
+    /// included).
+    fn crawl_memory_with(&self, memory: &Memory, opts: LinuxOptions, frame: &mut Frame) {
         if !MEMORY_SECTIONS.iter().any(|s| opts.sections.contains(s)) {
             return;
         }

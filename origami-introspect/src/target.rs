@@ -161,6 +161,9 @@ pub struct Target {
     pub memory: Option<Memory>,
     /// The guest kernel's `System.map`, when the caller has it.
     pub system_map: Option<PathBuf>,
+    /// The guest kernel's type layouts from a DWARF `vmlinux` or a Volatility ISF (or a
+    /// folder of them), for kernels without usable BTF.
+    pub kernel_layouts: Option<crate::linux::LayoutSource>,
 }
 
 impl Target {
@@ -201,6 +204,13 @@ impl Target {
     /// Sets the `System.map`.
     pub fn with_system_map(mut self, path: impl Into<PathBuf>) -> Target {
         self.system_map = Some(path.into());
+        self
+    }
+
+    /// Sets where the kernel's type layouts come from (a DWARF `vmlinux`, an ISF, or a
+    /// folder of either) instead of its BTF.
+    pub fn with_kernel_layouts(mut self, source: crate::linux::LayoutSource) -> Target {
+        self.kernel_layouts = Some(source);
         self
     }
 }

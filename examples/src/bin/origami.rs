@@ -20,6 +20,7 @@ use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
 use origami_index::{Index, ReadOnlyIndex, Search, SearchOptions, TantivyIndex};
 use origami_introspect::fleet::{read_nothing, Fleet, FleetReport};
+use origami_introspect::linux::LayoutSource;
 use origami_introspect::{CrawlOptions, CrawlOptionsBuilder, Crawler, Limits, Target};
 use tracing::warn;
 
@@ -133,6 +134,16 @@ struct CrawlArgs {
     /// The guest kernel's System.map (otherwise kallsyms is recovered from memory).
     #[arg(long, value_name = "FILE")]
     system_map: Option<PathBuf>,
+    /// The guest kernel's DWARF debug info (the vmlinux of its -dbg/debuginfo package), or
+    /// a folder of them (the one whose banner is the dump's is used): type layouts for
+    /// kernels without usable BTF.
+    #[arg(long, value_name = "VMLINUX", conflicts_with = "isf")]
+    kernel_debuginfo: Option<PathBuf>,
+    /// A Volatility 3 symbol file of the guest kernel (FILE.json or FILE.json.xz), or a
+    /// folder of them: type layouts (and symbols, when kallsyms cannot be recovered) for
+    /// kernels without usable BTF.
+    #[arg(long, value_name = "FILE")]
+    isf: Option<PathBuf>,
     /// The system id of the frame (default: the guest's hostname).
     #[arg(long)]
     name: Option<String>,
@@ -149,7 +160,7 @@ struct CrawlArgs {
 #[derive(Args)]
 struct FleetArgs {
     /// The fleet manifest (`[[machine]]` tables: name, disks, memory, system_map,
-    /// backing_dirs, and a `[machine.limits]` table of that machine's own bounds).
+    /// kernel_debuginfo, isf, backing_dirs, and a `[machine.limits]` table of that machine's own bounds).
     manifest: PathBuf,
     /// The index folder (created when missing).
     #[arg(long, value_name = "DIR")]
@@ -390,6 +401,12 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     }
     if let Some(s) = a.system_map {
         target = target.with_system_map(s);
+    }
+    if let Some(d) = a.kernel_debuginfo {
+        target = target.with_kernel_layouts(LayoutSource::KernelDebuginfo(d));
+    }
+    if let Some(i) = a.isf {
+        target = target.with_kernel_layouts(LayoutSource::Isf(i));
     }
     let options = a.knobs.options(a.name.as_deref()).build()?;
     let frame = Crawler::new(options)

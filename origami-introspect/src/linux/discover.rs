@@ -30,6 +30,7 @@ use super::kernel::nodata;
 use super::kernel::{DumpView, Kernel, SymbolSource};
 use super::kmem::{bad, START_KERNEL_MAP};
 use super::layout::Layout;
+use super::layout_source::Sources;
 use super::placement::{find_root, image_hints, IMAGE_ALIGN};
 use super::symbols::{from_cache, from_kallsyms, from_map, KallsymsMemo};
 use super::LinuxOptions;
@@ -81,8 +82,11 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
         find_banners(phys, Some(&hints), MAX_BANNERS)?
     };
     timings.push(("kernel.banner".to_string(), millis(t)));
+    // The error reported: that of the first banner whose symbols were confirmed (the
+    // kernel that runs), else the last candidate's (decoy copies of the banner fail early).
     let mut last_err = nodata("no `Linux version` banner in memory");
-    let mut memo = KallsymsMemo::default();
+    let mut confirmed_err: Option<Error> = None;
+    let mut memo = Memo::default();
     let attempts: &[Attempt] = match opts.cache_dir {
         Some(_) => &[Attempt::Cache, Attempt::Cold],
         None => &[Attempt::Cold],
@@ -114,15 +118,63 @@ pub fn discover(view: &DumpView<'_>, opts: &LinuxOptions) -> Result<Kernel> {
                         k.timings.push(("kernel.total".to_string(), millis(t_all)));
                         return Ok(k);
                     }
+                    Err(Failure {
+                        confirmed: true,
+                        error,
+                    }) => {
+                        confirmed_err.get_or_insert(error);
+                    }
                     // A bound the kernel's own tables break is the answer for every
                     // candidate: it is what the caller must hear, not a later decoy's miss.
-                    Err(e) if is_bound(&last_err) && !is_bound(&e) => {}
-                    Err(e) => last_err = e,
+                    Err(Failure { error, .. }) if is_bound(&last_err) && !is_bound(&error) => {}
+                    Err(Failure { error, .. }) => last_err = error,
                 }
             }
         }
     }
-    Err(last_err)
+    Err(confirmed_err.unwrap_or(last_err))
+}
+
+/// What one discovery keeps between banner candidates: kallsyms tables already decoded,
+/// the caller's layout source already loaded.
+#[derive(Default)]
+struct Memo {
+    kallsyms: KallsymsMemo,
+    sources: Sources,
+}
+
+/// Why a banner candidate failed, and whether its symbols were confirmed first (the
+/// banner is the running kernel's, not a stray copy).
+struct Failure {
+    confirmed: bool,
+    error: Error,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure {
+            confirmed: false,
+            error,
+        }
+    }
+}
+
+/// A failure past the symbols step: the banner is the running kernel's.
+fn confirmed(error: Error) -> Failure {
+    Failure {
+        confirmed: true,
+        error,
+    }
+}
+
+/// The error for a kernel whose own BTF cannot be used and for which no other source of
+/// layouts was given.
+fn btf_missing(e: Error) -> Error {
+    nodata(format!(
+        "the kernel's BTF is missing or damaged ({e}); give its type layouts another way: \
+         --kernel-debuginfo VMLINUX (DWARF debug info of this kernel build) or \
+         --isf FILE.json[.xz] (a Volatility 3 symbol file)"
+    ))
 }
 
 /// True for the errors of [`crate::Limits`] (sizes, list lengths, memory, time).
@@ -153,16 +205,21 @@ fn kernel_at(
     map: Option<&SymbolTable>,
     bp: u64,
     attempt: Attempt,
-    memo: &mut KallsymsMemo,
+    memo: &mut Memo,
     timings: &mut Vec<(String, f64)>,
     bounds: &Bounds,
-) -> Result<Kernel> {
+) -> std::result::Result<Kernel, Failure> {
+    let Memo {
+        kallsyms: memo,
+        sources,
+    } = memo;
     let phys = view.phys;
     let vi = view.vmcoreinfo;
     let vi_image_phys = vi.and_then(|v| v.number("phys_base")).map(|n| n as u64);
     let vi_offset = vi.and_then(|v| v.kernel_offset());
     let banner = read_banner(phys, bp)?;
     let release = release_of(&banner);
+    let mut layout_file = None;
     // 2. Symbols and layouts: from a cache entry bound to these kernel bytes, or derived
     //    from memory (and the bytes they were derived from remembered for the cache).
     let t = Instant::now();
@@ -184,9 +241,11 @@ fn kernel_at(
             let digest = digest_spans(phys, bp, &entry.spans)?;
             timings.push(("kernel.cache_check".to_string(), millis(t)));
             if digest != entry.digest {
+                // Not the kernel's error: the cold attempt that follows gives the real one.
                 return Err(nodata(
                     "the cache entry for this banner was made from other kernel bytes",
-                ));
+                )
+                .into());
             }
             (place, symbols, entry.layout, source, None)
         }
@@ -194,18 +253,50 @@ fn kernel_at(
             let (place, symbols, source, kallsyms_spans) = match map {
                 Some(m) => from_map(view, bp, m, vi_image_phys, vi_offset)
                     .map(|(p, s)| (p, s, SymbolSource::SystemMap, None))?,
-                None => from_kallsyms(view, bp, vi_image_phys, memo, bounds)
-                    .map(|(p, s, spans)| (p, s, SymbolSource::Kallsyms, Some(spans)))?,
+                None => match from_kallsyms(view, bp, vi_image_phys, memo, bounds) {
+                    Ok((p, s, spans)) => (p, s, SymbolSource::Kallsyms, Some(spans)),
+                    // Without kallsyms, the symbols of the caller's DWARF or ISF file.
+                    Err(e) => {
+                        let table = opts.layouts.as_ref().and_then(|src| {
+                            sources
+                                .get(src, &banner, &release)
+                                .ok()
+                                .and_then(|l| l.symbol_table())
+                        });
+                        match table {
+                            Some(t) => from_map(view, bp, &t, vi_image_phys, vi_offset)
+                                .map(|(p, s)| (p, s, SymbolSource::LayoutFile, None))?,
+                            None => return Err(e.into()),
+                        }
+                    }
+                },
             };
             timings.push(("kernel.symbols".to_string(), millis(t)));
             let t = Instant::now();
-            let (btf, btf_span) = find_btf(phys, &symbols, &place, bounds)?;
-            let layout = Layout::from_btf(&btf);
-            timings.push(("kernel.btf".to_string(), millis(t)));
+            let (layout, layout_span, file) = match &opts.layouts {
+                Some(src) => {
+                    let loaded = sources.get(src, &banner, &release).map_err(confirmed)?;
+                    loaded.check_symbols(&symbols).map_err(confirmed)?;
+                    timings.push((format!("kernel.{}", src.kind().to_lowercase()), millis(t)));
+                    (loaded.layout.clone(), None, Some(loaded.path.clone()))
+                }
+                None => {
+                    let (btf, btf_span) = find_btf(phys, &symbols, &place, bounds).map_err(|e| {
+                        // A bound met is said as such; anything else means no usable BTF.
+                        confirmed(if is_bound(&e) { e } else { btf_missing(e) })
+                    })?;
+                    let layout = Layout::from_btf(&btf);
+                    timings.push(("kernel.btf".to_string(), millis(t)));
+                    (layout, Some(btf_span), None)
+                }
+            };
+            layout_file = file;
             // Only what was derived from memory alone is cached: a System.map's symbols
-            // are the caller's word for this crawl, not this kernel's bytes.
+            // are the caller's word for this crawl, not this kernel's bytes. Layouts from
+            // a DWARF or ISF file checked against this kernel's banner and symbols are
+            // cached with the kallsyms tables they were checked against.
             let derived_from = kallsyms_spans.map(|mut spans| {
-                spans.push(btf_span);
+                spans.extend(layout_span);
                 spans
             });
             (place, symbols, layout, source, derived_from)
@@ -219,7 +310,8 @@ fn kernel_at(
     let mut page_offset_base = match pob_sym {
         Some(s) => {
             let mut b = [0u8; 8];
-            phys.read_phys(place.phys_of(s), &mut b)?;
+            phys.read_phys(place.phys_of(s), &mut b)
+                .map_err(|e| confirmed(e.into()))?;
             u64::from_le_bytes(b)
         }
         None => 0,
@@ -229,7 +321,7 @@ fn kernel_at(
         .map(|v| place.phys_of(v))
         .into_iter()
         .collect::<Vec<_>>();
-    let (root, mode) = find_root(view, &itp, place.banner_virt, bp)?;
+    let (root, mode) = find_root(view, &itp, place.banner_virt, bp).map_err(confirmed)?;
     if page_offset_base == 0 {
         page_offset_base = match mode {
             PagingMode::Level4 => 0xffff_8880_0000_0000,
@@ -244,11 +336,11 @@ fn kernel_at(
         (None, None) => text.wrapping_sub(DEFAULT_TEXT_LINK),
     };
     if kaslr_offset % IMAGE_ALIGN != 0 {
-        return Err(bad(
+        return Err(confirmed(bad(
             "_text",
             text,
             format!("KASLR offset {kaslr_offset:#x} is not 2 MiB-aligned"),
-        ));
+        )));
     }
     if let (Some(vo), true) = (vi_offset, symbols.get("_text").is_some()) {
         if text.wrapping_sub(vo)
@@ -257,11 +349,11 @@ fn kernel_at(
                 .and_then(|m| m.get("_text"))
                 .unwrap_or(DEFAULT_TEXT_LINK)
         {
-            return Err(bad(
+            return Err(confirmed(bad(
                 "_text",
                 text,
                 format!("VMCOREINFO KERNELOFFSET {vo:#x} disagrees with the symbols"),
-            ));
+            )));
         }
     }
     if let (Some(dir), Some(spans)) = (opts.cache_dir.as_deref(), derived_from) {
@@ -293,6 +385,7 @@ fn kernel_at(
         root,
         symbols,
         layout,
+        layout_file,
         symbol_source: source,
         from_cache,
         had_vmcoreinfo: vi.is_some(),

@@ -50,6 +50,9 @@ pub enum SymbolSource {
     SystemMap,
     /// The discovery cache (symbols first recovered from kallsyms).
     Cache,
+    /// The symbol table of the DWARF `vmlinux` or ISF the caller gave for the layouts
+    /// (used when kallsyms cannot be recovered), shifted by the KASLR offset.
+    LayoutFile,
 }
 
 /// A kernel found in memory, ready for the feature crawlers.
@@ -73,8 +76,10 @@ pub struct Kernel {
     pub root: u64,
     /// Runtime symbol addresses.
     pub symbols: SymbolTable,
-    /// Struct layouts from the kernel's BTF.
+    /// Struct layouts (from the kernel's BTF, the caller's DWARF or ISF, or the cache).
     pub layout: Layout,
+    /// The DWARF or ISF file the layouts came from (`None`: the kernel's BTF, or the cache).
+    pub layout_file: Option<std::path::PathBuf>,
     /// Where the symbols came from.
     pub symbol_source: SymbolSource,
     /// True when symbols and layouts came from the cache.

@@ -7,7 +7,7 @@
 //! is hard-coded per kernel. A member that cannot be found disables only the features that
 //! need it, and the frame records why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -306,9 +306,63 @@ pub struct Layout {
     pub missing: BTreeMap<String, String>,
 }
 
+/// A member as a source of layouts (BTF, DWARF, an ISF) finds it: where it lies in the
+/// struct named in the lookup and how large its type is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Byte offset from the start of the struct.
+    pub offset: u64,
+    /// Size in bytes of the member's type (0 when unknown, e.g. a flexible array).
+    pub size: u64,
+    /// For a bitfield, its first bit within the byte at `offset`; 0 otherwise.
+    pub bit: u32,
+    /// For a bitfield, its width in bits; 0 for an ordinary member.
+    pub bits: u32,
+}
+
+/// Every struct some feature reads, with the member paths it reads in it (each alternative
+/// of a `|` spec separately) and whether its size is needed: what a source of layouts must
+/// look up, and all it needs to index.
+pub fn wanted_structs() -> BTreeMap<&'static str, (BTreeSet<&'static str>, bool)> {
+    let mut out: BTreeMap<&'static str, (BTreeSet<&'static str>, bool)> = BTreeMap::new();
+    let specs = NEEDS
+        .iter()
+        .flat_map(|n| n.fields.iter().copied())
+        .chain(OPTIONAL_FIELDS.iter().copied());
+    for spec in specs {
+        if let Some((ty, paths)) = spec.split_once('.') {
+            out.entry(ty).or_default().0.extend(paths.split('|'));
+        }
+    }
+    for s in NEEDS.iter().flat_map(|n| n.sizes.iter().copied()) {
+        out.entry(s).or_default().1 = true;
+    }
+    out
+}
+
 impl Layout {
     /// Looks every declared member up in `btf`.
     pub fn from_btf(btf: &Btf) -> Layout {
+        Layout::from_lookup(
+            &|ty, path| {
+                btf.member(ty, path).map(|f| Member {
+                    offset: f.offset,
+                    size: f.size,
+                    bit: f.bit,
+                    bits: f.bitfield_bits,
+                })
+            },
+            &|name| btf.struct_id(name).and_then(|id| btf.size_of(id).ok()),
+        )
+    }
+
+    /// Looks every declared member up through `member` (struct name, member path) and
+    /// every needed struct size through `size`: the one way every source of layouts
+    /// fills a [`Layout`].
+    pub fn from_lookup(
+        member: &dyn Fn(&str, &str) -> Result<Member>,
+        size: &dyn Fn(&str) -> Option<u64>,
+    ) -> Layout {
         let mut l = Layout::default();
         let specs = NEEDS
             .iter()
@@ -318,7 +372,7 @@ impl Layout {
             if l.fields.contains_key(spec) {
                 continue;
             }
-            match resolve(btf, spec) {
+            match resolve(member, spec) {
                 Ok(f) => {
                     l.fields.insert(spec.to_string(), f);
                 }
@@ -328,13 +382,20 @@ impl Layout {
             }
         }
         for s in NEEDS.iter().flat_map(|n| n.sizes.iter().copied()) {
-            if let Some(id) = btf.struct_id(s) {
-                if let Ok(size) = btf.size_of(id) {
-                    l.sizes.insert(s.to_string(), size);
-                }
+            if let Some(n) = size(s) {
+                l.sizes.insert(s.to_string(), n);
             }
         }
         l
+    }
+
+    /// True when not one member the features need was found (the source describes
+    /// another program, or none of the kernel's structs).
+    pub fn is_useless(&self) -> bool {
+        NEEDS
+            .iter()
+            .flat_map(|n| n.fields.iter())
+            .all(|f| !self.fields.contains_key(*f))
     }
 
     /// The member declared as `spec` (exactly as written in [`NEEDS`]).
@@ -369,7 +430,7 @@ impl Layout {
     }
 }
 
-fn resolve(btf: &Btf, spec: &str) -> Result<FieldInfo> {
+fn resolve(member: &dyn Fn(&str, &str) -> Result<Member>, spec: &str) -> Result<FieldInfo> {
     let (ty, paths) = spec.split_once('.').ok_or_else(|| Error::Malformed {
         file: "layout table".into(),
         location: spec.into(),
@@ -377,14 +438,14 @@ fn resolve(btf: &Btf, spec: &str) -> Result<FieldInfo> {
     })?;
     let mut last = None;
     for (alt, path) in paths.split('|').enumerate() {
-        match btf.member(ty, path) {
+        match member(ty, path) {
             Ok(f) => {
                 return Ok(FieldInfo {
                     offset: f.offset,
                     size: f.size,
                     alt: alt as u8,
                     bit: f.bit.min(7) as u8,
-                    bits: f.bitfield_bits.min(64) as u8,
+                    bits: f.bits.min(64) as u8,
                 })
             }
             Err(e) => last = Some(e),

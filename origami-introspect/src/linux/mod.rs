@@ -4,7 +4,8 @@
 //!
 //! [`discover()`] finds the kernel (banner, `VMCOREINFO` when present, KASLR shifts, page-table
 //! root), its symbols (a given `System.map`, else kallsyms recovered from memory) and its
-//! struct layouts (its own BTF), caching symbols and layouts per kernel build when asked to
+//! struct layouts (its own BTF, or a DWARF `vmlinux` or Volatility ISF the caller names, see
+//! [`layout_source`]), caching symbols and layouts per kernel build when asked to
 //! (bound to the kernel's bytes, see [`cache`]). [`crawl_kernel`] then reads the kernel's
 //! structures through those layouts, walking the task list once for processes and
 //! connections, and returns [`MemoryFacts`]; [`crawl()`] does both. The memory is anything
@@ -29,13 +30,16 @@ pub mod banner;
 pub mod btf;
 pub mod cache;
 pub mod discover;
+pub mod dwarf;
 pub mod facts;
 pub mod health;
 pub mod image;
+pub mod isf;
 pub mod kallsyms;
 pub mod kernel;
 pub mod kmem;
 pub mod layout;
+pub mod layout_source;
 pub mod modules;
 pub mod mounts;
 mod placement;
@@ -54,6 +58,7 @@ use origami_frame::Section;
 
 pub use facts::{FeatureFailure, MemoryFacts, RunningOs};
 pub use kernel::{DumpView, Kernel, SymbolSource};
+pub use layout_source::LayoutSource;
 
 use crate::error::{Error, Result};
 use crate::limits::{Bounds, Budget, Limits};
@@ -86,6 +91,10 @@ pub struct LinuxOptions {
     /// [`Crawler`](crate::Crawler) sets its own); `None` gives each crawl a fresh one of
     /// `limits.memory`.
     pub budget: Option<Budget>,
+    /// Where the kernel's type layouts come from instead of its own BTF (a DWARF
+    /// `vmlinux` or a Volatility 3 ISF, or a folder of them); `None` (the default) reads
+    /// the BTF in memory.
+    pub layouts: Option<LayoutSource>,
 }
 
 impl Default for LinuxOptions {
@@ -96,6 +105,7 @@ impl Default for LinuxOptions {
             sections: MEMORY_SECTIONS.into_iter().collect(),
             limits: Limits::DEFAULT,
             budget: None,
+            layouts: None,
         }
     }
 }
@@ -104,6 +114,12 @@ impl LinuxOptions {
     /// Options with a `System.map`.
     pub fn with_system_map(mut self, path: impl Into<PathBuf>) -> Self {
         self.system_map = Some(path.into());
+        self
+    }
+
+    /// Options taking the kernel's layouts from `source` instead of its BTF.
+    pub fn with_layouts(mut self, source: LayoutSource) -> Self {
+        self.layouts = Some(source);
         self
     }
 
