@@ -34,8 +34,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::time::Duration;
-
 use origami_introspect::fleet::Machine;
 use origami_introspect::linux::LayoutSource;
 use origami_introspect::{CrawlOptionsBuilder, Limits, Target};

@@ -140,6 +140,7 @@ fn btrfs_fstab_subvolume_mounted() {
         fs: open_filesystem(src).unwrap(),
         disk: 0,
         partition: None,
+        lvm: None,
     }])
     .unwrap();
     let points: Vec<&[u8]> = a.tree.mounts().iter().map(|m| m.point.as_slice()).collect();

@@ -18,9 +18,9 @@ use ext4_view::{Ext4, Ext4Error, Ext4Read};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
-use origami_core::bytes::{le16, le32};
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
+use origami_core::bytes::{le16, le32};
 
 const FS: &str = "ext4";
 

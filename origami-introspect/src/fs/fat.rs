@@ -20,9 +20,9 @@ use fatfs::{FileAttributes, FsOptions};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
-use origami_core::bytes::le16;
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
+use origami_core::bytes::le16;
 
 const FS: &str = "fat";
 

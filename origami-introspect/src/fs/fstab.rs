@@ -337,6 +337,7 @@ fn keep_subvolume_source(sources: &mut Vec<Volume>, v: &Volume) {
             fs,
             disk: v.disk,
             partition: v.partition.clone(),
+            lvm: v.lvm.clone(),
         });
     }
 }

@@ -281,10 +281,11 @@ fn kernel_at(
                     (loaded.layout.clone(), None, Some(loaded.path.clone()))
                 }
                 None => {
-                    let (btf, btf_span) = find_btf(phys, &symbols, &place, bounds).map_err(|e| {
-                        // A bound met is said as such; anything else means no usable BTF.
-                        confirmed(if is_bound(&e) { e } else { btf_missing(e) })
-                    })?;
+                    let (btf, btf_span) =
+                        find_btf(phys, &symbols, &place, bounds).map_err(|e| {
+                            // A bound met is said as such; anything else means no usable BTF.
+                            confirmed(if is_bound(&e) { e } else { btf_missing(e) })
+                        })?;
                     let layout = Layout::from_btf(&btf);
                     timings.push(("kernel.btf".to_string(), millis(t)));
                     (layout, Some(btf_span), None)

@@ -24,9 +24,9 @@ use ntfs::{Ntfs, NtfsAttributeType, NtfsFile, NtfsReadSeek};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
-use super::bytes::{le16, le32};
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
+use origami_core::bytes::{le16, le32};
 
 const FS: &str = "ntfs";
 /// The MFT record of the root directory.
