@@ -251,6 +251,23 @@ pub fn sniff(source: &dyn ReadAt) -> Result<Option<FsKind>> {
     Ok(None)
 }
 
+/// A file system's 16-byte UUID in its usual text form (`8-4-4-4-12` lowercase hex); other
+/// lengths as plain hex.
+pub(crate) fn format_uuid(u: &[u8]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    if h.len() != 32 {
+        return h;
+    }
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// Runs `f` (a call into a file-system library), turning a panic into an error: the last
 /// line of defence against a library bug triggered by hostile metadata.
 pub(crate) fn guarded<T>(

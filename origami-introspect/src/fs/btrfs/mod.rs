@@ -27,7 +27,7 @@ use origami_frame::FileType;
 
 use super::path::{components, display_path};
 use super::xfs::crc::crc32c_raw;
-use super::{guarded, DirEntry, FileSystem, FsInfo, FsKind, Stat};
+use super::{format_uuid, guarded, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
 
 mod decompress;
@@ -196,21 +196,6 @@ impl std::fmt::Debug for BtrfsFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BtrfsFs").field("info", &self.info).finish()
     }
-}
-
-fn format_uuid(u: &[u8]) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    if h.len() != 32 {
-        return h;
-    }
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// The (name, location) entries packed in one DIR_ITEM or DIR_INDEX item.

@@ -34,18 +34,6 @@ impl Geometry {
     }
 }
 
-pub(super) fn format_uuid(u: &[u8; 16]) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 /// Known v5 incompatible features: ftype, sparse inodes, meta_uuid, bigtime,
 /// needsrepair, nrext64, exchange-range, parent pointers (none changes how a directory
 /// or file is read).

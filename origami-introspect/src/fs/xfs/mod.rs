@@ -24,7 +24,7 @@ use origami_core::ReadAt;
 use origami_frame::FileType;
 
 use super::path::{components, display_path};
-use super::{guarded, DirEntry, FileSystem, FsInfo, FsKind, Stat};
+use super::{format_uuid, guarded, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
 
 pub(crate) mod crc;

@@ -14,15 +14,26 @@ use super::{Blob, DbError};
 /// Where the two file-format version bytes of an SQLite header are.
 const VERSION_BYTES: std::ops::Range<u64> = 18..20;
 
-/// A reader that sets the SQLite header's write/read versions to 1 (legacy) as it copies.
+/// A reader that sets the SQLite header's write/read versions to 1 (legacy) as it copies,
+/// and keeps the 100-byte header it copied.
 struct LegacyJournal<R> {
     inner: R,
     pos: u64,
+    head: std::rc::Rc<std::cell::RefCell<[u8; 100]>>,
 }
 
 impl<R: Read> Read for LegacyJournal<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        {
+            let mut head = self.head.borrow_mut();
+            for (i, b) in buf[..n].iter().enumerate() {
+                match head.get_mut(self.pos as usize + i) {
+                    Some(h) => *h = *b,
+                    None => break,
+                }
+            }
+        }
         for (i, b) in buf[..n].iter_mut().enumerate() {
             if VERSION_BYTES.contains(&(self.pos + i as u64)) && *b == 2 {
                 *b = 1;
@@ -34,6 +45,41 @@ impl<R: Read> Read for LegacyJournal<R> {
         self.pos += n as u64;
         Ok(n)
     }
+}
+
+/// A file cut short is an error, even where SQLite would read what is left: its length must
+/// be whole pages, and at least the pages its header counts (when that count is valid: the
+/// change counter equals the version-valid-for number).
+fn check_whole(head: &[u8; 100], len: usize) -> Result<(), DbError> {
+    if len < head.len() {
+        return Err(DbError::Malformed {
+            location: "offset 0".into(),
+            what: format!("{len} bytes: shorter than an SQLite header"),
+        });
+    }
+    let page = match u32::from(u16::from_be_bytes([head[16], head[17]])) {
+        1 => 65_536,
+        p => p,
+    };
+    if !(512..=65_536).contains(&page) || !page.is_power_of_two() {
+        return Err(DbError::Malformed {
+            location: "offset 16".into(),
+            what: format!("page size {page}"),
+        });
+    }
+    let page = page as usize;
+    let counted = u32::from_be_bytes([head[28], head[29], head[30], head[31]]) as usize;
+    let valid = head[24..28] == head[92..96];
+    if len % page != 0 || (valid && counted.saturating_mul(page) > len) {
+        return Err(DbError::Malformed {
+            location: format!("offset {len:#x}"),
+            what: format!(
+                "truncated: {len} bytes, not the {} pages of {page} bytes the header counts",
+                counted
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn sq(e: rusqlite::Error) -> DbError {
@@ -56,16 +102,19 @@ pub fn read(reader: impl Read, len: usize, max_packages: usize) -> Result<Vec<Bl
         false,
     )
     .map_err(sq)?;
+    let head = std::rc::Rc::new(std::cell::RefCell::new([0u8; 100]));
     conn.deserialize_read_exact(
         rusqlite::MAIN_DB,
         LegacyJournal {
             inner: reader,
             pos: 0,
+            head: head.clone(),
         },
         len,
         true,
     )
     .map_err(sq)?;
+    check_whole(&head.borrow(), len)?;
     conn.pragma_update(None, "cell_size_check", true)
         .map_err(sq)?;
     let mut stmt = conn
