@@ -1,6 +1,6 @@
 //! LVM2, read-only: physical volume labels, the text metadata in their metadata areas, volume
 //! groups assembled across several disks, and logical volumes made of linear and striped
-//! segments, each a [`ReadAt`].
+//! segments, each a [`ReadAt`](crate::ReadAt).
 //!
 //! - [`label`]: the `LABELONE` label in one of a PV's first four sectors, the PV header
 //!   (UUID, size, data and metadata areas), each metadata area's header and the newest

@@ -70,7 +70,7 @@ fn check_whole(head: &[u8; 100], len: usize) -> Result<(), DbError> {
     let page = page as usize;
     let counted = u32::from_be_bytes([head[28], head[29], head[30], head[31]]) as usize;
     let valid = head[24..28] == head[92..96];
-    if len % page != 0 || (valid && counted.saturating_mul(page) > len) {
+    if !len.is_multiple_of(page) || (valid && counted.saturating_mul(page) > len) {
         return Err(DbError::Malformed {
             location: format!("offset {len:#x}"),
             what: format!(
