@@ -35,6 +35,7 @@ mod fat;
 pub mod fstab;
 pub mod ntfs;
 mod path;
+mod read_error;
 mod tree;
 mod xfs;
 

@@ -111,20 +111,7 @@ impl Subvolume {
     }
 }
 
-#[derive(Debug)]
-enum BErr {
-    NotFound,
-    NotDir,
-    Io(origami_core::Error),
-    Bad(String),
-    Limit(String, u64),
-}
-
-impl From<origami_core::Error> for BErr {
-    fn from(e: origami_core::Error) -> Self {
-        BErr::Io(e)
-    }
-}
+type BErr = super::read_error::ReadError;
 
 type BResult<T> = std::result::Result<T, BErr>;
 
@@ -297,18 +284,20 @@ impl BtrfsFs {
     /// tree), the root tree read.
     pub fn open_with(source: Arc<dyn ReadAt>, options: BtrfsOptions) -> Result<BtrfsFs> {
         let name = source.name();
-        let inner =
-            open_inner(source, options.verify_checksums).map_err(|e| to_error(&name, None, e))?;
+        let inner = open_inner(source, options.verify_checksums)
+            .map_err(|e| e.into_error(&name, FS, None))?;
         let inner = Arc::new(inner);
         let id = inner
             .default_subvolume()
-            .map_err(|e| to_error(&name, None, e))?;
+            .map_err(|e| e.into_error(&name, FS, None))?;
         BtrfsFs::view(inner, id)
     }
 
     fn view(inner: Arc<Inner>, id: u64) -> Result<BtrfsFs> {
         let name = inner.name.clone();
-        let root = inner.tree_root(id).map_err(|e| to_error(&name, None, e))?;
+        let root = inner
+            .tree_root(id)
+            .map_err(|e| e.into_error(&name, FS, None))?;
         let mut sb = vec![0u8; 0x1000];
         inner.src.read_at(SUPER_OFFSET, &mut sb)?;
         let label_raw = &sb[0x12b..0x22b];
@@ -334,13 +323,15 @@ impl BtrfsFs {
         };
         let st = fs
             .stat_of(0, root.dir)
-            .map_err(|e| to_error(&fs.info.source, Some(b"/"), e))?;
+            .map_err(|e| e.into_error(&fs.info.source, FS, Some(b"/")))?;
         if st.file_type != FileType::Dir {
-            return Err(to_error(
-                &fs.info.source,
-                Some(b"/"),
-                BErr::Bad(format!("subvolume {id}: its root is not a directory")),
-            ));
+            return Err(
+                BErr::Bad(format!("subvolume {id}: its root is not a directory")).into_error(
+                    &fs.info.source,
+                    FS,
+                    Some(b"/"),
+                ),
+            );
         }
         Ok(fs)
     }
@@ -353,7 +344,7 @@ impl BtrfsFs {
             Subvolume::Id(id) => Ok(*id),
             Subvolume::Path(p) => self.subvolume_by_path(p),
         }
-        .map_err(|e| to_error(name, None, e))?;
+        .map_err(|e| e.into_error(name, FS, None))?;
         BtrfsFs::view(self.inner.clone(), id)
     }
 
@@ -631,33 +622,7 @@ impl BtrfsFs {
     }
 
     fn fail(&self, path: &[u8], e: BErr) -> Error {
-        to_error(&self.info.source, Some(path), e)
-    }
-}
-
-fn to_error(source: &str, path: Option<&[u8]>, e: BErr) -> Error {
-    match e {
-        BErr::NotFound => Error::NotFound {
-            path: display_path(path.unwrap_or(b"/")),
-        },
-        BErr::NotDir => Error::NotADirectory {
-            path: display_path(path.unwrap_or(b"/")),
-        },
-        BErr::Io(e) => Error::Core(e),
-        BErr::Limit(what, limit) => Error::LimitExceeded {
-            what: format!(
-                "{what} ({source}{})",
-                path.map(|p| format!(" {}", display_path(p)))
-                    .unwrap_or_default()
-            ),
-            limit,
-        },
-        BErr::Bad(what) => Error::FileSystem {
-            source_name: source.to_string(),
-            fs: FS,
-            path: path.map(display_path),
-            what,
-        },
+        e.into_error(&self.info.source, FS, Some(path))
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
-use super::path::{components, display_path};
+use super::path::components;
 use super::{format_uuid, guarded, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
 
@@ -65,21 +65,7 @@ pub struct XfsOptions {
     pub verify_checksums: bool,
 }
 
-/// Why a read failed, before it is given the image and path.
-#[derive(Debug)]
-enum XErr {
-    NotFound,
-    NotDir,
-    Io(origami_core::Error),
-    Bad(String),
-    Limit(String, u64),
-}
-
-impl From<origami_core::Error> for XErr {
-    fn from(e: origami_core::Error) -> Self {
-        XErr::Io(e)
-    }
-}
+type XErr = super::read_error::ReadError;
 
 type XResult<T> = std::result::Result<T, XErr>;
 
@@ -134,7 +120,7 @@ impl XfsFs {
     /// features) before anything else is read.
     pub fn open_with(source: Arc<dyn ReadAt>, options: XfsOptions) -> Result<XfsFs> {
         let name = source.name();
-        let wrap = |e: XErr| to_error(&name, None, e);
+        let wrap = |e: XErr| e.into_error(&name, FS, None);
         if source.len() < 512 {
             return Err(wrap(XErr::Bad(format!(
                 "image of {} bytes is too small",
@@ -666,33 +652,7 @@ impl XfsFs {
     }
 
     fn fail(&self, path: &[u8], e: XErr) -> Error {
-        to_error(&self.info.source, Some(path), e)
-    }
-}
-
-fn to_error(source: &str, path: Option<&[u8]>, e: XErr) -> Error {
-    match e {
-        XErr::NotFound => Error::NotFound {
-            path: display_path(path.unwrap_or(b"/")),
-        },
-        XErr::NotDir => Error::NotADirectory {
-            path: display_path(path.unwrap_or(b"/")),
-        },
-        XErr::Io(e) => Error::Core(e),
-        XErr::Limit(what, limit) => Error::LimitExceeded {
-            what: format!(
-                "{what} ({source}{})",
-                path.map(|p| format!(" {}", display_path(p)))
-                    .unwrap_or_default()
-            ),
-            limit,
-        },
-        XErr::Bad(what) => Error::FileSystem {
-            source_name: source.to_string(),
-            fs: FS,
-            path: path.map(display_path),
-            what,
-        },
+        e.into_error(&self.info.source, FS, Some(path))
     }
 }
 
