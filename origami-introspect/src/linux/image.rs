@@ -139,7 +139,13 @@ pub(super) fn find_btf(
                 .budget
                 .reserve(format!("kernel BTF at physical {at:#x}"), len)?;
             let blob = read_window(phys, at, len)?;
-            return Ok((Btf::parse(&blob)?, (at, len)));
+            // Said with where it is: the parser's offsets are within the blob.
+            let btf = Btf::parse(&blob).map_err(|e| {
+                nodata(format!(
+                    "__start_BTF {start:#x} (physical {at:#x}, {len} bytes): {e}"
+                ))
+            })?;
+            return Ok((btf, (at, len)));
         }
     }
     let start = place.banner_phys.saturating_sub(WINDOW_BEFORE);
