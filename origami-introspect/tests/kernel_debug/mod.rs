@@ -5,7 +5,7 @@
 //!   fixture's `vmlinux.btf` bytes found in the dump is overwritten with zeros), so that
 //!   discovery must find the layouts elsewhere;
 //! - the DWARF `vmlinux` of the fixture kernel, from Debian's `-dbg` package of the same
-//!   build (`apt-get download`, then only that one file extracted);
+//!   build (only that file, streamed out of the package by `make-kernel-dump.py`);
 //! - a Volatility 3 ISF made from that DWARF by Volatility's own `dwarf2json` (another
 //!   DWARF reader altogether: Go's `debug/dwarf`), kept trimmed in `tests/data/isf/`.
 //!
@@ -22,7 +22,8 @@ use origami_testsupport::Fixtures;
 
 /// The fixture kernel's release and Debian package version.
 pub const RELEASE: &str = "6.1.0-56-amd64";
-/// The Debian version of the fixture kernel's package (its banner ends in `Debian 6.1.192-2`).
+/// The Debian version of the fixture kernel's package (its banner ends in `Debian 6.1.192-2`;
+/// `make-kernel-dump.py` pins the same).
 pub const PACKAGE_VERSION: &str = "6.1.192-2";
 
 /// The folder the derived inputs are kept in.
@@ -76,37 +77,33 @@ pub fn nobtf_dump(fx: &Fixtures, name: &str) -> PathBuf {
 }
 
 /// The fixture kernel's DWARF `vmlinux` (from `linux-image-RELEASE-dbg`), or `None` after
-/// printing why it could not be fetched (a failure under `CI=true`).
+/// printing why it could not be fetched (a failure under `CI=true`). It is streamed out of
+/// the package by `scripts/fixtures/make-kernel-dump.py bookworm-6.1 --debug-vmlinux
+/// --no-dump`, which stops the download once it has the file (~97 MB fetched of 858 MB).
 pub fn vmlinux() -> Option<PathBuf> {
     let out = dir().join(format!("vmlinux-{RELEASE}"));
     let got = once(&out, |tmp| {
         let d = dir();
-        let pkg = format!("linux-image-{RELEASE}-dbg");
-        let deb = d.join(format!("{pkg}_{PACKAGE_VERSION}_amd64.deb"));
-        if !deb.exists() {
-            let st = Command::new("apt-get")
-                .args(["download", &format!("{pkg}={PACKAGE_VERSION}")])
-                .current_dir(&d)
-                .status()
-                .map_err(|e| format!("apt-get: {e}"))?;
-            if !st.success() || !deb.exists() {
-                return Err(format!("apt-get download {pkg}={PACKAGE_VERSION} failed"));
-            }
+        let cache = d.join(".cache");
+        let script =
+            origami_testsupport::workspace_root().join("scripts/fixtures/make-kernel-dump.py");
+        let o = Command::new("python3")
+            .arg(&script)
+            .args(["bookworm-6.1"])
+            .arg(d.join("bookworm-6.1"))
+            .args(["--debug-vmlinux", "--no-dump", "--cache"])
+            .arg(&cache)
+            .output()
+            .map_err(|e| format!("python3 {}: {e}", script.display()))?;
+        if !o.status.success() {
+            return Err(format!(
+                "make-kernel-dump.py bookworm-6.1 --debug-vmlinux failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
         }
-        let member = format!("./usr/lib/debug/boot/vmlinux-{RELEASE}");
-        let st = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "set -o pipefail; dpkg-deb --fsys-tarfile '{}' | tar -xO '{member}' > '{}'",
-                deb.display(),
-                tmp.display()
-            ))
-            .status()
-            .map_err(|e| format!("dpkg-deb: {e}"))?;
-        if !st.success() {
-            return Err(format!("extracting {member} from {} failed", deb.display()));
-        }
-        Ok(())
+        let dbg = cache.join(format!("dbg-{RELEASE}"));
+        std::fs::rename(dbg.join(format!("vmlinux-{RELEASE}")), tmp).map_err(|e| e.to_string())
     });
     match got {
         Ok(p) => Some(p),
