@@ -1,6 +1,7 @@
 //! More kernels than the fixture's 6.1: Debian 11's 5.10 (bullseye) and Debian 12's
-//! PREEMPT_RT and cloud flavours of 6.1, each booted by the shared fixture scripts (through
-//! `scripts/fixtures/make-kernel-dump.py`) and dumped; each crawl is judged against the
+//! PREEMPT_RT and cloud flavours of 6.1, each booted by `scripts/fixtures/make-kernel-dump.py`
+//! with the shared fixture guest (its `guest-init.sh`, its `truth_from_guest.py`) and
+//! dumped; each crawl is judged against the
 //! guest's own /proc (truth.json), by the tests' own comparison and by the shared
 //! `frame-vs-truth.py memory` at 100%.
 //!
@@ -8,8 +9,10 @@
 //! a copy and the DWARF `vmlinux` of its `-dbg` package; and with a Volatility 3 ISF that
 //! Volatility's `dwarf2json` made from that DWARF (kept trimmed in `tests/data/isf/`).
 //!
-//! On a cold run the dumps are made first (a QEMU TCG boot each, about a minute on an idle
-//! machine) and kept under `target/kernel-dumps/`; see `kernel_dumps` for the sizes.
+//! On a cold run the dumps are made first (a QEMU TCG boot each) and kept under
+//! `target/kernel-dumps/`; see `kernel_dumps` for what that costs. Warm, the six tests take
+//! under a minute together (47-52 s on the loaded 2-core machine, most of it the DWARF
+//! test's two crawls and its member-by-member comparison with the BTF).
 
 mod kernel_dumps;
 mod memory_truth;
