@@ -33,6 +33,17 @@ fn columns(section: Section) -> &'static [&'static str] {
             "pid",
         ],
         Section::Module => &["name", "size", "state"],
+        Section::Mount => &["path", "device", "fs_type", "options", "stack"],
+        Section::KernelLog => &["seq", "time", "level", "message"],
+        Section::Service => &[
+            "name",
+            "display_name",
+            "start_type",
+            "service_type",
+            "state",
+            "account",
+            "path",
+        ],
         _ => &[],
     }
 }
@@ -42,6 +53,17 @@ fn field_text(section: Section, col: &str, v: &Value) -> String {
         (Section::File, "mode", Value::Number(n)) => n
             .as_u64()
             .map_or_else(|| n.to_string(), |m| format!("{m:o}")),
+        // As dmesg shows it: seconds since boot, to the microsecond.
+        (Section::KernelLog, "time", Value::Number(n)) => n.as_u64().map_or_else(
+            || n.to_string(),
+            |ns| {
+                format!(
+                    "[{:5}.{:06}]",
+                    ns / 1_000_000_000,
+                    ns % 1_000_000_000 / 1000
+                )
+            },
+        ),
         _ => cell(v),
     }
 }
