@@ -246,7 +246,10 @@ pub struct Scheduler {
 }
 
 fn describe(p: &Planned) -> String {
-    format!("{:?} every {:?}", p.machine, p.interval)
+    format!(
+        "{:?} every {:?}, QEMU {:?}",
+        p.machine, p.interval, p.qemu_pid
+    )
 }
 
 fn wall(at: Instant) -> String {
