@@ -12,11 +12,11 @@
 //! This module holds what they share: the page layout, the query syntax help, the error
 //! and login pages, and the ways times, durations and values are written.
 
-mod diff;
-mod fleet;
-mod history;
-mod machine;
-mod search;
+pub mod diff;
+pub mod fleet;
+pub mod history;
+pub mod machine;
+pub mod search;
 
 use serde_json::Value;
 use time::OffsetDateTime;
