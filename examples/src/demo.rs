@@ -89,6 +89,7 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
             name: name.to_string(),
             disks: vec![PathBuf::from(file)],
             memory: None,
+            qemu_pid: None,
             system_map: None,
             kernel_debuginfo: None,
             isf: None,

@@ -1,10 +1,14 @@
 //! The command's fleet sink: each frame indexed (and, when asked, written as JSON Lines) on
 //! the calling thread as it arrives from the library's fleet engine
-//! ([`origami_introspect::fleet`]), then one commit.
+//! ([`origami_introspect::fleet`]), then one commit; and the machines `crawl-fleet` crawls
+//! ([`machines_to_crawl`]): a manifest's, and the VMs running on this host.
 
 use origami_frame::{Frame, FrameWriter};
 use origami_index::Index;
 use origami_introspect::fleet::{Fleet, FleetError, FleetReport, Machine, MachineError, Sink};
+
+use crate::manifest::Manifest;
+use crate::serve::local_vms::LocalVm;
 
 /// Why a frame did not reach the index.
 #[derive(Debug, thiserror::Error)]
@@ -103,4 +107,38 @@ where
     let report = fleet.crawl(machines, IndexSink::new(index, frames, on_machine))?;
     index.commit().map_err(FleetRunError::Commit)?;
     Ok(report)
+}
+
+/// The machines `crawl-fleet` crawls: the manifest's (a machine with a `qemu_pid` with that
+/// QEMU's guest RAM attached as its memory), then the VMs running on this host (`local`,
+/// from [`crate::serve::local_vms::scan_host`]) that the manifest does not name, each with
+/// its disks and its QEMU's guest RAM. A QEMU that cannot be attached is told to `warn`
+/// and its machine crawled without it (its disks, or a VM's RAM file), so that the fleet's
+/// report names it when nothing else can be read.
+pub fn machines_to_crawl(
+    manifest: &Manifest,
+    local: &[LocalVm],
+    mut warn: impl FnMut(String),
+) -> Vec<Machine> {
+    let mut attach = |m: &mut Machine, pid: u32| match crate::watch::attach(pid) {
+        Ok(source) => m.target = m.target.clone().with_memory_source(source),
+        Err(e) => warn(format!("{}: its memory is not read: {e}", m.name)),
+    };
+    let mut out = Vec::with_capacity(manifest.machines.len() + local.len());
+    for m in &manifest.machines {
+        let mut m = m.clone();
+        if let Some(&pid) = manifest.qemu_pids.get(&m.name) {
+            attach(&mut m, pid);
+        }
+        out.push(m);
+    }
+    for vm in local {
+        if out.iter().any(|m| m.name == vm.name) {
+            continue;
+        }
+        let mut m = crate::serve::local_vm_machine(vm);
+        attach(&mut m, vm.pid);
+        out.push(m);
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //! name = "web-01"
 //! disks = ["images/web-01.qcow2"]
 //! memory = "dumps/web-01.elf"      # optional: a dump or a running VM's memory file
+//! # qemu_pid = 4242                # or: the running QEMU whose RAM to read (live)
 //! system_map = "maps/System.map"   # optional
 //! kernel_debuginfo = "debug/"       # optional: a DWARF vmlinux, or a folder of them
 //! isf = "isf/web-01.json.xz"        # optional: a Volatility 3 ISF, or a folder of them
@@ -23,6 +24,10 @@
 //! A top-level `interval = "5m"` (or a number of seconds) sets how often `origami serve`
 //! re-crawls a machine whose disk images did not change, and how often it crawls memory;
 //! a machine's own `interval` overrides it. `crawl-fleet` ignores both.
+//!
+//! A machine with a `qemu_pid` is a running VM read live: `crawl-fleet` attaches to that
+//! QEMU's guest RAM for its crawl, and `origami serve` also follows its processes,
+//! connections and modules with a watcher at the machine's interval.
 //!
 //! Relative paths are resolved against the manifest's folder. A machine with
 //! `backing_dirs` or `limits` is crawled with its own options: the fleet's plus those
@@ -160,6 +165,8 @@ pub struct Manifest {
     pub interval: Option<Duration>,
     /// Machines' own intervals (their `interval`), by name.
     pub intervals: BTreeMap<String, Duration>,
+    /// The QEMU process of each machine read live (its `qemu_pid`), by name.
+    pub qemu_pids: BTreeMap<String, u32>,
 }
 
 impl Manifest {
@@ -203,8 +210,11 @@ pub enum ManifestError {
     #[error("machine {0:?} is listed twice")]
     Duplicate(String),
     /// A machine with neither disks nor memory.
-    #[error("machine {0:?} has neither disks nor memory")]
+    #[error("machine {0:?} has neither disks nor memory (nor a qemu_pid)")]
     NothingToCrawl(String),
+    /// A machine naming both a `memory` file and a `qemu_pid`.
+    #[error("machine {0:?} names both memory and qemu_pid: give one source of memory")]
+    TwoMemorySources(String),
     /// An `interval` that is not a duration.
     #[error("interval {0:?}: not a duration (give seconds, or a number with s, m, h or d, e.g. \"5m\"; at least 1 s)")]
     Interval(String),
@@ -240,6 +250,8 @@ pub(crate) struct Entry {
     pub(crate) disks: Vec<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) memory: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) qemu_pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) system_map: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,6 +346,7 @@ impl Manifest {
         let mut machines = Vec::with_capacity(file.machines.len());
         let interval = file.interval.as_ref().map(|i| i.duration()).transpose()?;
         let mut intervals = BTreeMap::new();
+        let mut qemu_pids = BTreeMap::new();
         for e in file.machines {
             if e.name.trim().is_empty() {
                 return Err(ManifestError::EmptyName);
@@ -341,8 +354,14 @@ impl Manifest {
             if !seen.insert(e.name.clone()) {
                 return Err(ManifestError::Duplicate(e.name));
             }
-            if e.disks.is_empty() && e.memory.is_none() {
+            if e.disks.is_empty() && e.memory.is_none() && e.qemu_pid.is_none() {
                 return Err(ManifestError::NothingToCrawl(e.name));
+            }
+            if e.memory.is_some() && e.qemu_pid.is_some() {
+                return Err(ManifestError::TwoMemorySources(e.name));
+            }
+            if let Some(pid) = e.qemu_pid {
+                qemu_pids.insert(e.name.clone(), pid);
             }
             if let Some(i) = &e.interval {
                 intervals.insert(e.name.clone(), i.duration()?);
@@ -400,6 +419,7 @@ impl Manifest {
             machines,
             interval,
             intervals,
+            qemu_pids,
         })
     }
 
@@ -447,6 +467,28 @@ mod tests {
         );
         assert!(m.machines[1].target.memory.is_none());
         assert!(m.machines.iter().all(|m| m.options.is_none()));
+    }
+
+    #[test]
+    fn qemu_pid_names_a_live_machine() {
+        let m = Manifest::parse(
+            "[[machine]]\nname = \"live\"\nqemu_pid = 4242\n\n[[machine]]\nname = \"disk\"\ndisks = [\"d.img\"]\n",
+            Path::new("/fleet"),
+            &CrawlOptions::builder(),
+        )
+        .unwrap();
+        assert_eq!(m.qemu_pids.get("live"), Some(&4242));
+        assert_eq!(m.qemu_pids.len(), 1);
+        assert!(
+            m.machines[0].target.memory.is_none(),
+            "attached when crawled"
+        );
+        let both = Manifest::parse(
+            "[[machine]]\nname = \"x\"\nmemory = \"m.elf\"\nqemu_pid = 1\n",
+            Path::new("/fleet"),
+            &CrawlOptions::builder(),
+        );
+        assert!(matches!(both, Err(ManifestError::TwoMemorySources(n)) if n == "x"));
     }
 
     #[test]
@@ -553,6 +595,7 @@ mod tests {
                 name: "w".into(),
                 disks: vec!["w.img".into()],
                 memory: None,
+                qemu_pid: None,
                 system_map: None,
                 kernel_debuginfo: None,
                 isf: None,

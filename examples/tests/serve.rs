@@ -588,3 +588,105 @@ fn with_a_token_nothing_is_served_without_it() {
     );
     assert_eq!(r.status, 405);
 }
+
+/// The sections a memory crawl (`mount`, `kernel_log`) and a Windows disk (`service`) give
+/// show on the machine page as the others do: a tab each with its count, a table with the
+/// section's columns (a kernel log time as dmesg shows it), their changes in the diff, and
+/// the JSON twin holds the frame's items as they were indexed.
+#[test]
+fn mount_kernel_log_and_service_sections_show_on_the_machine_page() {
+    use origami_frame::{Frame, KernelLogRecord, Mount, Service};
+    let dir = scratch("serve-sections");
+    let index = dir.join("index");
+    let mount = |path: &str, device: &str, fs: &str| Mount {
+        device: device.into(),
+        path: path.into(),
+        fs_type: fs.into(),
+        options: "rw,relatime".into(),
+        ..Default::default()
+    };
+    let mut a = Frame::new("sect-01");
+    a.meta.timestamp = time::macros::datetime!(2026-11-20 10:00:00 UTC);
+    a.mount = vec![
+        mount("/", "/dev/vda1", "ext4"),
+        mount("/proc", "proc", "proc"),
+    ];
+    a.kernel_log = vec![KernelLogRecord {
+        seq: 41,
+        time: 12_345_678_901,
+        level: 6,
+        message: "e1000: eth0 NIC Link is Up 1000 Mbps Full Duplex".into(),
+        ..Default::default()
+    }];
+    a.service = vec![Service {
+        name: "Spooler".into(),
+        display_name: Some("Print Spooler".into()),
+        path: "C:\\Windows\\System32\\spoolsv.exe".into(),
+        start_type: "auto".into(),
+        service_type: "own_process".into(),
+        state: Some("running".into()),
+        ..Default::default()
+    }];
+    let mut b = a.clone();
+    b.meta.timestamp = time::macros::datetime!(2026-11-21 10:00:00 UTC);
+    b.mount.push(mount("/srv/data", "/dev/vdb", "xfs"));
+    b.service[0].start_type = "disabled".into();
+    index_frames(&index, &[a.clone(), b.clone()]);
+    let s = serve(&index, &[]);
+
+    // The JSON twin: the latest frame's items, as built.
+    let m = get(s.addr, "/api/machines/sect-01").json();
+    let f = &m["frame"];
+    let paths: BTreeSet<&str> = f["mount"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, BTreeSet::from(["/", "/proc", "/srv/data"]));
+    assert_eq!(
+        f["kernel_log"][0]["message"],
+        "e1000: eth0 NIC Link is Up 1000 Mbps Full Duplex"
+    );
+    assert_eq!(f["service"][0]["start_type"], "disabled");
+
+    // The page: a tab per section with its count, each section's table.
+    let page = get(s.addr, "/machines/sect-01");
+    assert_eq!(page.status, 200);
+    for (tab, n) in [("mount", 3), ("kernel_log", 1), ("service", 1)] {
+        assert!(
+            page.body.contains(&format!(
+                "section={tab}\">{tab} <span class=\"n\">{n}</span></a>"
+            )),
+            "{tab}: {}",
+            page.body
+        );
+    }
+    let page = get(s.addr, "/machines/sect-01?section=kernel_log");
+    assert!(page.body.contains("<th>message</th>"), "{}", page.body);
+    assert!(page.body.contains("[   12.345678]"), "{}", page.body);
+    assert!(page.body.contains("NIC Link is Up"));
+    let page = get(s.addr, "/machines/sect-01?section=mount");
+    assert!(page.body.contains("<th>fs_type</th>") && page.body.contains(">/srv/data</a>"));
+    let page = get(s.addr, "/machines/sect-01?section=service");
+    assert!(page.body.contains("Print Spooler") && page.body.contains("spoolsv.exe"));
+
+    // The diff between the two frames: the mount added, the service's start type changed.
+    let page = get(
+        s.addr,
+        "/machines/sect-01?from=2026-11-20T10:00:00Z&to=2026-11-21T10:00:00Z",
+    );
+    let body = &page.body;
+    assert!(body.contains("data-section=\"mount\""), "{body}");
+    assert!(
+        body.contains("<span class=\"dkey\">/srv/data</span>"),
+        "{body}"
+    );
+    assert!(body.contains(
+        "<span class=\"dkey\">Spooler</span><div class=\"field\"><span class=\"fname\">start_type</span> <del>auto</del> → <ins>disabled</ins>"
+    ), "{body}");
+    assert!(
+        !body.contains("data-section=\"kernel_log\""),
+        "unchanged: {body}"
+    );
+}

@@ -243,8 +243,8 @@ fn serve_keeps_a_manifest_fleet_fresh() {
 }
 
 /// `--local-vms`: a QEMU process started here (paused: `-S`, nothing runs in it) becomes a
-/// machine named by its `-name`, crawled from its `-drive file=`, and leaves the schedule
-/// when it stops.
+/// machine named by its `-name`, crawled from its `-drive file=`, its memory read through its
+/// process id, and leaves the schedule when it stops.
 #[test]
 fn local_vms_are_found_and_followed() {
     if Command::new("qemu-system-x86_64")
@@ -294,6 +294,10 @@ fn local_vms_are_found_and_followed() {
         status_of(addr, &name).is_some_and(|s| s["state"] == "ok")
     });
     println!("a QEMU VM started by the test was crawled after {found:.2?}");
+    // Its memory is read through its QEMU process: a watcher follows it (this paused VM
+    // runs no kernel, so the watcher says it failed, and keeps trying).
+    let s = status_of(addr, &name).unwrap();
+    assert_eq!(s["live"]["qemu_pid"], qemu.id(), "{s}");
     // Its frame: the demo generator's packages of web-02.
     wait_for(Duration::from_secs(10), "its packages searchable", || {
         search_systems(addr, &format!("host:{name} pkg:nginx-light")) == [name.clone()]

@@ -159,9 +159,15 @@ struct CrawlArgs {
 
 #[derive(Args)]
 struct FleetArgs {
-    /// The fleet manifest (`[[machine]]` tables: name, disks, memory, system_map,
+    /// The fleet manifest (`[[machine]]` tables: name, disks, memory or qemu_pid, system_map,
     /// kernel_debuginfo, isf, backing_dirs, and a `[machine.limits]` table of that machine's own bounds).
-    manifest: PathBuf,
+    #[arg(required_unless_present = "local_vms")]
+    manifest: Option<PathBuf>,
+    /// Also crawl the QEMU VMs running on this host (found from their processes: `-name`,
+    /// `-drive file=`, `-blockdev`, libvirt's /run/libvirt/qemu/*.xml; memory read through
+    /// each QEMU).
+    #[arg(long)]
+    local_vms: bool,
     /// The index folder (created when missing).
     #[arg(long, value_name = "DIR")]
     index: PathBuf,
@@ -449,13 +455,13 @@ fn progress(len: usize, what: &str) -> ProgressBar {
 
 /// Crawls a fleet into an index with a progress bar; returns the report.
 fn run_fleet(
-    manifest: &Manifest,
+    machines: &[origami_introspect::fleet::Machine],
     index: &TantivyIndex,
     fleet: &mut Fleet,
     frames_out: Option<&mut FrameWriter<BufWriter<File>>>,
 ) -> Result<FleetReport> {
-    let pb = progress(manifest.machines.len(), "crawling");
-    let report = crawl_into_index(fleet, &manifest.machines, index, frames_out, |m, error| {
+    let pb = progress(machines.len(), "crawling");
+    let report = crawl_into_index(fleet, machines, index, frames_out, |m, error| {
         pb.inc(1);
         pb.set_message(m.name.clone());
         if let Some(e) = error {
@@ -468,7 +474,19 @@ fn run_fleet(
 
 fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
     let options = a.knobs.options(None);
-    let manifest = Manifest::load(&a.manifest, &options)?;
+    let manifest = match &a.manifest {
+        Some(p) => Manifest::load(p, &options)?,
+        None => Manifest::default(),
+    };
+    let local = if a.local_vms {
+        origami_examples::serve::local_vms::scan_host()
+    } else {
+        Vec::new()
+    };
+    let machines = origami_examples::fleet::machines_to_crawl(&manifest, &local, |w| warn!("{w}"));
+    if machines.is_empty() {
+        bail!("nothing to crawl: the manifest lists no machine and no QEMU VM runs on this host");
+    }
     let mut fleet = Fleet::builder().jobs(a.jobs);
     if let Some(limit) = a.timeout {
         fleet = fleet.timeout(limit);
@@ -481,7 +499,7 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
         ))),
         None => None,
     };
-    let report = run_fleet(&manifest, &index, &mut fleet, frames_out.as_mut())?;
+    let report = run_fleet(&machines, &index, &mut fleet, frames_out.as_mut())?;
     if let Some(w) = frames_out {
         w.into_inner().context("writing frames")?;
     }
@@ -640,7 +658,7 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         "2. Crawling them with {} jobs and indexing each frame as it arrives ...",
         a.jobs
     )?;
-    let report = run_fleet(&manifest, &index, &mut fleet, None)?;
+    let report = run_fleet(&manifest.machines, &index, &mut fleet, None)?;
     write!(out, "{}", render::fleet_summary(&report))?;
     writeln!(out, "\n3. Searching the index ({}):", index_dir.display())?;
     for q in demo::QUERIES {

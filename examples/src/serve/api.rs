@@ -290,6 +290,9 @@ pub fn machine(
     frame.process = state.process.added;
     frame.connection = state.connection.added;
     frame.module = state.module.added;
+    frame.mount = state.mount.added;
+    frame.kernel_log = state.kernel_log.added;
+    frame.service = state.service.added;
     Ok(MachineView {
         versions,
         as_of,
@@ -318,6 +321,9 @@ pub fn sections(f: &Frame) -> Vec<(Section, Vec<Row>)> {
         (Section::Process, rows(&f.process)),
         (Section::Connection, rows(&f.connection)),
         (Section::Module, rows(&f.module)),
+        (Section::Mount, rows(&f.mount)),
+        (Section::KernelLog, rows(&f.kernel_log)),
+        (Section::Service, rows(&f.service)),
     ]
 }
 
@@ -376,6 +382,9 @@ pub fn diff_sections(d: &FrameDiff) -> Vec<DiffRows> {
         diff_rows(Section::Process, &d.process),
         diff_rows(Section::Connection, &d.connection),
         diff_rows(Section::Module, &d.module),
+        diff_rows(Section::Mount, &d.mount),
+        diff_rows(Section::KernelLog, &d.kernel_log),
+        diff_rows(Section::Service, &d.service),
     ]
 }
 

@@ -8,6 +8,9 @@
 //! - [`api`]: the JSON twins, the same JSON as `origami search --json`.
 //! - [`schedule`]: with a manifest, the crawl scheduler that keeps every machine fresh in
 //!   the index the page is served from.
+//! - [`live`]: the watcher of a running VM (a manifest's `qemu_pid`, or a VM `--local-vms`
+//!   found), which keeps its processes, connections and modules fresh at its interval.
+//! - [`local_vms`]: the QEMU VMs running on this host, found from their processes.
 //!
 //! Without a manifest, `serve` opens the index read-only (no lock), so another process
 //! (`crawl-fleet`) may write it. With one (`origami serve FLEET.toml --index DIR`), this
@@ -31,6 +34,7 @@
 pub mod api;
 pub mod html;
 pub mod http;
+pub mod live;
 pub mod local_vms;
 pub mod pages;
 pub mod schedule;
@@ -539,12 +543,14 @@ fn planned(manifest: &Manifest, args: &ServeArgs) -> Vec<Planned> {
         .map(|m| Planned {
             machine: m.clone(),
             interval: manifest.interval_of(&m.name, args.interval),
+            qemu_pid: manifest.qemu_pids.get(&m.name).copied(),
         })
         .collect();
     if args.local_vms {
         out.extend(local_vms::scan_host().into_iter().map(|vm| Planned {
             machine: local_vm_machine(&vm),
             interval: args.interval,
+            qemu_pid: Some(vm.pid),
         }));
     }
     out

@@ -5,6 +5,12 @@
 //!   modification time differs from the crawl before), and at the latest every `interval`.
 //! - A machine with memory (a dump, or a running VM's memory file) is crawled every
 //!   `interval`: its contents change without its file's metadata saying so.
+//! - A running VM (a QEMU process id: the manifest's `qemu_pid`, or a VM `--local-vms`
+//!   found) is crawled whole (disks, and memory attached through the QEMU) when its disk
+//!   images change and every [`LIVE_FULL_CRAWLS`] intervals (at least a minute); between
+//!   those, a [watcher](super::live) reads its processes, connections and modules at the
+//!   interval, and each change is indexed as a frame: the latest full crawl's with those
+//!   sections replaced.
 //! - A crawl that fails, reads nothing, panics or overruns the per-machine timeout is a
 //!   failure: the machine's status says so (last error, when, next attempt) and it is retried
 //!   after `backoff_min`, doubling after each further failure up to `backoff_max`. Its last
@@ -25,12 +31,19 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use origami_frame::Frame;
+use origami_frame::{FeatureError, Frame};
 use origami_index::{Index, TantivyIndex};
 use origami_introspect::fleet::{read_nothing, Machine};
+use origami_introspect::linux::LinuxOptions;
 use origami_introspect::{CrawlOptions, Crawler, Disk};
 use serde::Serialize;
 use time::OffsetDateTime;
+
+use super::live::{self, LiveMsg, LiveState, LiveWatch};
+
+/// A running VM is crawled whole every this many intervals (its watcher follows it at the
+/// interval), and at least every minute.
+pub const LIVE_FULL_CRAWLS: u32 = 10;
 
 /// How the scheduler crawls.
 #[derive(Debug, Clone)]
@@ -69,6 +82,34 @@ pub struct Planned {
     pub machine: Machine,
     /// Its crawl interval.
     pub interval: Duration,
+    /// The running QEMU whose guest RAM is the machine's memory (read live, see
+    /// [`super::live`]), if any.
+    pub qemu_pid: Option<u32>,
+}
+
+impl Planned {
+    /// How often the machine is crawled whole when its disks do not change.
+    pub fn full_interval(&self) -> Duration {
+        match self.qemu_pid {
+            Some(_) => (self.interval * LIVE_FULL_CRAWLS).max(Duration::from_secs(60)),
+            None => self.interval,
+        }
+    }
+}
+
+/// What the page shows of a running VM's watcher.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LiveStatus {
+    /// The QEMU process read.
+    pub qemu_pid: u32,
+    /// `starting`, `watching`, or `failed` (it is retried).
+    pub state: &'static str,
+    /// When the watcher last saw a change (RFC 3339).
+    pub last_change: Option<String>,
+    /// Changes indexed since `serve` started.
+    pub updates: u64,
+    /// Why it failed last, while it fails.
+    pub last_error: Option<String>,
 }
 
 /// What the page shows of one machine's schedule.
@@ -98,6 +139,8 @@ pub struct MachineStatus {
     pub crawls: u64,
     /// The crawl interval in seconds.
     pub interval_seconds: u64,
+    /// The watcher of a running VM (`null` for other machines).
+    pub live: Option<LiveStatus>,
 }
 
 /// The schedule's state as the page reads it; the scheduler writes it.
@@ -161,6 +204,14 @@ struct Slot {
     /// The crawl running now (its number).
     running: Option<u64>,
     status: MachineStatus,
+    /// A running VM's watcher.
+    live: Option<LiveWatch>,
+    /// A running VM's latest full frame as indexed (live states are folded into it).
+    base: Option<Frame>,
+    /// A running VM's latest state from its watcher.
+    live_state: Option<LiveState>,
+    /// The time of the latest frame indexed (frames of a system must come in time order).
+    last_indexed: Option<OffsetDateTime>,
 }
 
 const RUNNING: u8 = 0;
@@ -189,10 +240,16 @@ pub struct Scheduler {
     stuck: Arc<AtomicUsize>,
     tx: Sender<Outcome>,
     rx: Receiver<Outcome>,
+    live_tx: Sender<live::Envelope>,
+    live_rx: Receiver<live::Envelope>,
+    next_watch: u64,
 }
 
 fn describe(p: &Planned) -> String {
-    format!("{:?} every {:?}", p.machine, p.interval)
+    format!(
+        "{:?} every {:?}, QEMU {:?}",
+        p.machine, p.interval, p.qemu_pid
+    )
 }
 
 fn wall(at: Instant) -> String {
@@ -219,6 +276,7 @@ impl Scheduler {
         board: Arc<StatusBoard>,
     ) -> Scheduler {
         let (tx, rx) = mpsc::channel();
+        let (live_tx, live_rx) = mpsc::channel();
         Scheduler {
             index,
             crawler: Arc::new(Crawler::new(options)),
@@ -230,6 +288,9 @@ impl Scheduler {
             stuck: Arc::new(AtomicUsize::new(0)),
             tx,
             rx,
+            live_tx,
+            live_rx,
+            next_watch: 0,
         }
     }
 
@@ -262,19 +323,23 @@ impl Scheduler {
                 last_duration_ms: None,
                 crawls: 0,
                 interval_seconds: p.interval.as_secs(),
+                live: None,
             };
-            self.slots.insert(
-                name,
-                Slot {
-                    described: describe(&p),
-                    planned: p,
-                    seen: None,
-                    last_start: None,
-                    retry_at: None,
-                    running: None,
-                    status,
-                },
-            );
+            let mut slot = Slot {
+                described: describe(&p),
+                planned: p,
+                seen: None,
+                last_start: None,
+                retry_at: None,
+                running: None,
+                status,
+                live: None,
+                base: None,
+                live_state: None,
+                last_indexed: None,
+            };
+            self.watch(&name, &mut slot);
+            self.slots.insert(name, slot);
         }
         // Flights of machines gone or changed: their outcome is dropped when it comes.
         let slots = &self.slots;
@@ -286,6 +351,85 @@ impl Scheduler {
         self.board.retain(|n| slots.contains_key(n));
         for s in self.slots.values() {
             self.board.set(s.status.clone());
+        }
+    }
+
+    /// Starts the watcher of a running VM's slot (a no-op for other machines).
+    fn watch(&mut self, name: &str, slot: &mut Slot) {
+        let Some(pid) = slot.planned.qemu_pid else {
+            return;
+        };
+        let id = self.next_watch;
+        self.next_watch += 1;
+        let target = &slot.planned.machine.target;
+        let mut linux = LinuxOptions::default().with_limits(*self.crawler.options().limits());
+        linux.cache_dir = origami_introspect::linux::cache::default_dir();
+        linux.system_map.clone_from(&target.system_map);
+        linux.layouts.clone_from(&target.kernel_layouts);
+        let mut status = LiveStatus {
+            qemu_pid: pid,
+            state: "starting",
+            last_change: None,
+            updates: 0,
+            last_error: None,
+        };
+        match live::spawn(
+            name.to_string(),
+            id,
+            pid,
+            slot.planned.interval,
+            linux,
+            self.live_tx.clone(),
+        ) {
+            Ok(w) => slot.live = Some(w),
+            Err(e) => {
+                status.state = "failed";
+                status.last_error = Some(format!("starting a watcher thread: {e}"));
+            }
+        }
+        slot.status.live = Some(status);
+    }
+
+    /// Takes what the watchers sent: each changed state is indexed (folded into the
+    /// machine's latest full frame), each failure shown.
+    fn live_landed(&mut self) {
+        while let Ok((name, id, msg)) = self.live_rx.try_recv() {
+            let Some(slot) = self.slots.get_mut(&name) else {
+                continue;
+            };
+            if slot.live.as_ref().map(|w| w.id) != Some(id) {
+                continue;
+            }
+            let Some(st) = slot.status.live.as_mut() else {
+                continue;
+            };
+            match msg {
+                LiveMsg::Failed(e) => {
+                    tracing::warn!("{name}: watcher: {e}");
+                    st.state = "failed";
+                    st.last_error = Some(e);
+                }
+                LiveMsg::State(state) => {
+                    st.state = "watching";
+                    st.last_error = None;
+                    if let Some(base) = &slot.base {
+                        let mut frame = state.merged_into(base);
+                        after(&mut frame, slot.last_indexed);
+                        match self.index.add_frame(&frame) {
+                            Ok(_) => {
+                                slot.last_indexed = Some(frame.meta.timestamp);
+                                st.updates += 1;
+                                st.last_change = Some(super::api::rfc3339(state.time));
+                            }
+                            Err(e) => {
+                                st.last_error = Some(format!("indexing the frame: {e}"));
+                            }
+                        }
+                    }
+                    slot.live_state = Some(state);
+                }
+            }
+            self.board.set(slot.status.clone());
         }
     }
 
@@ -306,6 +450,7 @@ impl Scheduler {
         while let Ok((id, outcome)) = self.rx.try_recv() {
             self.landed(id, outcome);
         }
+        self.live_landed();
         let now = Instant::now();
         let late: Vec<u64> = self
             .flights
@@ -350,7 +495,7 @@ impl Scheduler {
         let Some(last) = slot.last_start else {
             return Some(fingerprint(&slot.planned.machine));
         };
-        if now.duration_since(last) >= slot.planned.interval {
+        if now.duration_since(last) >= slot.planned.full_interval() {
             return Some(fingerprint(&slot.planned.machine));
         }
         let fp = fingerprint(&slot.planned.machine);
@@ -396,17 +541,35 @@ impl Scheduler {
             self.board.set(slot.status.clone());
             let state = Arc::new(AtomicU8::new(RUNNING));
             let machine = slot.planned.machine.clone();
+            let qemu_pid = slot.planned.qemu_pid;
             let crawler = self.crawler.clone();
             let (tx, st, stuck) = (self.tx.clone(), state.clone(), self.stuck.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("crawl {}", machine.name))
                 .spawn(move || {
+                    // A running VM's memory: its QEMU attached anew for each crawl.
+                    let (target, attach_error) = match qemu_pid {
+                        None => (machine.target.clone(), None),
+                        Some(pid) => match crate::watch::attach(pid) {
+                            Ok(source) => (machine.target.clone().with_memory_source(source), None),
+                            Err(e) => (machine.target.clone(), Some(e.to_string())),
+                        },
+                    };
                     let r = catch_unwind(AssertUnwindSafe(|| match &machine.options {
-                        Some(own) => Crawler::new(CrawlOptions::clone(own)).crawl(&machine.target),
-                        None => crawler.crawl(&machine.target),
+                        Some(own) => Crawler::new(CrawlOptions::clone(own)).crawl(&target),
+                        None => crawler.crawl(&target),
                     }));
                     let outcome = match r {
-                        Ok(Ok(frame)) => Ok(frame),
+                        Ok(Ok(mut frame)) => {
+                            if let Some(message) = attach_error {
+                                frame.meta.errors.push(FeatureError {
+                                    feature: "memory".into(),
+                                    message,
+                                    extra: Default::default(),
+                                });
+                            }
+                            Ok(frame)
+                        }
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(_) => Err("the crawl panicked".to_string()),
                     };
@@ -466,12 +629,23 @@ impl Scheduler {
                 format!("no source could be read ({})", why.join("; ")),
             );
         }
-        if let Err(e) = self.index.add_frame(&frame) {
-            return self.failed(&name, id, format!("indexing the frame: {e}"));
-        }
         let Some(slot) = self.slots.get_mut(&name) else {
             return;
         };
+        if slot.planned.qemu_pid.is_some() {
+            // The watcher's state, when newer than the crawl's memory.
+            if let Some(state) = &slot.live_state {
+                state.refresh(&mut frame);
+            }
+            after(&mut frame, slot.last_indexed);
+        }
+        if let Err(e) = self.index.add_frame(&frame) {
+            return self.failed(&name, id, format!("indexing the frame: {e}"));
+        }
+        slot.last_indexed = Some(frame.meta.timestamp);
+        if slot.planned.qemu_pid.is_some() {
+            slot.base = Some(frame);
+        }
         slot.running = None;
         slot.retry_at = None;
         let s = &mut slot.status;
@@ -483,7 +657,7 @@ impl Scheduler {
         s.crawls += 1;
         s.last_success = Some(now_text());
         s.last_duration_ms = Some(flight.started.elapsed().as_millis() as u64);
-        s.next_attempt = Some(wall(flight.started + slot.planned.interval));
+        s.next_attempt = Some(wall(flight.started + slot.planned.full_interval()));
         tracing::info!("{name}: crawled in {} ms", s.last_duration_ms.unwrap_or(0));
         self.board.set(slot.status.clone());
     }
@@ -515,6 +689,16 @@ impl Scheduler {
     }
 }
 
+/// Moves `frame`'s time past `last` (a system's frames must come in time order; a full
+/// crawl that began before the watcher's latest change ends after it).
+fn after(frame: &mut Frame, last: Option<OffsetDateTime>) {
+    if let Some(last) = last {
+        if frame.meta.timestamp <= last {
+            frame.meta.timestamp = last + time::Duration::milliseconds(1);
+        }
+    }
+}
+
 /// The schedule as the fleet page shows it: one row per machine, failing ones first.
 pub fn status_html(list: &[MachineStatus]) -> super::html::Html {
     use super::html::{Html, Url};
@@ -528,7 +712,7 @@ pub fn status_html(list: &[MachineStatus]) -> super::html::Html {
             .show(failing)
             .lit(" failing</span>");
     }
-    m.lit("</p><table class=\"fleet schedule\"><thead><tr><th>machine</th><th>state</th><th>last success</th><th>last error</th><th>failures</th><th>next attempt</th><th>interval</th></tr></thead><tbody>");
+    m.lit("</p><table class=\"fleet schedule\"><thead><tr><th>machine</th><th>state</th><th>last success</th><th>last error</th><th>failures</th><th>next attempt</th><th>interval</th><th>live</th></tr></thead><tbody>");
     let mut rows: Vec<&MachineStatus> = list.iter().collect();
     rows.sort_by_key(|s| (s.state != "failed", s.name.clone()));
     for s in rows {
@@ -561,7 +745,26 @@ pub fn status_html(list: &[MachineStatus]) -> super::html::Html {
             .text(s.next_attempt.as_deref().unwrap_or(""))
             .lit("</td><td class=\"num\">")
             .text(&format!("{} s", s.interval_seconds))
-            .lit("</td></tr>");
+            .lit("</td><td>");
+        if let Some(l) = &s.live {
+            let cell = m.tag("span");
+            let cell = if l.state == "failed" {
+                cell.class("bad")
+            } else {
+                cell
+            };
+            cell.attr("title", l.last_error.as_deref().unwrap_or(""))
+                .open()
+                .text(&format!(
+                    "{} QEMU {} · {} changes",
+                    l.state, l.qemu_pid, l.updates
+                ))
+                .close("span");
+            if let Some(e) = &l.last_error {
+                m.elem_c("div", "bad", e);
+            }
+        }
+        m.lit("</td></tr>");
     }
     m.lit("</tbody></table>");
     m
