@@ -30,7 +30,10 @@ fn ok(out: &std::process::Output, what: &str) -> String {
 
 /// What two answers must share: per machine its match count and its hits (kind, key,
 /// valid from/to), plus the totals and facets. (Scores differ: ranking is not BM25.)
-fn answer(v: &Value) -> (BTreeMap<String, (u64, BTreeSet<String>)>, Value, Value) {
+/// Per machine: its match count and hits.
+type Machines = BTreeMap<String, (u64, BTreeSet<String>)>;
+
+fn answer(v: &Value) -> (Machines, Value, Value) {
     let machines = v["machines"]
         .as_array()
         .unwrap()
@@ -233,7 +236,17 @@ fn every_command_that_takes_an_index_folder_takes_a_postgres_url() {
     let served = pg.create_db("served");
     let s = serve(
         Path::new(&served),
-        &[manifest, "--interval", "1h", "--jobs", "2"],
+        &[
+            manifest,
+            "--interval",
+            "1h",
+            "--jobs",
+            "2",
+            "--config",
+            globs[1],
+            "--config",
+            globs[3],
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -242,7 +255,8 @@ fn every_command_that_takes_an_index_folder_takes_a_postgres_url() {
             .as_array()
             .map(|a| a.iter().filter(|m| !m["last_success"].is_null()).count())
             .unwrap_or(0);
-        if done as u64 == n {
+        // All but legacy-01, whose disk holds no root file system on purpose.
+        if done as u64 == n - 1 {
             break;
         }
         assert!(
@@ -260,7 +274,7 @@ fn every_command_that_takes_an_index_folder_takes_a_postgres_url() {
     let mut s = s;
     let status = s.child.wait().unwrap();
     assert!(status.success(), "serve after SIGTERM: {status:?}");
-    for m in ["web-01", "legacy-01"] {
+    for m in ["web-01", "mon-01"] {
         let v: Value = serde_json::from_str(&ok(
             &origami(&["history", "--index", &served, m, "--json"]),
             "history of served",
