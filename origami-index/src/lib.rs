@@ -124,6 +124,16 @@ pub enum Error {
     #[cfg(feature = "postgres")]
     #[error("postgres: {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// A PostgreSQL URL that is not used (feature `postgres`): malformed, or a plain-text
+    /// connection to a host beyond loopback. `url` has its password masked.
+    #[cfg(feature = "postgres")]
+    #[error("postgres URL {url}: {reason}")]
+    PostgresUrl {
+        /// The URL, password masked.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// `changes(system, from, to)` with `from` after `to`.
     #[error("changes: from ({from}) is after to ({to})")]
     BadRange {

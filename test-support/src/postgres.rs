@@ -151,6 +151,56 @@ impl PgCluster {
         self.url_db("postgres")
     }
 
+    /// Creates database `name` (with Debian's `createdb`); returns its URL.
+    pub fn create_db(&self, name: &str) -> String {
+        self.must(self.cmd("createdb").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            name,
+        ]));
+        self.url_db(name)
+    }
+
+    /// Runs one SQL statement with `psql` in database `db`; its output, unaligned, without
+    /// headers, trimmed (panics when psql fails).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self
+            .cmd("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-d",
+                db,
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Starts the server (after [`PgCluster::stop`]); waits until it accepts connections.
     pub fn start_server(&self) {
         let opts = format!(

@@ -15,10 +15,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use origami_examples::fleet::crawl_into_index;
+use origami_examples::index_url::{self, WriteIndex};
 use origami_examples::manifest::Manifest;
 use origami_examples::{demo, render};
 use origami_frame::{FrameReader, FrameWriter};
-use origami_index::{Index, ReadOnlyIndex, Search, SearchOptions, TantivyIndex};
+use origami_index::{Index, SearchOptions};
 use origami_introspect::fleet::{read_nothing, Fleet, FleetReport};
 use origami_introspect::linux::LayoutSource;
 use origami_introspect::{CrawlOptions, CrawlOptionsBuilder, Crawler, Limits, Target};
@@ -168,8 +169,8 @@ struct FleetArgs {
     /// each QEMU).
     #[arg(long)]
     local_vms: bool,
-    /// The index folder (created when missing).
-    #[arg(long, value_name = "DIR")]
+    /// The index folder (created when missing), or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "DIR|URL")]
     index: PathBuf,
     /// How many machines to crawl at once.
     #[arg(long, short = 'j', default_value_t = default_jobs())]
@@ -190,8 +191,8 @@ struct FleetArgs {
 
 #[derive(Args)]
 struct IndexArgs {
-    /// The index folder (created when missing).
-    #[arg(long, value_name = "DIR")]
+    /// The index folder (created when missing), or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "DIR|URL")]
     index: PathBuf,
     /// JSON Lines files of frames.
     #[arg(required = true)]
@@ -200,8 +201,8 @@ struct IndexArgs {
 
 #[derive(Args)]
 struct SearchArgs {
-    /// The index folder.
-    #[arg(long, value_name = "DIR")]
+    /// The index folder, or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "DIR|URL")]
     index: PathBuf,
     /// The query: words, "phrases", field:value (host: type: name: path: port: pkg: user: os:),
     /// -exclusions, OR, as_of:T, changed:24h.
@@ -222,8 +223,8 @@ struct SearchArgs {
 
 #[derive(Args)]
 struct HistoryArgs {
-    /// The index folder.
-    #[arg(long, value_name = "DIR")]
+    /// The index folder, or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "DIR|URL")]
     index: PathBuf,
     /// The machine's system id.
     host: String,
@@ -456,7 +457,7 @@ fn progress(len: usize, what: &str) -> ProgressBar {
 /// Crawls a fleet into an index with a progress bar; returns the report.
 fn run_fleet(
     machines: &[origami_introspect::fleet::Machine],
-    index: &TantivyIndex,
+    index: &dyn Index,
     fleet: &mut Fleet,
     frames_out: Option<&mut FrameWriter<BufWriter<File>>>,
 ) -> Result<FleetReport> {
@@ -499,7 +500,7 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
         ))),
         None => None,
     };
-    let report = run_fleet(&machines, &index, &mut fleet, frames_out.as_mut())?;
+    let report = run_fleet(&machines, &*index, &mut fleet, frames_out.as_mut())?;
     if let Some(w) = frames_out {
         w.into_inner().context("writing frames")?;
     }
@@ -517,20 +518,14 @@ fn cmd_crawl_fleet(a: FleetArgs) -> Result<ExitCode> {
     )
 }
 
-fn open_index(dir: &Path) -> Result<TantivyIndex> {
-    TantivyIndex::open_or_create(dir)
-        .with_context(|| format!("opening the index at {}", dir.display()))
+/// Opens a tantivy folder or a PostgreSQL URL to write it ([`index_url`]).
+fn open_index(index: &Path) -> Result<std::sync::Arc<dyn WriteIndex>> {
+    Ok(index_url::open_writer(index)?)
 }
 
-/// Opens an index to search it: no lock, so it works while `crawl-fleet` writes the folder.
-fn open_reader(dir: &Path) -> Result<ReadOnlyIndex> {
-    match ReadOnlyIndex::open(dir) {
-        Err(origami_index::Error::NoIndex { .. }) => bail!(
-            "no index at {} (build one with `origami crawl-fleet MANIFEST --index {0}` or `origami index --index {0} FRAMES.jsonl`)",
-            dir.display()
-        ),
-        r => r.with_context(|| format!("opening the index at {}", dir.display())),
-    }
+/// Opens an index to search it: no lock, so it works while `crawl-fleet` writes it.
+fn open_reader(index: &Path) -> Result<std::sync::Arc<dyn origami_examples::serve::ServedIndex>> {
+    Ok(index_url::open_reader(index)?)
 }
 
 fn cmd_index(a: IndexArgs) -> Result<ExitCode> {
@@ -658,7 +653,7 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         "2. Crawling them with {} jobs and indexing each frame as it arrives ...",
         a.jobs
     )?;
-    let report = run_fleet(&manifest.machines, &index, &mut fleet, None)?;
+    let report = run_fleet(&manifest.machines, &*index, &mut fleet, None)?;
     write!(out, "{}", render::fleet_summary(&report))?;
     writeln!(out, "\n3. Searching the index ({}):", index_dir.display())?;
     for q in demo::QUERIES {

@@ -352,8 +352,9 @@ pub struct ServeArgs {
     /// optional `interval`). Without one, the index is served read-only as it is.
     #[arg(value_name = "FLEET.toml")]
     pub manifest: Option<PathBuf>,
-    /// The index folder to serve (with a manifest: created when missing, and written).
-    #[arg(long, value_name = "DIR")]
+    /// The index folder to serve (with a manifest: created when missing, and written), or
+    /// postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "DIR|URL")]
     pub index: PathBuf,
     /// Also keep crawled the QEMU VMs running on this host, found from their processes
     /// (`-name`, `-drive file=`, `-blockdev`, libvirt's /run/libvirt/qemu/*.xml) and
@@ -413,18 +414,7 @@ impl Server {
         check_listen(args.listen, token.as_deref(), args.insecure_no_auth)?;
         // Read-only: no lock, so `crawl-fleet` (or another writer) can feed the same folder
         // while the page is served; the reader picks up each commit.
-        let index = match ReadOnlyIndex::open(&args.index) {
-            Ok(index) => Arc::new(index),
-            Err(origami_index::Error::NoIndex { .. }) => {
-                return Err(ServeError::NoIndex(args.index.clone()))
-            }
-            Err(source) => {
-                return Err(ServeError::Index {
-                    path: args.index.clone(),
-                    source,
-                })
-            }
-        };
+        let index = crate::index_url::open_reader(&args.index)?;
         Server::bind_with(args, token, App::new(index, Access::Open, args.listen))
     }
 
@@ -611,7 +601,7 @@ pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
         let machines = server.app.index.systems().map_or(0, |s| s.len());
         say(format!(
             "serving http://{addr}/ ({machines} machines from {}{protected})",
-            args.index.display()
+            crate::index_url::shown(&args.index)
         ));
         spawn_server(server)?;
         while !sig.stop.load(Ordering::SeqCst) {
@@ -632,15 +622,7 @@ pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
         (Some(p), true) => format!("{} and this host's VMs", p.display()),
         (None, _) => "this host's VMs".to_string(),
     };
-    let index = match TantivyIndex::open_or_create(&args.index) {
-        Ok(i) => Arc::new(i),
-        Err(source) => {
-            return Err(ServeError::Index {
-                path: args.index.clone(),
-                source,
-            })
-        }
-    };
+    let index = crate::index_url::open_writer(&args.index)?;
     let board = Arc::new(StatusBoard::default());
     let served: Arc<dyn ServedIndex> = index.clone();
     let app = App::new(served, Access::Open, args.listen).with_status(board.clone());
@@ -663,7 +645,7 @@ pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
     say(format!(
         "serving http://{addr}/ ({} machines of {source} crawled into {}{protected})",
         scheduler.machines().len(),
-        args.index.display()
+        crate::index_url::shown(&args.index)
     ));
     spawn_server(server)?;
     let mut last_scan = std::time::Instant::now();
@@ -690,7 +672,7 @@ pub fn run_cli(args: ServeArgs) -> Result<(), ServeError> {
         std::thread::sleep(pause);
     }
     scheduler.commit().map_err(|source| ServeError::Index {
-        path: args.index.clone(),
+        path: crate::index_url::shown(&args.index).into(),
         source,
     })?;
     say("committed; bye".to_string());

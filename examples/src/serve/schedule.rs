@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use origami_frame::{FeatureError, Frame};
-use origami_index::{Index, TantivyIndex};
+
+use crate::index_url::WriteIndex;
 use origami_introspect::fleet::{read_nothing, Machine};
 use origami_introspect::linux::LinuxOptions;
 use origami_introspect::{CrawlOptions, Crawler, Disk};
@@ -230,7 +231,7 @@ type Outcome = (u64, Result<Frame, String>);
 
 /// Keeps a fleet crawled into one index (see the [module docs](self)).
 pub struct Scheduler {
-    index: Arc<TantivyIndex>,
+    index: Arc<dyn WriteIndex>,
     crawler: Arc<Crawler>,
     policy: Policy,
     board: Arc<StatusBoard>,
@@ -270,7 +271,7 @@ impl Scheduler {
     /// A scheduler feeding `index`, crawling machines without their own options with
     /// `options`, reporting on `board`.
     pub fn new(
-        index: Arc<TantivyIndex>,
+        index: Arc<dyn WriteIndex>,
         options: CrawlOptions,
         policy: Policy,
         board: Arc<StatusBoard>,

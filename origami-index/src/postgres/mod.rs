@@ -20,7 +20,14 @@
 //!   that writes it, and its in-memory state is checked against the database (frames
 //!   count and latest time) when the transaction first touches it, so several processes
 //!   can write one database, each its own machines or even the same ones, without losing
-//!   or duplicating a version; a frame older than the system's latest is skipped as stale.
+//!   or duplicating a version; a frame older than the system's latest is skipped as stale
+//!   (as the tantivy writer does), so a system's frames stay in time order whichever
+//!   writer sends them. A writer never waits for a system's lock while it holds another:
+//!   when the lock is taken it commits what it has first, then waits, so two writers
+//!   crossing over the same machines cannot deadlock.
+//! - **Connections.** URLs are checked by [`url::config`]: plain text (this build has no
+//!   TLS) only to loopback unless the URL says `sslmode=disable`; `PGPASSWORD` is used
+//!   when the URL has no password; messages show URLs through [`url::redact`].
 //! - **Failures.** A failed statement (a server gone away) rolls the open transaction back:
 //!   the frames added since the last commit are lost and reported, committed ones never; the
 //!   next call reconnects.
@@ -34,6 +41,7 @@
 mod ingest;
 pub mod query;
 pub mod schema;
+pub mod url;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -131,32 +139,80 @@ impl PostgresIndex {
         Self::open_with(url, &PgOptions::default())
     }
 
-    /// [`PostgresIndex::open`] with options.
-    pub fn open_with(url: &str, options: &PgOptions) -> Result<PostgresIndex> {
-        let config: Config = url.parse()?;
-        let mut w = Conn {
+    /// Opens the index at `url` to search it, changing nothing: a database without the
+    /// origami schema is [`Error::NoIndex`], one of an older or newer schema version an
+    /// error (a writer's [`PostgresIndex::open`] migrates). Its writer connects only if
+    /// [`Index::add_frame`] is called.
+    pub fn open_read_only(url: &str) -> Result<PostgresIndex> {
+        let config = url::config(url)?;
+        let mut r = Conn {
             config: config.clone(),
             client: None,
         };
-        schema::migrate(w.get()?, &options.layout)?;
+        match schema::version(r.get()?)? {
+            0 => {
+                return Err(Error::NoIndex {
+                    path: url::redact(url).into(),
+                })
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(Error::PostgresUrl {
+                    url: url::redact(url),
+                    reason: format!(
+                        "the database's origami schema is version {v}, this program's is                          {SCHEMA_VERSION} (open it once with a writer of this version:                          `origami index`, `crawl-fleet`)"
+                    ),
+                })
+            }
+        }
+        Self::with_conns(
+            Conn {
+                config,
+                client: None,
+            },
+            r,
+            None,
+        )
+    }
+
+    fn with_conns(
+        writer: Conn,
+        reader: Conn,
+        commit_interval: Option<Duration>,
+    ) -> Result<PostgresIndex> {
         let f = fields_of(&tantivy_schema())?;
         Ok(PostgresIndex {
             f,
             writer: Mutex::new(WriterState {
-                conn: w,
+                conn: writer,
                 in_tx: false,
                 touched: HashSet::new(),
                 systems: HashMap::new(),
                 scratch: Scratch::default(),
                 frames: 0,
                 last_commit: Instant::now(),
-                commit_interval: options.commit_interval,
+                commit_interval,
             }),
-            reader: Mutex::new(Conn {
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// [`PostgresIndex::open`] with options.
+    pub fn open_with(url: &str, options: &PgOptions) -> Result<PostgresIndex> {
+        let config = url::config(url)?;
+        let mut w = Conn {
+            config: config.clone(),
+            client: None,
+        };
+        schema::migrate(w.get()?, &options.layout)?;
+        Self::with_conns(
+            w,
+            Conn {
                 config,
                 client: None,
-            }),
-        })
+            },
+            options.commit_interval,
+        )
     }
 
     /// Sets up the two-server layout on loopback or anywhere: partitions `remote` of
@@ -172,7 +228,7 @@ impl PostgresIndex {
         remote: &[u32],
         options: &PgOptions,
     ) -> Result<PostgresIndex> {
-        let shard: Config = shard_url.parse()?;
+        let shard: Config = url::config(shard_url)?;
         let mut sc = shard.connect(NoTls)?;
         for r in remote {
             sc.batch_execute(&schema::remote_partition_sql(partitions, *r))?;
@@ -184,7 +240,7 @@ impl PostgresIndex {
         let port = shard.get_ports().first().copied().unwrap_or(5432);
         let db = shard.get_dbname().unwrap_or("postgres").to_string();
         let user = shard.get_user().unwrap_or("postgres").to_string();
-        let mut c: Client = url.parse::<Config>()?.connect(NoTls)?;
+        let mut c: Client = url::config(url)?.connect(NoTls)?;
         c.batch_execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")?;
         // CREATE SERVER takes no parameters; its options are quoted literals.
         let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
@@ -298,11 +354,28 @@ impl PostgresIndex {
     }
 
     /// Locks `system` for the open transaction and makes sure the cached state is the
-    /// database's (another writer may have added frames since).
+    /// database's (another writer may have added frames since). When another writer holds
+    /// the lock, what this transaction wrote is committed first (releasing its locks), and
+    /// the wait happens in a new transaction holding nothing: no deadlock can form.
     fn take_system(st: &mut WriterState, system: &str) -> Result<SystemState> {
-        let client = st.conn.get()?;
         if !st.touched.contains(system) {
-            client.execute("SELECT pg_advisory_xact_lock($1)", &[&system_lock(system)])?;
+            let key = system_lock(system);
+            let got: bool = st
+                .conn
+                .get()?
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])?
+                .get(0);
+            if !got {
+                if !st.touched.is_empty() {
+                    commit_locked(st)?;
+                    st.conn.get()?.batch_execute("BEGIN")?;
+                    st.in_tx = true;
+                }
+                st.conn
+                    .get()?
+                    .execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
+            }
+            let client = st.conn.get()?;
             let row = client.query_one(
                 "SELECT count(*), coalesce(max(ts), 0) FROM origami_frames WHERE system = $1",
                 &[&system],

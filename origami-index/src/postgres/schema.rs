@@ -160,6 +160,20 @@ pub(crate) fn sql_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// The origami schema version of the database (0: none), read without changing anything.
+pub(crate) fn version(client: &mut Client) -> Result<i32> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('origami_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client
+        .query_opt("SELECT max(version) FROM origami_schema", &[])?
+        .and_then(|r| r.get::<_, Option<i32>>(0))
+        .unwrap_or(0))
+}
+
 /// Applies the migrations the database lacks; returns the version found before.
 pub(crate) fn migrate(client: &mut Client, layout: &Layout) -> Result<i32> {
     let mut tx = client.transaction()?;
