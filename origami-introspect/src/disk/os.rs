@@ -277,6 +277,7 @@ pub fn crawl_with(
 ) -> (Os, Vec<Error>) {
     let mut errors = Vec::new();
     let mut release = None;
+    let mut failed = false;
     for path in [&b"/etc/os-release"[..], b"/usr/lib/os-release"] {
         match super::read_whole(tree, path, max_os_release, budget) {
             Ok((data, _held)) => {
@@ -286,12 +287,15 @@ pub fn crawl_with(
             Err(Error::NotFound { .. }) => continue,
             Err(e) => {
                 errors.push(e);
+                failed = true;
                 break;
             }
         }
     }
+    // The older release files only when there is no os-release at all (one that cannot be
+    // read is reported, not replaced).
     let mut release_file = None;
-    if release.is_none() {
+    if release.is_none() && !failed {
         for path in RELEASE_FILES {
             match super::read_whole(tree, path.as_bytes(), MAX_HOSTNAME, budget) {
                 Ok((data, _held)) => {
