@@ -91,9 +91,7 @@ fn guest(kind: &str) -> Option<PathBuf> {
         "rhel-two" => cmd.args(["rhel", out.to_str().unwrap(), "--two-disks", "--fs", &fs]),
         "rhel" => cmd.args(["rhel", out.to_str().unwrap(), "--fs", &fs]),
         "centos7" => {
-            let Some(fx) = origami_testsupport::fixtures() else {
-                return None;
-            };
+            let fx = origami_testsupport::fixtures()?;
             let db = fx.source().join("data/rpmdb/libuuid/Packages.zst");
             cmd.args([
                 "centos7",
