@@ -3,7 +3,8 @@
 use origami_introspect::disk::package::{apk, rpm};
 
 /// Any bytes as an rpm header blob: a package or a typed error, never a panic; the string
-/// arrays and integer arrays of the file list read within their bounds.
+/// arrays and integer arrays of the file list read within their bounds, and the file list
+/// built from them within its own.
 pub fn rpm_header(data: &[u8]) {
     use rpm::header::{tag, Header};
     if let Ok(p) = rpm::parse_package(data) {
@@ -15,6 +16,12 @@ pub fn rpm_header(data: &[u8]) {
         let names = h.strings(tag::BASENAMES, 1 << 16).unwrap_or_default();
         let dirs = h.numbers32(tag::DIRINDEXES, 1 << 16).unwrap_or_default();
         assert!(names.len() <= 1 << 16 && dirs.len() <= 1 << 16);
+        if let Ok(files) = h.file_list() {
+            assert!(files.len() <= rpm::header::MAX_FILES as usize);
+            let bytes: usize = files.iter().map(String::len).sum();
+            // lossy UTF-8 may grow a byte to three
+            assert!(bytes <= 3 * rpm::header::MAX_FILE_LIST_BYTES);
+        }
     }
 }
 

@@ -1,13 +1,17 @@
 //! Origami's own non-Debian fixture guests, built by `scripts/fixtures/make-guests.py` into
-//! `target/origami-guests/FS/` (once; the script skips a finished guest; FS is ext4, or
-//! `ORIGAMI_GUEST_FS=xfs`): an Alpine-like disk
+//! `target/origami-guests/` (once; the script skips a finished guest): an Alpine-like disk
 //! (apk), a RHEL-like disk (GPT, ESP, /boot, an LVM2 VG with root and swap LVs, a real
-//! rpmdb.sqlite) and a two-disk machine whose VG spans both disks (a root LV with a segment
-//! on each, a striped LV). Each frame is judged by `shared/tools/frame-vs-truth.py` against
-//! the truth the script wrote from its own inputs, and the LVs' bytes against lvm2's own
-//! report of their layout. The hostile cases patch copies of the RHEL-like disk's LVM
-//! metadata (checksums recomputed): a segment past its PV, a text that wraps onto itself,
-//! and a text that legitimately wraps around the end of the circular buffer.
+//! rpmdb.sqlite; root and /boot on XFS as on RHEL, or ext4 with `ORIGAMI_GUEST_FS=ext4`,
+//! each built in its own folder), a two-disk machine whose VG spans both disks (a root LV
+//! with a segment on each, a striped LV), a Fedora-like disk (btrfs: the root in subvolume
+//! `root` mounted with `subvol=root`, `/home` in subvolume `home`, files compressed with
+//! zstd, rpm's sqlite database in `/usr/lib/sysimage/rpm`) and a CentOS-7-like disk without
+//! os-release (XFS, the fixtures' real Berkeley DB rpm database). Each frame is judged by
+//! `shared/tools/frame-vs-truth.py` against the truth the script wrote from its own
+//! inputs, and the LVs' bytes against lvm2's own report of their layout. The hostile cases
+//! patch copies of the RHEL-like disk's LVM metadata (checksums recomputed): a segment past
+//! its PV, a text that wraps onto itself, and a text that legitimately wraps around the end
+//! of the circular buffer.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +21,8 @@ use origami_core::partition::read_partitions;
 use origami_core::volume::lvm::{self, lvm_crc, LvmError, INITIAL_CRC};
 use origami_core::{FileSource, ReadAt, Slice};
 use origami_introspect::frame::Frame;
-use origami_introspect::{CrawlOptions, Crawler, Target};
+use origami_introspect::fs::FsKind;
+use origami_introspect::{open_guest, CrawlOptions, Crawler, Disk, DiskOptions, Target};
 
 const IP: &str = "10.20.30.40";
 
@@ -26,6 +31,17 @@ fn guest(kind: &str) -> Option<PathBuf> {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let needs: &[&str] = match kind {
         "alpine" => &["mkfs.ext4", "sfdisk"],
+        "centos7" => &["mkfs.xfs", "sfdisk", "zstd"],
+        "fedora" => &[
+            "mkfs.btrfs",
+            "mkfs.ext4",
+            "sfdisk",
+            "rpmbuild",
+            "rpm",
+            "mkfs.vfat",
+            "mmd",
+            "mcopy",
+        ],
         _ => &[
             "mkfs.ext4",
             "sfdisk",
@@ -44,15 +60,24 @@ fn guest(kind: &str) -> Option<PathBuf> {
             return None;
         }
     }
-    if kind != "alpine" && !Path::new("/dev/loop-control").exists() {
+    if kind == "fedora" && !btrfs_can_compress() {
+        return None;
+    }
+    if kind.starts_with("rhel") && !Path::new("/dev/loop-control").exists() {
         origami_testsupport::skip("no loop devices (lvm2 needs them to write the fixture's VG)");
         return None;
     }
     let root = origami_testsupport::workspace_root();
-    // The root and /boot file systems of the RHEL-like guests: ext4, or what
-    // ORIGAMI_GUEST_FS names (`xfs`), each kind built in its own folder.
-    let fs = std::env::var("ORIGAMI_GUEST_FS").unwrap_or_else(|_| "ext4".into());
-    let out = root.join("target/origami-guests").join(&fs);
+    // The root and /boot file systems of the RHEL-like guests: XFS (RHEL's default), or
+    // what ORIGAMI_GUEST_FS names (`ext4`), each in its own folder; the other guests in
+    // `other`.
+    let fs = std::env::var("ORIGAMI_GUEST_FS").unwrap_or_else(|_| "xfs".into());
+    let folder = if kind.starts_with("rhel") {
+        fs.as_str()
+    } else {
+        "other"
+    };
+    let out = root.join("target/origami-guests").join(folder);
     std::fs::create_dir_all(&out).unwrap();
     let _g = LOCK
         .get_or_init(Default::default)
@@ -65,6 +90,16 @@ fn guest(kind: &str) -> Option<PathBuf> {
     match kind {
         "rhel-two" => cmd.args(["rhel", out.to_str().unwrap(), "--two-disks", "--fs", &fs]),
         "rhel" => cmd.args(["rhel", out.to_str().unwrap(), "--fs", &fs]),
+        "centos7" => {
+            let fx = origami_testsupport::fixtures()?;
+            let db = fx.source().join("data/rpmdb/libuuid/Packages.zst");
+            cmd.args([
+                "centos7",
+                out.to_str().unwrap(),
+                "--rpmdb",
+                db.to_str().unwrap(),
+            ])
+        }
         k => cmd.args([k, out.to_str().unwrap()]),
     };
     let o = cmd.output().unwrap();
@@ -79,6 +114,19 @@ fn guest(kind: &str) -> Option<PathBuf> {
         return None;
     }
     Some(out)
+}
+
+/// btrfs-progs with `mkfs.btrfs --compress` (6.13 and later; bookworm-backports).
+fn btrfs_can_compress() -> bool {
+    let help = Command::new("mkfs.btrfs").arg("--help").output();
+    let ok = help.is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).contains("--compress")
+            || String::from_utf8_lossy(&o.stderr).contains("--compress")
+    });
+    if !ok {
+        origami_testsupport::skip("mkfs.btrfs has no --compress (btrfs-progs 6.13+ is needed)");
+    }
+    ok
 }
 
 fn crawl(target: &Target) -> Frame {
@@ -144,6 +192,7 @@ fn alpine_guest_matches_its_truth() {
         assert_eq!(p.source.as_deref(), w["source"].as_str());
         assert_eq!(p.size, w["size"].as_u64());
         assert_eq!(p.extra["license"], w["license"]);
+        assert_eq!(p.extra["files"], w["files"]);
     }
     independent_check(&frame, &dir, "alpine");
 }
@@ -174,6 +223,7 @@ fn check_rpms(frame: &Frame, f: &serde_json::Value) {
         assert_eq!(p.version, want_version);
         assert_eq!(p.extra["license"], w["license"]);
         assert_eq!(p.extra["vendor"], w["vendor"]);
+        assert_eq!(p.extra["files"], w["files"], "{}", p.name);
         assert_eq!(p.source.as_deref(), w["name"].as_str());
     }
 }
@@ -193,6 +243,101 @@ fn rhel_guest_on_lvm_matches_its_truth() {
         .iter()
         .any(|x| x.path == "/boot/efi/EFI/BOOT/BOOTX64.EFI"));
     independent_check(&frame, &dir, "rhel");
+}
+
+#[test]
+fn rhel_guest_root_is_xfs_on_lvm_by_default() {
+    if std::env::var("ORIGAMI_GUEST_FS").is_ok_and(|f| f != "xfs") {
+        return;
+    }
+    let Some(dir) = guest("rhel") else { return };
+    let f = facts(&dir, "rhel");
+    assert_eq!(f["filesystem"], "xfs");
+    let (assembly, problems) =
+        open_guest(&[Disk::from(dir.join("rhel.raw"))], DiskOptions::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let mounts = assembly.tree.mounts();
+    let root = mounts.iter().find(|m| m.point == b"/").unwrap();
+    assert_eq!(root.info.kind, FsKind::Xfs);
+    assert!(
+        assembly.root_source.contains("root"),
+        "{}",
+        assembly.root_source
+    );
+    let boot = mounts.iter().find(|m| m.point == b"/boot").unwrap();
+    assert_eq!(boot.info.kind, FsKind::Xfs);
+}
+
+/// The Fedora-like guest: its root is subvolume `root` (not the default one), `/home` is
+/// subvolume `home`, files are zstd-compressed, and the fstab's optical-drive lines
+/// (`noauto`, `nofail`) give no error.
+#[test]
+fn fedora_guest_on_btrfs_subvolumes_matches_its_truth() {
+    let Some(dir) = guest("fedora") else { return };
+    let frame = crawl(&Target::disk(dir.join("fedora.raw")));
+    assert!(frame.meta.errors.is_empty(), "{:?}", frame.meta.errors);
+    let f = facts(&dir, "fedora");
+    check_rpms(&frame, &f);
+    assert_eq!(frame.os.id.as_deref(), Some("fixture-fedora"));
+    // the database was found through the /var/lib/rpm symlink's target
+    let disk: Arc<dyn ReadAt> = Arc::new(FileSource::open(dir.join("fedora.raw")).unwrap());
+    let p3 = read_partitions(&*disk).unwrap().partitions[2].clone();
+    let part = dir.join("fedora.btrfs.tmp");
+    {
+        let mut img = vec![0u8; p3.size as usize];
+        disk.read_at(p3.start, &mut img).unwrap();
+        std::fs::write(&part, img).unwrap();
+    }
+    // The image really holds zstd extents (btrfs-progs' own word), and the compressed files
+    // read back as the script wrote them (frame-vs-truth checks their sha256).
+    let dump = Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&part);
+    assert!(dump.status.success());
+    assert!(String::from_utf8_lossy(&dump.stdout).contains("compression 3"));
+    for p in f["btrfs"]["compressed_files"].as_array().unwrap() {
+        let p = p.as_str().unwrap();
+        let got = frame.file.iter().find(|x| x.path == p).unwrap();
+        assert!(got.sha256.is_some(), "{p}");
+    }
+    let (assembly, problems) = open_guest(
+        &[Disk::from(dir.join("fedora.raw"))],
+        DiskOptions::default(),
+    )
+    .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(assembly.notes.is_empty(), "{:?}", assembly.notes);
+    assert!(
+        assembly.root_source.ends_with("subvolume 256"),
+        "{}",
+        assembly.root_source
+    );
+    independent_check(&frame, &dir, "fedora");
+}
+
+/// A guest without os-release is named by its release file; its Berkeley DB rpm database
+/// (the fixtures' CentOS one) is read.
+#[test]
+fn centos7_guest_without_os_release_matches_its_truth() {
+    let Some(dir) = guest("centos7") else { return };
+    let frame = crawl(&Target::disk(dir.join("centos7.raw")));
+    assert!(frame.meta.errors.is_empty(), "{:?}", frame.meta.errors);
+    let f = facts(&dir, "centos7");
+    let osr = &f["os_release"];
+    assert_eq!(frame.os.name.as_deref(), osr["NAME"].as_str());
+    assert_eq!(frame.os.version.as_deref(), osr["VERSION_ID"].as_str());
+    assert_eq!(frame.os.id.as_deref(), osr["ID"].as_str());
+    assert_eq!(
+        frame.os.pretty_name.as_deref(),
+        osr["REDHAT_RELEASE"].as_str()
+    );
+    assert_eq!(frame.os.extra["release_file"], "/etc/system-release");
+    let want = f["packages"].as_array().unwrap();
+    assert_eq!(frame.package.len(), want.len());
+    independent_check(&frame, &dir, "centos7");
 }
 
 #[test]

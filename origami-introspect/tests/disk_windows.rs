@@ -44,6 +44,22 @@ fn windows_disk_frame_matches_truth() {
     assert_eq!(os.extra["build"], t["build"]);
     assert_eq!(os.extra["install_date"], t["install_date"]);
     assert_eq!(frame.meta.system, s(&t["hostname"]));
+    // Drive letters from MountedDevices; C: is the disk's NTFS partition (its GPT GUID as
+    // sfdisk reads the table).
+    assert_eq!(os.extra["drive_letters"], t["drive_letters"]);
+    if origami_testsupport::require_program("sfdisk") {
+        let out = std::process::Command::new("sfdisk")
+            .arg("-J")
+            .arg(fx.disk())
+            .output()
+            .unwrap();
+        let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let uuid = table["partitiontable"]["partitions"][2]["uuid"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert_eq!(os.extra["drive_letters"]["C:"]["partition_guid"], uuid);
+    }
     // Transaction logs: reported present, not applied.
     let logs: Vec<String> = os.extra["registry_logs"]
         .as_array()

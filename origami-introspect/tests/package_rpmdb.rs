@@ -127,3 +127,62 @@ fn wrong_and_truncated_files_end_in_errors() {
         }
     }
 }
+
+/// The file lists of the sqlite and Berkeley DB databases against Debian's `rpm -qa`
+/// (`%{FILENAMES}`, every file and directory of every package) on a copy of each file
+/// (rpm writes its lock and journal files beside the database). NDB is left out: Debian's
+/// rpm is built without it.
+#[test]
+fn file_lists_match_rpm_filenames() {
+    let fx = origami_testsupport::require_fixtures!();
+    if !origami_testsupport::require_program("rpm") {
+        return;
+    }
+    for (rel, format, backend) in [
+        ("cbl-mariner-2.0/rpmdb.sqlite", Format::Sqlite, "sqlite"),
+        ("libuuid/Packages", Format::Bdb, "bdb_ro"),
+    ] {
+        let data = std::fs::read(fx.path(&format!("rpmdb/{rel}"))).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "origami-rpm-files-{}-{backend}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = rel.rsplit('/').next().unwrap();
+        std::fs::write(dir.join(name), &data).unwrap();
+        let out = std::process::Command::new("rpm")
+            .arg("--dbpath")
+            .arg(&dir)
+            .args(["--define", &format!("_db_backend {backend}"), "-qa"])
+            .args(["--qf", "[%{=NAME}.%{=ARCH}\t%{FILENAMES}\n]"])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.status.success(), "rpm -qa on {rel}");
+        let mut want: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(_, f)| *f != "(none)")
+            .map(|(p, f)| (p.to_string(), f.to_string()))
+            .collect();
+        want.sort();
+        let (packages, errors) = read_database(format, &data, rel);
+        assert!(errors.is_empty(), "{rel}: {errors:?}");
+        let mut got: Vec<(String, String)> = packages
+            .iter()
+            .flat_map(|p| {
+                let key = format!("{}.{}", p.name, p.arch);
+                p.extra
+                    .get("files")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(move |f| (key.clone(), f.as_str().unwrap().to_string()))
+            })
+            .collect();
+        got.sort();
+        assert!(want.len() > 5, "{rel}: rpm listed {} files", want.len());
+        assert_eq!(got.len(), want.len(), "{rel}: file count");
+        assert_eq!(got, want, "{rel}");
+    }
+}

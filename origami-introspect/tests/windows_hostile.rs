@@ -230,3 +230,61 @@ fn ntfs_index_node_pointing_at_itself_ends_with_an_error() {
         "{e:?}"
     );
 }
+
+/// A file whose non-resident `$DATA` is marked LZNT1-compressed (the attribute header's
+/// flags) is still listed, but reading it is an error naming the compression, not the
+/// stored clusters passed off as its content.
+#[test]
+fn ntfs_compressed_data_is_reported_not_misread() {
+    let mut img = template("ntfs.img");
+    let name = utf16("big.bin");
+    // big.bin's MFT record: a FILE record with a $FILE_NAME attribute naming it (a
+    // directory's index names it too), and its unnamed $DATA attribute.
+    let record = |at: usize| -> Option<(Vec<u8>, usize)> {
+        if &img[at..at + 4] != b"FILE" {
+            return None;
+        }
+        let mut rec = img[at..at + 1024].to_vec();
+        fixups(&mut rec, true);
+        let mut a = usize::from(u16::from_le_bytes([rec[0x14], rec[0x15]]));
+        let (mut named, mut data) = (false, None);
+        while a + 16 < rec.len() {
+            let ty = u32::from_le_bytes(rec[a..a + 4].try_into().unwrap());
+            let len = u32::from_le_bytes(rec[a + 4..a + 8].try_into().unwrap()) as usize;
+            if ty == 0xffff_ffff || len == 0 {
+                break;
+            }
+            if ty == 0x30 && rec[a + 8] == 0 {
+                let v = a + usize::from(u16::from_le_bytes([rec[a + 0x14], rec[a + 0x15]]));
+                named |= rec.get(v + 0x42..v + 0x42 + name.len()) == Some(&name[..])
+                    && usize::from(rec[v + 0x40]) == 7;
+            }
+            if ty == 0x80 && rec[a + 9] == 0 {
+                data = Some(a);
+            }
+            a += len;
+        }
+        Some((rec, data?)).filter(|_| named)
+    };
+    let (at, (mut rec, data)) = (0..img.len() - 1024)
+        .step_by(512)
+        .find_map(|i| record(i).map(|r| (i, r)))
+        .expect("the MFT record of big.bin");
+    assert_eq!(rec[data + 8], 1, "big.bin's $DATA is non-resident");
+    rec[data + 0x0c] |= 1;
+    fixups(&mut rec, false);
+    img[at..at + 1024].copy_from_slice(&rec);
+
+    let fs = NtfsFs::open(Arc::new(img)).unwrap();
+    use origami_introspect::fs::FileSystem;
+    let st = fs.lstat(b"/Windows/big.bin").unwrap();
+    assert_eq!(st.size, 20000);
+    let mut out = Vec::new();
+    let e = match fs.open(b"/Windows/big.bin") {
+        Ok(mut r) => std::io::Read::read_to_end(&mut r, &mut out).unwrap_err(),
+        Err(e) => std::io::Error::other(e),
+    };
+    assert!(e.to_string().contains("LZNT1-compressed"), "{e}");
+    // the other files still read
+    assert!(fs.open(b"/Users/alice/Documents/notes.txt").is_ok());
+}

@@ -2,7 +2,10 @@
 //! release(s) and the architecture.
 //!
 //! os-release is read from `/etc/os-release`, else `/usr/lib/os-release` (as
-//! `os-release(5)` says); the host name from `/etc/hostname` (else `/etc/HOSTNAME`); kernels
+//! `os-release(5)` says); a guest with neither (CentOS and RHEL 6, SLES 11, old Alpine) is
+//! named by the first release file it has of [`RELEASE_FILES`] ([`parse_release_line`]:
+//! `CentOS Linux release 7.9.2009 (Core)` is name `CentOS Linux`, version `7.9.2009`, id
+//! `centos`), the file read recorded as the item's `release_file`; the host name from `/etc/hostname` (else `/etc/HOSTNAME`); kernels
 //! from the directory names under `/lib/modules` and the `vmlinuz-*` / `vmlinux-*` files of
 //! `/boot`; the architecture from the ELF header of the guest's `/bin/sh`. Each file is
 //! read with a size bound.
@@ -21,6 +24,102 @@ pub const MAX_OS_RELEASE: u64 = crate::Limits::DEFAULT.os_release;
 const MAX_HOSTNAME: u64 = 4 << 10;
 /// The most kernel releases listed.
 const MAX_KERNELS: usize = 256;
+
+/// The release files read when a guest has no os-release, in this order: the generic
+/// `system-release` (a link to the distribution's own file on the RHEL family), then each
+/// distribution's.
+pub const RELEASE_FILES: [&str; 7] = crate::fs::fstab::RELEASE_FILES;
+
+/// What an old-style release file says, as os-release keys (`NAME`, `VERSION_ID`, `ID`,
+/// `ID_LIKE`, `PRETTY_NAME`, `VERSION_CODENAME`): the RHEL family's one line
+/// `NAME release VERSION (CODENAME)`, SUSE's `NAME VERSION (ARCH)` line followed by
+/// `VERSION = ` and `PATCHLEVEL = ` lines, Alpine's and Debian's bare version. `file` is
+/// the release file's path (it names the distribution for the bare versions); `None`
+/// when the text says nothing usable.
+pub fn parse_release_line(file: &str, text: &[u8]) -> Option<BTreeMap<String, String>> {
+    let text = String::from_utf8_lossy(text);
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut out = BTreeMap::new();
+    let mut put = |k: &str, v: &str| {
+        if !v.is_empty() {
+            out.insert(k.to_string(), v.to_string());
+        }
+    };
+    if file.ends_with("alpine-release") || file.ends_with("debian_version") {
+        let (name, id) = if file.ends_with("alpine-release") {
+            ("Alpine Linux", "alpine")
+        } else {
+            ("Debian GNU/Linux", "debian")
+        };
+        put("NAME", name);
+        put("ID", id);
+        put("VERSION_ID", first);
+        put("PRETTY_NAME", &format!("{name} {first}"));
+        return Some(out);
+    }
+    put("PRETTY_NAME", first);
+    if let Some((name, rest)) = first.split_once(" release ") {
+        put("NAME", name.trim());
+        let (version, codename) = match rest.split_once('(') {
+            Some((v, c)) => (v.trim(), c.trim_end_matches(')').trim()),
+            None => (rest.trim(), ""),
+        };
+        put(
+            "VERSION_ID",
+            version.split_whitespace().next().unwrap_or(""),
+        );
+        put("VERSION_CODENAME", codename);
+    } else if file.ends_with("SuSE-release") {
+        // "SUSE Linux Enterprise Server 11 (x86_64)" / "VERSION = 11" / "PATCHLEVEL = 4"
+        let name = first.split('(').next().unwrap_or(first).trim();
+        let name = name
+            .rsplit_once(' ')
+            .filter(|(_, v)| v.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+            .map_or(name, |(n, _)| n);
+        put("NAME", name);
+        let field = |key: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+        };
+        match (field("VERSION"), field("PATCHLEVEL")) {
+            (Some(v), Some(p)) if p != "0" => put("VERSION_ID", &format!("{v}.{p}")),
+            (Some(v), _) => put("VERSION_ID", &v),
+            _ => {}
+        }
+    } else {
+        return None;
+    }
+    let name = out.get("NAME").map(|n| n.to_ascii_lowercase());
+    if let Some((id, like)) = name.as_deref().and_then(distribution_id) {
+        out.insert("ID".into(), id.into());
+        if !like.is_empty() {
+            out.insert("ID_LIKE".into(), like.into());
+        }
+    }
+    Some(out)
+}
+
+/// os-release's `ID` and `ID_LIKE` for a distribution name (lowercase), as those
+/// distributions' own os-release files spell them.
+fn distribution_id(name: &str) -> Option<(&'static str, &'static str)> {
+    const IDS: [(&str, &str, &str); 10] = [
+        ("centos", "centos", "rhel fedora"),
+        ("red hat", "rhel", "fedora"),
+        ("rocky", "rocky", "rhel centos fedora"),
+        ("alma", "almalinux", "rhel centos fedora"),
+        ("oracle", "ol", "fedora"),
+        ("amazon", "amzn", "centos rhel fedora"),
+        ("scientific", "scientific", "rhel fedora"),
+        ("fedora", "fedora", ""),
+        ("opensuse", "opensuse", "suse"),
+        ("suse", "sles", "suse"),
+    ];
+    IDS.iter()
+        .find(|(key, _, _)| name.contains(key))
+        .map(|&(_, id, like)| (id, like))
+}
 
 /// Parses os-release text (`KEY=value` lines, values optionally in double or single
 /// quotes with shell-style backslash escapes inside double quotes). Lines that are not
@@ -178,6 +277,7 @@ pub fn crawl_with(
 ) -> (Os, Vec<Error>) {
     let mut errors = Vec::new();
     let mut release = None;
+    let mut failed = false;
     for path in [&b"/etc/os-release"[..], b"/usr/lib/os-release"] {
         match super::read_whole(tree, path, max_os_release, budget) {
             Ok((data, _held)) => {
@@ -187,7 +287,26 @@ pub fn crawl_with(
             Err(Error::NotFound { .. }) => continue,
             Err(e) => {
                 errors.push(e);
+                failed = true;
                 break;
+            }
+        }
+    }
+    // The older release files only when there is no os-release at all (one that cannot be
+    // read is reported, not replaced).
+    let mut release_file = None;
+    if release.is_none() && !failed {
+        for path in RELEASE_FILES {
+            match super::read_whole(tree, path.as_bytes(), MAX_HOSTNAME, budget) {
+                Ok((data, _held)) => {
+                    if let Some(r) = parse_release_line(path, &data) {
+                        release = Some(r);
+                        release_file = Some(path);
+                        break;
+                    }
+                }
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => errors.push(e),
             }
         }
     }
@@ -216,6 +335,10 @@ pub fn crawl_with(
             os.extra.insert(field.into(), Value::String(v.clone()));
         }
     }
+    if let Some(f) = release_file {
+        os.extra
+            .insert("release_file".into(), Value::String(f.to_string()));
+    }
     if kernels.len() > 1 {
         os.extra.insert(
             "kernels".into(),
@@ -239,6 +362,50 @@ mod tests {
         assert_eq!(m["X"], "a b");
         assert_eq!(m["Y"], "say \"hi\"");
         assert_eq!(m.len(), 4);
+    }
+
+    #[test]
+    fn parses_release_lines() {
+        let m = parse_release_line(
+            "/etc/redhat-release",
+            b"CentOS Linux release 7.9.2009 (Core)\n",
+        )
+        .unwrap();
+        assert_eq!(m["NAME"], "CentOS Linux");
+        assert_eq!(m["VERSION_ID"], "7.9.2009");
+        assert_eq!(m["VERSION_CODENAME"], "Core");
+        assert_eq!(m["ID"], "centos");
+        assert_eq!(m["ID_LIKE"], "rhel fedora");
+        assert_eq!(m["PRETTY_NAME"], "CentOS Linux release 7.9.2009 (Core)");
+        let m = parse_release_line(
+            "/etc/system-release",
+            b"Red Hat Enterprise Linux Server release 6.10 (Santiago)",
+        )
+        .unwrap();
+        assert_eq!(
+            (m["ID"].as_str(), m["VERSION_ID"].as_str()),
+            ("rhel", "6.10")
+        );
+        let m =
+            parse_release_line("/etc/system-release", b"Amazon Linux release 2 (Karoo)").unwrap();
+        assert_eq!((m["ID"].as_str(), m["VERSION_ID"].as_str()), ("amzn", "2"));
+        let m = parse_release_line(
+            "/etc/SuSE-release",
+            b"SUSE Linux Enterprise Server 11 (x86_64)\nVERSION = 11\nPATCHLEVEL = 4\n",
+        )
+        .unwrap();
+        assert_eq!(m["NAME"], "SUSE Linux Enterprise Server");
+        assert_eq!(
+            (m["ID"].as_str(), m["VERSION_ID"].as_str()),
+            ("sles", "11.4")
+        );
+        let m = parse_release_line("/etc/alpine-release", b"3.12.0\n").unwrap();
+        assert_eq!(
+            (m["ID"].as_str(), m["VERSION_ID"].as_str()),
+            ("alpine", "3.12.0")
+        );
+        assert_eq!(parse_release_line("/etc/redhat-release", b"\n\n"), None);
+        assert_eq!(parse_release_line("/etc/redhat-release", b"garbage"), None);
     }
 
     #[test]

@@ -11,10 +11,18 @@
 //! `subvolid=` mounts that subvolume of the volume it names (which may also be mounted
 //! elsewhere, as `/` and `/home` of one btrfs commonly are).
 //!
-//! Limits: swap, network and pseudo file systems are skipped; bind mounts are not
-//! modelled; the root is found by its os-release in a volume's default subvolume (a root
-//! in another subvolume, as Fedora's `subvol=root`, is not found); an fstab line naming
-//! no volume of the target is reported, not fatal.
+//! The root is the volume with `/etc/os-release` or `/usr/lib/os-release`, else one with
+//! an older release file (`/etc/system-release`, `/etc/redhat-release`, ...: CentOS 6,
+//! old SUSE). A btrfs volume whose default subvolume is neither (Fedora and Ubuntu keep
+//! the root in a subvolume `root` or `@` of the top level and mount it with `subvol=`)
+//! is searched one level down: the first subvolume of its top level with a release file
+//! is the root, or the one its own fstab's `/` line selects.
+//!
+//! Limits: swap, network and pseudo file systems are skipped, as are lines the guest
+//! itself does not mount at boot (`noauto`), removable media (`/dev/cdrom`, `/dev/sr0`,
+//! `/dev/fd0`: never on a disk image) and `nofail` lines whose device is not on the
+//! target; bind mounts are not modelled; any other fstab line naming no volume of the
+//! target is reported, not fatal.
 
 use super::path::display_path;
 use super::{FileSystem, FsKind, GuestTree};
@@ -89,8 +97,113 @@ impl Volume {
     }
 
     fn has_os_release(&self) -> bool {
-        self.fs.lstat(b"/etc/os-release").is_ok() || self.fs.lstat(b"/usr/lib/os-release").is_ok()
+        has_os_release(&*self.fs)
     }
+
+    /// A release file older than os-release (and os-release itself).
+    fn has_release_file(&self) -> bool {
+        has_release_file(&*self.fs)
+    }
+}
+
+/// The files that name the distribution where os-release is missing (CentOS 6, RHEL 6,
+/// SLES 11, old Alpine); see [`crate::disk::os`].
+pub const RELEASE_FILES: [&str; 7] = [
+    "/etc/system-release",
+    "/etc/redhat-release",
+    "/etc/centos-release",
+    "/etc/fedora-release",
+    "/etc/SuSE-release",
+    "/etc/alpine-release",
+    "/etc/debian_version",
+];
+
+fn has_os_release(fs: &dyn FileSystem) -> bool {
+    fs.lstat(b"/etc/os-release").is_ok() || fs.lstat(b"/usr/lib/os-release").is_ok()
+}
+
+fn has_release_file(fs: &dyn FileSystem) -> bool {
+    has_os_release(fs) || RELEASE_FILES.iter().any(|f| fs.lstat(f.as_bytes()).is_ok())
+}
+
+/// The most top-level entries of a btrfs volume looked at for a root subvolume.
+const MAX_SUBVOLUME_CANDIDATES: usize = 256;
+
+/// The guest's root as a subvolume of `v`'s top level, for a volume with subvolumes whose
+/// default one is not a root: the subvolume its own fstab mounts at `/`, else the first
+/// (by name) holding a release file.
+fn root_subvolume(v: &Volume) -> Option<Box<dyn FileSystem>> {
+    let top = v.fs.open_subvolume("subvolid=5")?.ok()?;
+    let mut entries = top.read_dir(b"/", MAX_SUBVOLUME_CANDIDATES).ok()?;
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    for e in entries {
+        if e.stat.file_type != super::FileType::Dir {
+            continue;
+        }
+        let Ok(name) = std::str::from_utf8(&e.name) else {
+            continue;
+        };
+        if name.contains(',') {
+            continue;
+        }
+        // A plain directory is not a subvolume: opening it is an error, skipped.
+        let Some(Ok(fs)) = v.fs.open_subvolume(&format!("subvol=/{name}")) else {
+            continue;
+        };
+        if !has_release_file(&*fs) {
+            continue;
+        }
+        // Its own fstab may say which subvolume is `/` (a snapshot can look like a root).
+        let own = parse_fstab(&String::from_utf8_lossy(&small_file(&*fs, b"/etc/fstab")))
+            .into_iter()
+            .find(|l| l.file == "/" && selects_subvolume(&l.options))
+            .and_then(|l| v.fs.open_subvolume(&l.options))
+            .and_then(std::result::Result::ok)
+            .filter(|fs| has_release_file(&**fs));
+        return Some(own.unwrap_or(fs));
+    }
+    None
+}
+
+/// A regular file of `fs` (not through a symlink) of at most [`MAX_FSTAB`] bytes; empty
+/// when it is missing, larger or unreadable.
+fn small_file(fs: &dyn FileSystem, path: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let ok = fs
+        .lstat(path)
+        .is_ok_and(|s| s.file_type == super::FileType::File && s.size <= MAX_FSTAB);
+    let mut out = Vec::new();
+    if ok {
+        if let Ok(r) = fs.open(path) {
+            if r.take(MAX_FSTAB).read_to_end(&mut out).is_err() {
+                out.clear();
+            }
+        }
+    }
+    out
+}
+
+/// True when fstab says the guest does not mount the line at boot (`noauto`), or mounts
+/// it only when its device is there (`nofail`).
+fn has_option(options: &str, name: &str) -> bool {
+    options.split(',').any(|o| o == name)
+}
+
+/// Removable-media device names (`/dev/cdrom`, `/dev/sr0`, `/dev/fd0`): never on a disk
+/// image.
+fn is_removable_media(spec: &str) -> bool {
+    let Some(dev) = spec.strip_prefix("/dev/") else {
+        return false;
+    };
+    let numbered = |prefix: &str| {
+        dev.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    matches!(dev, "cdrom" | "cdrw" | "dvd" | "dvdrw" | "floppy")
+        || dev.starts_with("cdrom")
+        || numbered("sr")
+        || numbered("scd")
+        || numbered("fd")
 }
 
 /// One line of `/etc/fstab`.
@@ -358,7 +471,19 @@ pub fn assemble_with(
     let mut volumes: Vec<Option<Volume>> = volumes.into_iter().map(Some).collect();
     if !volumes
         .iter()
-        .any(|v| v.as_ref().is_some_and(Volume::has_os_release))
+        .any(|v| v.as_ref().is_some_and(Volume::has_release_file))
+    {
+        // A root in a btrfs subvolume other than the default one (Fedora's `root`).
+        for v in volumes.iter_mut().flatten() {
+            if let Some(fs) = root_subvolume(v) {
+                v.fs = fs;
+                break;
+            }
+        }
+    }
+    if !volumes
+        .iter()
+        .any(|v| v.as_ref().is_some_and(Volume::has_release_file))
     {
         if let Some(i) = volumes
             .iter()
@@ -370,6 +495,11 @@ pub fn assemble_with(
     let root_index = volumes
         .iter()
         .position(|v| v.as_ref().is_some_and(Volume::has_os_release))
+        .or_else(|| {
+            volumes
+                .iter()
+                .position(|v| v.as_ref().is_some_and(Volume::has_release_file))
+        })
         .ok_or_else(|| Error::NoRoot {
             looked_at: volumes
                 .iter()
@@ -403,11 +533,17 @@ pub fn assemble_with(
         .iter()
         .filter(|e| e.file.starts_with('/') && e.file != "/")
         .filter(|e| !SKIP_TYPES.contains(&e.vfstype.as_str()))
+        .filter(|e| !has_option(&e.options, "noauto") && !is_removable_media(&e.spec))
         .collect();
     // Parents before children, as `mount -a` would need them.
     wanted.sort_by_key(|e| e.file.matches('/').count());
     for entry in wanted {
+        // The guest boots without a `nofail` line's device: its absence is no problem.
+        let nofail = has_option(&entry.options, "nofail");
         let Some(spec) = parse_spec(&entry.spec) else {
+            if nofail {
+                continue;
+            }
             notes.push(format!(
                 "/etc/fstab line {}: {} is not a device this crawler can match",
                 entry.line, entry.spec
@@ -429,6 +565,7 @@ pub fn assemble_with(
             match opened {
                 Some(Ok(fs)) => tree.mount(entry.file.as_bytes(), fs),
                 Some(Err(e)) => notes.push(format!("/etc/fstab line {}: {e}", entry.line)),
+                None if nofail => {}
                 None => notes.push(format!(
                     "/etc/fstab line {}: {} for {} is on no disk of the target (as a file system with subvolumes)",
                     entry.line, entry.spec, entry.file
@@ -441,6 +578,7 @@ pub fn assemble_with(
                 keep_subvolume_source(&mut subvol_sources, &v);
                 tree.mount(entry.file.as_bytes(), v.fs)
             }
+            None if nofail => {}
             None => notes.push(format!(
                 "/etc/fstab line {}: {} for {} is on no disk of the target",
                 entry.line, entry.spec, entry.file

@@ -1,8 +1,9 @@
 //! Alpine's apk database (`/lib/apk/db/installed`): one paragraph per installed package,
 //! paragraphs separated by blank lines, each line `K:value` with a one-letter key:
 //! `P` name, `V` version, `A` arch, `I` installed size in bytes, `o` origin (the source
-//! package), `L` license, `m` maintainer, and per-file lines (`F` directory, `R` file, `Z`
-//! checksum, ...) that are skipped.
+//! package), `L` license, `m` maintainer, and per-file lines: `F` a directory, `R` a file
+//! in the last `F` directory (the item's extra `files`, whole paths, as `apk info -L`
+//! lists them but from `/`), `Z`, `a`, `M` (checksums, modes) skipped.
 //!
 //! A line not in `K:value` form is reported with its number and skipped, as is a
 //! paragraph without `P` or `V`; the file is read whole only under a bound (64 MiB by
@@ -65,6 +66,8 @@ struct Record {
     origin: Option<String>,
     license: Option<String>,
     maintainer: Option<String>,
+    dir: Vec<u8>,
+    files: Vec<String>,
 }
 
 fn malformed(file: &str, line: usize, what: String) -> Error {
@@ -113,6 +116,17 @@ pub fn parse_installed(data: &[u8], file: &str) -> (Vec<Package>, Vec<Error>) {
                     b'o' => rec.origin = value(),
                     b'L' => rec.license = value(),
                     b'm' => rec.maintainer = value(),
+                    b'F' => rec.dir = raw[2..].to_vec(),
+                    b'R' => {
+                        let mut path = Vec::with_capacity(rec.dir.len() + raw.len());
+                        path.push(b'/');
+                        if !rec.dir.is_empty() {
+                            path.extend_from_slice(&rec.dir);
+                            path.push(b'/');
+                        }
+                        path.extend_from_slice(&raw[2..]);
+                        rec.files.push(String::from_utf8_lossy(&path).into_owned());
+                    }
                     _ => {}
                 }
             }
@@ -177,6 +191,12 @@ fn to_package(r: Record, file: &str) -> Result<Package, Error> {
     if let Some(m) = r.maintainer {
         extra.insert("maintainer".into(), Value::String(m));
     }
+    if !r.files.is_empty() {
+        extra.insert(
+            "files".into(),
+            Value::Array(r.files.into_iter().map(Value::String).collect()),
+        );
+    }
     Ok(Package {
         name,
         version,
@@ -204,6 +224,11 @@ mod tests {
         assert_eq!(p[0].size, Some(622592));
         assert_eq!(p[0].source.as_deref(), Some("musl"));
         assert_eq!(p[0].extra["license"], "MIT");
+        assert_eq!(
+            p[0].extra["files"],
+            serde_json::json!(["/lib/libc.musl-x86_64.so.1"])
+        );
+        assert!(!p[1].extra.contains_key("files"));
         assert_eq!(p[1].name, "busybox");
         assert_eq!(p[1].arch, "x86_64");
     }

@@ -1,8 +1,9 @@
 //! Windows guests from disk: the registry hives of the system volume (SOFTWARE, SYSTEM,
 //! SAM, each user's NTUSER.DAT) read by [`hive`], and the `hosts` file.
 //!
-//! - `os`: product name, edition, display version, build, install date, architecture, and
-//!   the host name from the current control set's `ComputerName`;
+//! - `os`: product name, edition, display version, build, install date, architecture, the
+//!   host name from the current control set's `ComputerName`, and the drive letters of
+//!   `SYSTEM\MountedDevices` (extra `drive_letters`: [`drive_letters`]);
 //! - `package`: the `Uninstall` keys of the 64-bit and 32-bit (`WOW6432Node`) views and of
 //!   each user's NTUSER.DAT (name, version, publisher, install date);
 //! - `user`: the SAM's local accounts (name, RID, disabled) with their profile paths;
@@ -182,8 +183,81 @@ fn clone_err(e: &Error) -> Error {
     }
 }
 
+/// What one drive letter of `MountedDevices` names: `{"partition_guid": ...}` (a GPT
+/// partition: `DMIO:ID:` and the partition's GUID), `{"disk_signature": "1a2b3c4d",
+/// "offset": N}` (a partition of an MBR disk: its 32-bit signature and byte offset), or
+/// `{"device": ...}` (a device path in UTF-16, such as an optical drive's).
+fn mounted_device(data: &[u8]) -> Value {
+    let mut m = serde_json::Map::new();
+    if let (Some(b"DMIO:ID:"), Some(g)) = (data.get(..8), data.get(8..24)) {
+        if data.len() == 24 {
+            // a GUID as Windows stores it: three little-endian fields, then 8 bytes
+            let guid = format!(
+                "{:08x}-{:04x}-{:04x}-{}-{}",
+                u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
+                u16::from_le_bytes([g[4], g[5]]),
+                u16::from_le_bytes([g[6], g[7]]),
+                hex(&g[8..10]),
+                hex(&g[10..16])
+            );
+            m.insert("partition_guid".into(), guid.into());
+            return Value::Object(m);
+        }
+    }
+    if data.len() == 12 {
+        let sig = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&data[4..12]);
+        m.insert("disk_signature".into(), format!("{sig:08x}").into());
+        m.insert("offset".into(), u64::from_le_bytes(off).into());
+        return Value::Object(m);
+    }
+    let units: Vec<u16> = data
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let text = String::from_utf16_lossy(&units);
+    m.insert("device".into(), text.trim_end_matches('\0').into());
+    Value::Object(m)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The drive letters of SYSTEM's `MountedDevices` (`\DosDevices\C:` values), letter ->
+/// what [`mounted_device`] makes of its data; `None` when the key is missing or names no
+/// letter.
+pub fn drive_letters(sys: &Hive) -> Result<Option<Value>, hive::HiveError> {
+    let Some(k) = sys.root().path("MountedDevices")? else {
+        return Ok(None);
+    };
+    let mut out = serde_json::Map::new();
+    for (name, _, data) in k.values()? {
+        let Some(letter) = name
+            .strip_prefix(r"\DosDevices\")
+            .filter(|l| l.len() == 2 && l.ends_with(':'))
+        else {
+            continue;
+        };
+        let bytes = match &data {
+            Data::Bytes(_, b) => b.as_slice(),
+            _ => continue,
+        };
+        out.insert(letter.to_ascii_uppercase(), mounted_device(bytes));
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
+
 /// Host name, architecture and services from SYSTEM; returns the architecture.
 fn os_from_system(sys: &Hive, f: &mut WindowsFacts) -> Option<String> {
+    match drive_letters(sys) {
+        Ok(Some(v)) => {
+            f.os.extra.insert("drive_letters".into(), v);
+        }
+        Ok(None) => {}
+        Err(e) => f.errors.push(("os", hive_err(e))),
+    }
     let cs = match control_set(sys) {
         Ok(Some(cs)) => cs,
         Ok(None) => return None,

@@ -13,6 +13,10 @@
 //! modification and access times, its attribute flags, hard-link count, alternate data
 //! streams and reparse tag ([`NtfsMeta`]). A reparse point (junction, symlink, deduplicated
 //! file) is reported and never followed: a junction's target may lie on another volume.
+//! A file whose unnamed `$DATA` is LZNT1-compressed or EFS-encrypted (attribute flags
+//! `0x0001`, `0x4000`; `+c` and `+e` in its attribute letters) is listed with its size, but
+//! reading its content is an error naming the flag: the `ntfs` crate would return the
+//! stored (compressed or encrypted) clusters, and a hash of those would be wrong.
 //! The file-system metadata files of the root (`$MFT`, `$LogFile`, ..., `$Extend`: MFT
 //! records 0 to 15) are not listed; they are the volume's own structures, not guest files.
 
@@ -20,7 +24,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
-use ntfs::{Ntfs, NtfsAttributeType, NtfsFile, NtfsReadSeek};
+use ntfs::{Ntfs, NtfsAttributeFlags, NtfsAttributeType, NtfsFile, NtfsReadSeek};
 use origami_core::ReadAt;
 use origami_frame::FileType;
 
@@ -522,6 +526,26 @@ impl NtfsFs {
             None => return Ok(0),
         };
         let attr = item.to_attribute().map_err(|e| self.err(path, e))?;
+        let flags = attr.flags();
+        for (flag, what) in [
+            (
+                NtfsAttributeFlags::COMPRESSED,
+                "LZNT1-compressed (flag 0x0001)",
+            ),
+            (NtfsAttributeFlags::ENCRYPTED, "EFS-encrypted (flag 0x4000)"),
+        ] {
+            if flags.contains(flag) && !attr.is_resident() {
+                return Err(Error::FileSystem {
+                    source_name: self.info.source.clone(),
+                    fs: FS,
+                    path: Some(display_path(path)),
+                    what: format!(
+                        "MFT record {rec}: its $DATA is {what}, which this reader does not \
+                         decode; the content is not read"
+                    ),
+                });
+            }
+        }
         let mut value = attr.value(&mut io).map_err(|e| self.err(path, e))?;
         if pos >= value.len() {
             return Ok(0);

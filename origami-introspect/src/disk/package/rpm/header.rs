@@ -18,6 +18,11 @@ pub const MAX_INDEX_ENTRIES: u32 = 0xffff;
 pub const MAX_DATA_LEN: u32 = 0x0fff_ffff;
 /// The most strings read from one string-array entry.
 const MAX_ARRAY: u32 = 1 << 20;
+/// The most files listed for one package (rpm's own bound on an array).
+pub const MAX_FILES: u32 = MAX_ARRAY;
+/// The most bytes of file paths built for one package (directory names are shared by the
+/// files of a directory, so a small header can name many long paths).
+pub const MAX_FILE_LIST_BYTES: usize = 64 << 20;
 
 /// Tags read from a header (rpmtag.h).
 pub mod tag {
@@ -45,6 +50,8 @@ pub mod tag {
     pub const BASENAMES: u32 = 1117;
     /// `RPMTAG_DIRNAMES`.
     pub const DIRNAMES: u32 = 1118;
+    /// `RPMTAG_OLDFILENAMES` (whole paths, in headers older than rpm 4.1).
+    pub const OLDFILENAMES: u32 = 1027;
     /// `RPMTAG_LONGSIZE` (installed size, 64 bits, for packages over 4 GiB).
     pub const LONGSIZE: u32 = 5009;
 }
@@ -218,31 +225,11 @@ impl<'a> Header<'a> {
 
     /// A string-array tag, at most `limit` strings.
     pub fn strings(&self, tag: u32, limit: u32) -> Result<Vec<String>, HeaderError> {
-        let Some((i, ty, offset, count)) = self.find(tag) else {
-            return Ok(Vec::new());
-        };
-        if ty != kind::STRING_ARRAY {
-            return Err(Self::bad(
-                i,
-                tag,
-                format!("type {ty} where a string array is expected"),
-            ));
-        }
-        if count > limit.min(MAX_ARRAY) || count as usize > self.data.len() {
-            return Err(Self::bad(
-                i,
-                tag,
-                format!("{count} strings is over the bound"),
-            ));
-        }
-        let mut out = Vec::with_capacity(count as usize);
-        let mut at = offset;
-        for _ in 0..count {
-            let (s, next) = self.c_string(i, tag, at)?;
-            out.push(String::from_utf8_lossy(s).into_owned());
-            at = u32::try_from(next).map_err(|_| Self::bad(i, tag, "offset overflow"))?;
-        }
-        Ok(out)
+        Ok(self
+            .strings_raw(tag, limit)?
+            .into_iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect())
     }
 
     /// The first value of an integer tag (`INT32` or `INT64`).
@@ -345,6 +332,102 @@ pub struct RpmPackage {
     pub license: Option<String>,
     /// `VENDOR`.
     pub vendor: Option<String>,
+    /// The package's files and directories, whole paths in the header's order (as `rpm
+    /// -ql` lists them): `DIRNAMES[DIRINDEXES[i]] + BASENAMES[i]`, or `OLDFILENAMES`.
+    pub files: Vec<String>,
+}
+
+impl Header<'_> {
+    /// The file list: `DIRNAMES[DIRINDEXES[i]] + BASENAMES[i]` for each basename (rpm 4.1
+    /// and later), else `OLDFILENAMES`; at most [`MAX_FILES`] paths of at most
+    /// [`MAX_FILE_LIST_BYTES`] together.
+    pub fn file_list(&self) -> Result<Vec<String>, HeaderError> {
+        let bad = |tag: u32, what: String| {
+            let entry = self.find(tag).map_or(0, |(i, ..)| i);
+            Self::bad(entry, tag, what)
+        };
+        let bases = self.strings_raw(tag::BASENAMES, MAX_FILES)?;
+        if bases.is_empty() {
+            let old = self.strings_raw(tag::OLDFILENAMES, MAX_FILES)?;
+            let total: usize = old.iter().map(|s| s.len()).sum();
+            if total > MAX_FILE_LIST_BYTES {
+                return Err(bad(
+                    tag::OLDFILENAMES,
+                    format!("{total} bytes of paths is over the bound"),
+                ));
+            }
+            return Ok(old
+                .into_iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect());
+        }
+        let dirs = self.strings_raw(tag::DIRNAMES, MAX_FILES)?;
+        let index = self.numbers32(tag::DIRINDEXES, MAX_FILES)?;
+        if index.len() != bases.len() {
+            return Err(bad(
+                tag::DIRINDEXES,
+                format!(
+                    "{} directory indexes for {} basenames",
+                    index.len(),
+                    bases.len()
+                ),
+            ));
+        }
+        let mut total = 0usize;
+        let mut out = Vec::with_capacity(bases.len());
+        for (base, &d) in bases.iter().zip(&index) {
+            let dir = dirs.get(d as usize).ok_or_else(|| {
+                bad(
+                    tag::DIRINDEXES,
+                    format!(
+                        "directory index {d} past the {} directory names",
+                        dirs.len()
+                    ),
+                )
+            })?;
+            total = total.saturating_add(dir.len() + base.len());
+            if total > MAX_FILE_LIST_BYTES {
+                return Err(bad(
+                    tag::BASENAMES,
+                    format!("over {MAX_FILE_LIST_BYTES} bytes of paths"),
+                ));
+            }
+            let mut path = Vec::with_capacity(dir.len() + base.len());
+            path.extend_from_slice(dir);
+            path.extend_from_slice(base);
+            out.push(String::from_utf8_lossy(&path).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// A string-array tag's strings as bytes, at most `limit` of them.
+    fn strings_raw(&self, tag: u32, limit: u32) -> Result<Vec<&[u8]>, HeaderError> {
+        let Some((i, ty, offset, count)) = self.find(tag) else {
+            return Ok(Vec::new());
+        };
+        if ty != kind::STRING_ARRAY {
+            return Err(Self::bad(
+                i,
+                tag,
+                format!("type {ty} where a string array is expected"),
+            ));
+        }
+        if count > limit.min(MAX_ARRAY) || count as usize > self.data.len() {
+            return Err(Self::bad(
+                i,
+                tag,
+                format!("{count} strings is over the bound"),
+            ));
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        let mut at = offset;
+        for _ in 0..count {
+            let (s, next) = self.c_string(i, tag, at)?;
+            out.push(s);
+            at = u32::try_from(next).map_err(|_| Self::bad(i, tag, "offset overflow"))?;
+        }
+        Ok(out)
+    }
 }
 
 /// Reads a package's fields from a header blob.
@@ -367,6 +450,7 @@ pub fn parse_package(blob: &[u8]) -> Result<RpmPackage, HeaderError> {
         size,
         license: h.string(tag::LICENSE)?,
         vendor: h.string(tag::VENDOR)?,
+        files: h.file_list()?,
     })
 }
 
@@ -430,8 +514,21 @@ mod tests {
                 2,
                 [s("a"), s("b")].concat(),
             ),
+            (
+                tag::DIRNAMES,
+                kind::STRING_ARRAY,
+                2,
+                [s("/usr/bin/"), s("/etc/")].concat(),
+            ),
+            (
+                tag::DIRINDEXES,
+                kind::INT32,
+                2,
+                [1u32.to_be_bytes(), 0u32.to_be_bytes()].concat(),
+            ),
         ]);
         let p = parse_package(&b).unwrap();
+        assert_eq!(p.files, ["/etc/a", "/usr/bin/b"]);
         assert_eq!(p.name, "bash");
         assert_eq!(p.epoch, Some(3));
         assert_eq!(p.size, Some(1234));
@@ -445,6 +542,72 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(source_name(p.source_rpm.as_deref().unwrap()), Some("bash"));
+    }
+
+    #[test]
+    fn bad_file_lists_are_typed_errors() {
+        let base = |dirs: Vec<u8>, index: Vec<u32>| {
+            let n = index.len() as u32;
+            blob(&[
+                (tag::NAME, kind::STRING, 1, s("x")),
+                (tag::VERSION, kind::STRING, 1, s("1")),
+                (tag::RELEASE, kind::STRING, 1, s("1")),
+                (
+                    tag::BASENAMES,
+                    kind::STRING_ARRAY,
+                    2,
+                    [s("a"), s("b")].concat(),
+                ),
+                (tag::DIRNAMES, kind::STRING_ARRAY, 1, dirs),
+                (
+                    tag::DIRINDEXES,
+                    kind::INT32,
+                    n,
+                    index.iter().flat_map(|i| i.to_be_bytes()).collect(),
+                ),
+            ])
+        };
+        // an index past the directory names, and fewer indexes than basenames
+        for b in [base(s("/"), vec![0, 7]), base(s("/"), vec![0])] {
+            assert!(matches!(
+                parse_package(&b),
+                Err(HeaderError::BadEntry {
+                    tag: tag::DIRINDEXES,
+                    ..
+                })
+            ));
+        }
+        // one long directory name shared by many basenames: the total is bounded
+        let long = s(&"d".repeat(1 << 20));
+        let names: Vec<u8> = (0..100).flat_map(|i| s(&format!("f{i}"))).collect();
+        let b = blob(&[
+            (tag::NAME, kind::STRING, 1, s("x")),
+            (tag::VERSION, kind::STRING, 1, s("1")),
+            (tag::RELEASE, kind::STRING, 1, s("1")),
+            (tag::BASENAMES, kind::STRING_ARRAY, 100, names),
+            (tag::DIRNAMES, kind::STRING_ARRAY, 1, long),
+            (tag::DIRINDEXES, kind::INT32, 100, vec![0; 400]),
+        ]);
+        assert!(matches!(
+            parse_package(&b),
+            Err(HeaderError::BadEntry {
+                tag: tag::BASENAMES,
+                ..
+            })
+        ));
+        // whole paths of rpm older than 4.1
+        let b = blob(&[
+            (tag::NAME, kind::STRING, 1, s("x")),
+            (tag::VERSION, kind::STRING, 1, s("1")),
+            (tag::RELEASE, kind::STRING, 1, s("1")),
+            (
+                tag::OLDFILENAMES,
+                kind::STRING_ARRAY,
+                2,
+                [s("/a"), s("/b/c")].concat(),
+            ),
+        ]);
+        assert_eq!(parse_package(&b).unwrap().files, ["/a", "/b/c"]);
     }
 
     #[test]

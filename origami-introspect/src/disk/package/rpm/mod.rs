@@ -14,7 +14,8 @@
 //! (the epoch left out when it is absent or 0, as rpm and dpkg print it), `source` the source
 //! package's name, `size` the installed size, and in the item's extra fields:
 //! `epoch` (a number, when the header has one), `release`, `source_rpm` (the source rpm's file
-//! name), `license` and `vendor` (when the header has them).
+//! name), `license` and `vendor` (when the header has them), and `files`: the package's
+//! files and directories as `rpm -ql` lists them (an array of paths, left out when empty).
 
 use origami_frame::Package;
 use serde_json::Value;
@@ -260,6 +261,12 @@ pub fn to_package(p: RpmPackage) -> Package {
         if let Some(v) = v {
             extra.insert(k.into(), Value::String(v));
         }
+    }
+    if !p.files.is_empty() {
+        extra.insert(
+            "files".into(),
+            Value::Array(p.files.into_iter().map(Value::String).collect()),
+        );
     }
     Package {
         name: p.name,
