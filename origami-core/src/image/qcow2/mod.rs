@@ -16,6 +16,7 @@
 //! allocation or steers a read.
 
 mod backing;
+mod bitmap;
 mod compressed;
 mod header;
 mod tables;
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
 
 use compressed::{ClusterCache, Decompressor};
+pub use bitmap::BitmapInfo;
 pub use header::{Compression, Qcow2Header};
 use tables::{Extent, L2Cache};
 
