@@ -108,6 +108,15 @@ impl CrawlOptions {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+
+    /// What shapes the `file` section (hashing, exclusions, walk bounds), as text: two
+    /// crawls' file sections compare item by item only when this is the same.
+    pub(crate) fn file_fingerprint(&self) -> String {
+        format!(
+            "hash={} max_hash={:?} exclude={:?} walk={:?} sections={:?}",
+            self.hash_files, self.max_hash_size, self.exclude, self.limits.walk, self.sections
+        )
+    }
 }
 
 /// Builds [`CrawlOptions`].

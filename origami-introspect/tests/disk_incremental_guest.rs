@@ -142,7 +142,7 @@ fn guest_changes(fx: &Fixtures, name: &str, disk: &Path) {
         CONSOLE,
     );
     assert!(loaded.contains("/dev/vda2"), "the disk shows: {loaded}");
-    let mounted = vm.console_run("mount -t ext4 /dev/vda2 /mnt && echo MOUNTED", CONSOLE);
+    let mounted = vm.console_run("mkdir -p /mnt && mount -t ext4 /dev/vda2 /mnt && echo MOUNTED", CONSOLE);
     assert!(mounted.contains("MOUNTED"), "{mounted}");
     for step in SCRIPT {
         let out = vm.console_run(&format!("{step} && echo STEP-OK"), CONSOLE);

@@ -22,8 +22,8 @@ use origami_core::dirty::DirtyMap;
 use origami_core::ReadAt;
 use sha2::{Digest, Sha256};
 
-use super::ext4_raw::{RawExt4, ROOT_INO};
-use super::state::{Bytes, EntryRecord, GroupDigests, InodeRecord, VolumeState};
+use super::ext4_raw::{digest_ranges, RawExt4, ROOT_INO};
+use super::state::{Bytes, DirBlocks, EntryRecord, GroupDigests, InodeRecord, VolumeState};
 use crate::disk::file::hex;
 use crate::error::{Error, Result};
 use crate::fs::{display_path, DirEntry, FileSystem, FsInfo, Stat};
@@ -32,6 +32,8 @@ use crate::fs::{display_path, DirEntry, FileSystem, FsInfo, Stat};
 pub const MAX_CONTENT: usize = 1 << 20;
 /// The most content bytes kept per volume.
 pub const MAX_CONTENT_TOTAL: u64 = 64 << 20;
+/// The largest directory (its blocks) whose listing is kept.
+pub const MAX_DIR_BYTES: u64 = 64 << 20;
 
 /// How the changed inodes of a volume were found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -60,6 +62,9 @@ pub struct VolumeReport {
     pub dirs_read: u64,
     /// Regular files whose content was read (hashed or read whole).
     pub files_read: u64,
+    /// Directories whose inode was unchanged but whose blocks were not (a writer that
+    /// did not update the directory's times).
+    pub dirs_changed_blocks: u64,
     /// Answers given from the previous state.
     pub cache_hits: u64,
 }
@@ -70,6 +75,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// One volume's previous state, its fresh digests, and what this crawl records.
 pub(crate) struct VolumeCache {
+    source: Arc<dyn ReadAt>,
     uuid: String,
     raw: RawExt4,
     old: Option<VolumeState>,
@@ -86,12 +92,13 @@ impl VolumeCache {
     /// `previous`) and compares them with `previous`. Notes on why a previous state was not
     /// used go to `notes`.
     pub(crate) fn prepare(
-        source: &dyn ReadAt,
+        volume: &Arc<dyn ReadAt>,
         info: &FsInfo,
         previous: Option<&VolumeState>,
         dirty: Option<&DirtyMap>,
         notes: &mut Vec<String>,
     ) -> Result<VolumeCache> {
+        let source = &**volume;
         let raw = RawExt4::open(source)?;
         let name = source.name();
         if info.uuid.as_deref() != Some(raw.uuid.as_str()) {
@@ -208,12 +215,38 @@ impl VolumeCache {
                 }
             }
         }
+        // A listing is reused only if the directory's blocks (and extent-tree blocks)
+        // still hold what they held: digested again, unless a dirty map says they were not
+        // written.
+        if let Some(o) = &old {
+            for (dir, rec) in &o.inodes {
+                if rec.listing.is_none() || dirty_dirs.contains(dir) {
+                    continue;
+                }
+                let same = match &rec.dir_blocks {
+                    None => false,
+                    Some(b) => {
+                        let ranges: Vec<std::ops::Range<u64>> =
+                            b.ranges.iter().map(|&(s, e)| s..e).collect();
+                        let untouched = dirty
+                            .is_some_and(|m| !ranges.iter().any(|r| m.intersects(r.clone())));
+                        untouched
+                            || digest_ranges(source, &ranges, MAX_DIR_BYTES)? == Some(b.digest)
+                    }
+                };
+                if !same {
+                    dirty_dirs.insert(*dir);
+                    report.dirs_changed_blocks += 1;
+                }
+            }
+        }
         report.inodes_changed = if old.is_some() {
             changed.len() as u64
         } else {
             0
         };
         Ok(VolumeCache {
+            source: volume.clone(),
             uuid: raw.uuid.clone(),
             raw,
             old,
@@ -346,6 +379,12 @@ impl VolumeCache {
                 slot.content = rec.content.clone();
             }
         }
+        for (ino, slot) in inodes.iter_mut() {
+            if slot.listing.is_some() && (slot.dir_blocks.is_none() || self.dirty_dirs.contains(ino))
+            {
+                slot.dir_blocks = self.dir_blocks(*ino);
+            }
+        }
         VolumeState {
             uuid: self.uuid.clone(),
             block_size: self.raw.block_size,
@@ -355,6 +394,19 @@ impl VolumeCache {
             groups: self.groups.clone(),
             inodes,
         }
+    }
+
+    /// Where directory `ino`'s blocks lie now and their digest (`None` when they cannot be
+    /// known: a block-mapped directory, a tree past the bounds, a read error).
+    fn dir_blocks(&self, ino: u64) -> Option<DirBlocks> {
+        let source = &*self.source;
+        let raw = self.raw.read_inode(source, ino).ok()?;
+        let ranges = self.raw.extent_ranges(source, &raw).ok()??;
+        let digest = digest_ranges(source, &ranges, MAX_DIR_BYTES).ok()??;
+        Some(DirBlocks {
+            ranges: ranges.iter().map(|r| (r.start, r.end)).collect(),
+            digest,
+        })
     }
 
     /// The report so far.

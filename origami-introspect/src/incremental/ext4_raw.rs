@@ -252,6 +252,126 @@ impl RawExt4 {
     }
 }
 
+const EXTENTS_FL: u32 = 0x8_0000;
+const INLINE_DATA_FL: u32 = 0x1000_0000;
+const EXTENT_MAGIC: u16 = 0xF30A;
+/// The most extents (and index entries) followed for one inode, and the deepest tree.
+const MAX_EXTENTS: usize = 4096;
+const MAX_DEPTH: u16 = 5;
+
+impl RawExt4 {
+    /// The raw bytes of inode `ino`.
+    pub fn read_inode(&self, source: &dyn ReadAt, ino: u64) -> Result<Vec<u8>> {
+        let ipg = u64::from(self.inodes_per_group);
+        let idx = ino
+            .checked_sub(1)
+            .ok_or_else(|| bad(source, 0, "inode 0".into()))?;
+        let (g, i) = ((idx / ipg) as usize, (idx % ipg) as u32);
+        if g >= self.groups.len() {
+            return Err(bad(source, 0, format!("inode {ino} past the last group")));
+        }
+        let r = self.table_bytes(g, i..i + 1);
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        source.read_at(r.start, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// The bytes of the volume an inode's content lies in, with the extent-tree blocks
+    /// below its root: `Some(vec![])` for inline data (the inode holds it), `None` for an
+    /// inode mapped by block lists (ext2/3) or a tree past the bounds.
+    pub fn extent_ranges(&self, source: &dyn ReadAt, raw: &[u8]) -> Result<Option<Vec<Range<u64>>>> {
+        if raw.len() < 0x28 + 60 {
+            return Ok(None);
+        }
+        let flags = le32(raw, 0x20);
+        if flags & INLINE_DATA_FL != 0 {
+            return Ok(Some(Vec::new()));
+        }
+        if flags & EXTENTS_FL == 0 {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let root = raw[0x28..0x28 + 60].to_vec();
+        if !self.walk_node(source, &root, MAX_DEPTH, &mut out)? {
+            return Ok(None);
+        }
+        out.sort_by_key(|r: &Range<u64>| r.start);
+        Ok(Some(out))
+    }
+
+    /// Adds the ranges of one extent-tree node; false when the tree breaks a bound or
+    /// does not parse (the caller then trusts nothing of it).
+    fn walk_node(
+        &self,
+        source: &dyn ReadAt,
+        node: &[u8],
+        depth_left: u16,
+        out: &mut Vec<Range<u64>>,
+    ) -> Result<bool> {
+        if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC {
+            return Ok(false);
+        }
+        let entries = usize::from(le16(node, 2));
+        let depth = le16(node, 6);
+        if depth > depth_left || 12 + entries * 12 > node.len() {
+            return Ok(false);
+        }
+        for k in 0..entries {
+            if out.len() >= MAX_EXTENTS {
+                return Ok(false);
+            }
+            let e = &node[12 + k * 12..24 + k * 12];
+            if depth == 0 {
+                let mut len = u64::from(le16(e, 4));
+                if len > 32768 {
+                    len -= 32768;
+                }
+                let start = (u64::from(le16(e, 6)) << 32) | u64::from(le32(e, 8));
+                if start.checked_add(len).is_none_or(|end| end > self.blocks) {
+                    return Ok(false);
+                }
+                out.push(start * self.block_size..(start + len) * self.block_size);
+            } else {
+                let leaf = (u64::from(le16(e, 8)) << 32) | u64::from(le32(e, 4));
+                if leaf >= self.blocks {
+                    return Ok(false);
+                }
+                let at = leaf * self.block_size;
+                out.push(at..at + self.block_size);
+                let mut child = vec![0u8; self.block_size as usize];
+                source.read_at(at, &mut child)?;
+                if !self.walk_node(source, &child, depth - 1, out)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The digest of the bytes of `ranges` (at most `limit` bytes; `None` past it).
+pub fn digest_ranges(source: &dyn ReadAt, ranges: &[Range<u64>], limit: u64) -> Result<Option<u64>> {
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    if total > limit {
+        return Ok(None);
+    }
+    let mut h = blake3::Hasher::new();
+    let mut buf = Vec::new();
+    for r in ranges {
+        let mut at = r.start;
+        while at < r.end {
+            let n = (r.end - at).min(1 << 20);
+            buf.resize(n as usize, 0);
+            source.read_at(at, &mut buf)?;
+            h.update(&buf);
+            at += n;
+        }
+    }
+    let mut d = [0u8; 8];
+    d.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    Ok(Some(u64::from_le_bytes(d)))
+}
+
 /// The digest of a raw inode, leaving out what changes when a file is only read (the
 /// access time and, with it, the inode checksum), and its generation.
 pub fn digest_inode(raw: &[u8]) -> (u64, u32) {

@@ -135,7 +135,7 @@ impl VolumeHook for Hook<'_> {
             }
             _ => None,
         };
-        let prepared = VolumeCache::prepare(&**source, &info, previous, dirty.as_ref(), &mut notes);
+        let prepared = VolumeCache::prepare(source, &info, previous, dirty.as_ref(), &mut notes);
         let out: Box<dyn FileSystem> = match prepared {
             Ok(cache) => {
                 let cache = Arc::new(cache);
@@ -162,7 +162,7 @@ impl VolumeHook for Hook<'_> {
 
 /// A digest of the options that shape the frame's `file` section.
 fn options_digest(crawler: &Crawler) -> String {
-    blake3::hash(format!("{:?}", crawler.options()).as_bytes())
+    blake3::hash(crawler.options().file_fingerprint().as_bytes())
         .to_hex()
         .to_string()
 }

@@ -94,7 +94,7 @@ impl<'de> Deserialize<'de> for Bytes {
         }
         s.as_bytes()
             .chunks_exact(2)
-            .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+            .map(|p| Some((digit(p[0])? << 4) | digit(p[1])?))
             .collect::<Option<Vec<u8>>>()
             .map(Bytes)
             .ok_or_else(|| serde::de::Error::custom("not hex"))
@@ -159,6 +159,20 @@ pub struct InodeRecord {
     /// A small regular file's whole content, as read (config text, package databases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Bytes>,
+    /// A directory's blocks (and extent-tree blocks below its inode), as byte ranges of the
+    /// volume, and the digest of what they held: a listing is reused only when they still
+    /// hold the same bytes, whatever wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir_blocks: Option<DirBlocks>,
+}
+
+/// Where a directory's blocks lie and the digest of their bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DirBlocks {
+    /// Byte ranges of the volume, `[start, end)`.
+    pub ranges: Vec<(u64, u64)>,
+    /// The digest of their bytes, in order.
+    pub digest: u64,
 }
 
 /// One directory entry: a name and what `lstat` gave for it.

@@ -221,7 +221,7 @@ impl Qcow2Image {
             self.file.read_at(host, &mut data)?;
             for bit in first..last {
                 let k = bit - first;
-                if data[(k / 8) as usize] >> (k % 8) & 1 != 0 {
+                if (data[(k / 8) as usize] >> (k % 8)) & 1 != 0 {
                     push(bit, bit + 1);
                 }
             }
