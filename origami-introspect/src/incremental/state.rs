@@ -241,7 +241,7 @@ impl CrawlState {
             offset,
             what,
         };
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        if !bytes.starts_with(MAGIC) {
             return Err(StateError::Foreign {
                 path: path.to_path_buf(),
                 what: "no crawl-state magic at offset 0".into(),
@@ -275,7 +275,7 @@ impl CrawlState {
             ));
         }
         let payload = &bytes[HEADER..];
-        if Sha256::digest(payload).as_slice() != &bytes[32..64] {
+        if Sha256::digest(payload)[..] != bytes[32..64] {
             return Err(corrupt(32, "the payload's sha256 does not match".into()));
         }
         let mut json = Vec::new();
