@@ -13,7 +13,11 @@ fn have(program: &str) -> bool {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("runs");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -35,13 +39,20 @@ fn a_persistent_bitmap_marks_what_qemu_io_wrote() {
     }
     let dir = scratch("writes");
     let img = dir.join("d.qcow2");
-    run(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&img).arg("64M"));
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("64M"));
     run(Command::new("qemu-img")
         .args(["bitmap", "--add", "--enable", "-g", "64K"])
         .arg(&img)
         .arg("b0"));
     // Writes: one inside a granule, one across two, one at the end of the disk.
-    let writes = [(1 << 20, 512u64), (3 * 65536 + 65000, 1000), ((64 << 20) - 4096, 4096)];
+    let writes = [
+        (1 << 20, 512u64),
+        (3 * 65536 + 65000, 1000),
+        ((64 << 20) - 4096, 4096),
+    ];
     for (at, len) in writes {
         run(Command::new("qemu-io")
             .args(["-f", "qcow2", "-c"])
@@ -103,14 +114,30 @@ fn an_overlay_holds_what_was_written_since_the_snapshot() {
     }
     let dir = scratch("overlay");
     let base = dir.join("base.qcow2");
-    run(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&base).arg("32M"));
-    run(Command::new("qemu-io").args(["-f", "qcow2", "-c", "write 0 8M"]).arg(&base));
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&base)
+        .arg("32M"));
+    run(Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write 0 8M"])
+        .arg(&base));
     let top = dir.join("top.qcow2");
     run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2"])
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+        ])
         .arg(&top));
     for c in ["write 4M 100k", "write -z 20M 64k", "write 31M 1M"] {
-        run(Command::new("qemu-io").args(["-f", "qcow2", "-c", c]).arg(&top));
+        run(Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c", c])
+            .arg(&top));
     }
     let q = open(&top);
     let map = q.allocated_ranges().unwrap();

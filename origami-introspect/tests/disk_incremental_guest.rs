@@ -64,9 +64,17 @@ const TRUTH: &[(&str, &str, Option<&str>)] = &[
     ("file_created", "/srv/incr/new.txt", None),
     ("file_deleted", "/etc/motd", None),
     ("file_modified", "/etc/hosts", Some("/etc/hosts")),
-    ("file_changed", "/srv/fixture/known.bin", Some("/srv/fixture/known.bin")),
+    (
+        "file_changed",
+        "/srv/fixture/known.bin",
+        Some("/srv/fixture/known.bin"),
+    ),
     ("file_changed", "/etc/hostname", Some("/etc/hostname")),
-    ("file_renamed", "/srv/incr/issue.net", Some("/etc/issue.net")),
+    (
+        "file_renamed",
+        "/srv/incr/issue.net",
+        Some("/etc/issue.net"),
+    ),
     (
         "file_renamed",
         "/srv/incr/nginx-doc",
@@ -92,7 +100,11 @@ fn ready() -> Option<&'static Fixtures> {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("command runs");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -130,7 +142,10 @@ fn guest_changes(fx: &Fixtures, name: &str, disk: &Path) {
         console_shell: true,
         extra_args: vec![
             "-drive".into(),
-            format!("file={},if=virtio,format=qcow2,cache=unsafe", disk.display()),
+            format!(
+                "file={},if=virtio,format=qcow2,cache=unsafe",
+                disk.display()
+            ),
         ],
         extra_files: module_files(fx),
         ..VmOptions::default()
@@ -142,7 +157,10 @@ fn guest_changes(fx: &Fixtures, name: &str, disk: &Path) {
         CONSOLE,
     );
     assert!(loaded.contains("/dev/vda2"), "the disk shows: {loaded}");
-    let mounted = vm.console_run("mkdir -p /mnt && mount -t ext4 /dev/vda2 /mnt && echo MOUNTED", CONSOLE);
+    let mounted = vm.console_run(
+        "mkdir -p /mnt && mount -t ext4 /dev/vda2 /mnt && echo MOUNTED",
+        CONSOLE,
+    );
     assert!(mounted.contains("MOUNTED"), "{mounted}");
     for step in SCRIPT {
         let out = vm.console_run(&format!("{step} && echo STEP-OK"), CONSOLE);
@@ -234,7 +252,10 @@ fn check(
         .find(|v| v.uuid.starts_with("7d1e0000"))
         .expect("the root volume is cached");
     assert_eq!(root.source, Some(expect), "{name}: {:?}", got.report);
-    assert!(root.inodes_changed > 0 && root.cache_hits > 0, "{name}: {root:?}");
+    assert!(
+        root.inodes_changed > 0 && root.cache_hits > 0,
+        "{name}: {root:?}"
+    );
     // The ESP (FAT) is read in full, and the report says so.
     assert!(
         got.report.notes.iter().any(|n| n.contains("vfat")),
@@ -258,7 +279,11 @@ fn guest_changes_seen_through_bitmap_and_digests() {
     let target = Target::disk(&disk);
     let first = incremental::crawl(&crawler, &target, None, &[]).unwrap();
     // A crawl that saves a state is itself a full crawl's frame.
-    assert_same_frame(&first.frame, &crawler.crawl(&target).unwrap(), "first crawl");
+    assert_same_frame(
+        &first.frame,
+        &crawler.crawl(&target).unwrap(),
+        "first crawl",
+    );
     assert!(first.events.is_empty());
     let state = saved(&first.state, &dir);
 
@@ -311,7 +336,16 @@ fn guest_changes_seen_through_an_overlay() {
     // The external snapshot: from now on the guest writes to the overlay.
     let overlay = dir.join("overlay.qcow2");
     run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2"])
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+        ])
         .arg(&overlay));
     guest_changes(fx, "origami-incr-overlay", &overlay);
     let image = Image::open(&overlay).unwrap();
@@ -328,7 +362,11 @@ fn guest_changes_seen_through_an_overlay() {
         .filter(|e| e["depth"] == 0)
         .map(|e| e["length"].as_u64().unwrap())
         .sum();
-    assert_eq!(changed.dirty_bytes(), from_qemu, "allocated clusters vs qemu-img map");
+    assert_eq!(
+        changed.dirty_bytes(),
+        from_qemu,
+        "allocated clusters vs qemu-img map"
+    );
     let target = Target::disk(&overlay);
     let full = crawler.crawl(&target).unwrap();
     check(

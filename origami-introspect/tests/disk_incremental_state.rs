@@ -32,7 +32,11 @@ fn an_unchanged_disk_is_read_from_the_state() {
         let full = crawler.crawl(&target).unwrap();
         let first = incremental::crawl(&crawler, &target, None, &[]).unwrap();
         assert_eq!(comparable(&first.frame), comparable(&full), "{image}");
-        assert!(first.report.volumes.iter().all(|v| v.source == Some(ChangeSource::Full)));
+        assert!(first
+            .report
+            .volumes
+            .iter()
+            .all(|v| v.source == Some(ChangeSource::Full)));
         let again = incremental::crawl(&crawler, &target, Some(&first.state), &[]).unwrap();
         assert_eq!(comparable(&again.frame), comparable(&full), "{image}");
         assert!(again.events.is_empty(), "{image}: {:?}", again.events);
@@ -103,7 +107,10 @@ fn foreign_and_corrupt_states_mean_a_full_crawl() {
         let (state, note) = incremental::load_state(&path);
         assert!(state.is_none(), "{what}");
         let note = note.unwrap();
-        assert!(note.contains("full crawl") && note.contains("state"), "{what}: {note}");
+        assert!(
+            note.contains("full crawl") && note.contains("state"),
+            "{what}: {note}"
+        );
         let r = incremental::crawl(&crawler, &target, state.as_ref(), &[]).unwrap();
         assert_eq!(comparable(&r.frame), full, "{what}");
         assert!(r.events.is_empty());
@@ -127,19 +134,42 @@ fn a_state_of_another_file_system_means_a_full_crawl() {
     assert!(!other.state.volumes.is_empty());
     let target = Target::disk(fx.path("debian/rootfs.ext4"));
     let r = incremental::crawl(&crawler, &target, Some(&other.state), &[]).unwrap();
-    assert_eq!(comparable(&r.frame), comparable(&crawler.crawl(&target).unwrap()));
+    assert_eq!(
+        comparable(&r.frame),
+        comparable(&crawler.crawl(&target).unwrap())
+    );
     assert!(r.events.is_empty() && !r.report.events, "{:?}", r.report);
     assert!(
-        r.report.notes.iter().any(|n| n.contains("holds nothing of ext4")),
+        r.report
+            .notes
+            .iter()
+            .any(|n| n.contains("holds nothing of ext4")),
         "{:?}",
         r.report.notes
     );
-    assert!(r.report.volumes.iter().all(|v| v.source == Some(ChangeSource::Full)));
+    assert!(r
+        .report
+        .volumes
+        .iter()
+        .all(|v| v.source == Some(ChangeSource::Full)));
     // The same UUID with another geometry (a state edited, or a file system re-made).
-    let mut state = incremental::crawl(&crawler, &target, None, &[]).unwrap().state;
+    let mut state = incremental::crawl(&crawler, &target, None, &[])
+        .unwrap()
+        .state;
     state.volumes[0].blocks += 1;
     let r = incremental::crawl(&crawler, &target, Some(&state), &[]).unwrap();
-    assert!(r.report.notes.iter().any(|n| n.contains("another geometry")));
-    assert!(r.report.volumes.iter().all(|v| v.source == Some(ChangeSource::Full)));
-    assert_eq!(comparable(&r.frame), comparable(&crawler.crawl(&target).unwrap()));
+    assert!(r
+        .report
+        .notes
+        .iter()
+        .any(|n| n.contains("another geometry")));
+    assert!(r
+        .report
+        .volumes
+        .iter()
+        .all(|v| v.source == Some(ChangeSource::Full)));
+    assert_eq!(
+        comparable(&r.frame),
+        comparable(&crawler.crawl(&target).unwrap())
+    );
 }

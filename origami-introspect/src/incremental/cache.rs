@@ -190,9 +190,8 @@ impl VolumeCache {
                 })?;
             }
             for i in 0..used {
-                let same = prev.is_some_and(|p| {
-                    p.digests.get(i as usize) == Some(&d.digests[i as usize])
-                });
+                let same =
+                    prev.is_some_and(|p| p.digests.get(i as usize) == Some(&d.digests[i as usize]));
                 if !same {
                     changed.insert(raw.ino(g, i));
                 }
@@ -228,8 +227,8 @@ impl VolumeCache {
                     Some(b) => {
                         let ranges: Vec<std::ops::Range<u64>> =
                             b.ranges.iter().map(|&(s, e)| s..e).collect();
-                        let untouched = dirty
-                            .is_some_and(|m| !ranges.iter().any(|r| m.intersects(r.clone())));
+                        let untouched =
+                            dirty.is_some_and(|m| !ranges.iter().any(|r| m.intersects(r.clone())));
                         untouched
                             || digest_ranges(source, &ranges, MAX_DIR_BYTES)? == Some(b.digest)
                     }
@@ -380,7 +379,8 @@ impl VolumeCache {
             }
         }
         for (ino, slot) in inodes.iter_mut() {
-            if slot.listing.is_some() && (slot.dir_blocks.is_none() || self.dirty_dirs.contains(ino))
+            if slot.listing.is_some()
+                && (slot.dir_blocks.is_none() || self.dirty_dirs.contains(ino))
             {
                 slot.dir_blocks = self.dir_blocks(*ino);
             }
@@ -529,7 +529,8 @@ impl FileSystem for CachedFs {
         }
         let target = self.inner.read_link_by_inode(path, ino)?;
         if let Some(k) = key {
-            self.cache.record(k, |r| r.link = Some(Bytes(target.clone())));
+            self.cache
+                .record(k, |r| r.link = Some(Bytes(target.clone())));
         }
         Ok(target)
     }

@@ -205,9 +205,7 @@ pub fn file_events(old: &[FileRecord], new: &[FileRecord]) -> Vec<FileEvent> {
             });
         }
     }
-    out.sort_by(|a, b| {
-        (a.file().path.as_str(), a.name()).cmp(&(b.file().path.as_str(), b.name()))
-    });
+    out.sort_by(|a, b| (a.file().path.as_str(), a.name()).cmp(&(b.file().path.as_str(), b.name())));
     out
 }
 

@@ -101,7 +101,10 @@ impl RawExt4 {
         if is64 {
             blocks |= u64::from(le32(&sb, 0x150)) << 32;
         }
-        if blocks.checked_mul(block_size).is_none_or(|b| b > source.len()) {
+        if blocks
+            .checked_mul(block_size)
+            .is_none_or(|b| b > source.len())
+        {
             return Err(bad(
                 source,
                 SUPERBLOCK + 0x4,
@@ -131,11 +134,7 @@ impl RawExt4 {
                 format!("inode size {inode_size}"),
             ));
         }
-        let desc_size = if is64 {
-            u64::from(le16(&sb, 0xFE))
-        } else {
-            32
-        };
+        let desc_size = if is64 { u64::from(le16(&sb, 0xFE)) } else { 32 };
         if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() {
             return Err(bad(
                 source,
@@ -143,7 +142,9 @@ impl RawExt4 {
                 format!("group descriptor size {desc_size}"),
             ));
         }
-        let groups = blocks.saturating_sub(first_data_block).div_ceil(blocks_per_group);
+        let groups = blocks
+            .saturating_sub(first_data_block)
+            .div_ceil(blocks_per_group);
         if groups == 0 || groups > MAX_GROUPS {
             return Err(bad(
                 source,
@@ -154,11 +155,7 @@ impl RawExt4 {
         let gdt = (first_data_block + 1) * block_size;
         let gdt_len = groups * desc_size;
         if gdt.checked_add(gdt_len).is_none_or(|e| e > source.len()) {
-            return Err(bad(
-                source,
-                gdt,
-                "group descriptors past the volume".into(),
-            ));
+            return Err(bad(source, gdt, "group descriptors past the volume".into()));
         }
         // Bounded: at most MAX_GROUPS descriptors of at most 1 KiB, and inside the volume.
         let mut raw = vec![0u8; gdt_len as usize];
@@ -279,7 +276,11 @@ impl RawExt4 {
     /// The bytes of the volume an inode's content lies in, with the extent-tree blocks
     /// below its root: `Some(vec![])` for inline data (the inode holds it), `None` for an
     /// inode mapped by block lists (ext2/3) or a tree past the bounds.
-    pub fn extent_ranges(&self, source: &dyn ReadAt, raw: &[u8]) -> Result<Option<Vec<Range<u64>>>> {
+    pub fn extent_ranges(
+        &self,
+        source: &dyn ReadAt,
+        raw: &[u8],
+    ) -> Result<Option<Vec<Range<u64>>>> {
         if raw.len() < 0x28 + 60 {
             return Ok(None);
         }
@@ -350,7 +351,11 @@ impl RawExt4 {
 }
 
 /// The digest of the bytes of `ranges` (at most `limit` bytes; `None` past it).
-pub fn digest_ranges(source: &dyn ReadAt, ranges: &[Range<u64>], limit: u64) -> Result<Option<u64>> {
+pub fn digest_ranges(
+    source: &dyn ReadAt,
+    ranges: &[Range<u64>],
+    limit: u64,
+) -> Result<Option<u64>> {
     let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     if total > limit {
         return Ok(None);

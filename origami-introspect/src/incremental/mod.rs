@@ -334,7 +334,10 @@ pub fn load_state(path: &Path) -> (Option<CrawlState>, Option<String>) {
         Ok(s) => (Some(s), None),
         Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => (
             None,
-            Some(format!("{}: no crawl state yet: full crawl", path.display())),
+            Some(format!(
+                "{}: no crawl state yet: full crawl",
+                path.display()
+            )),
         ),
         Err(e) => (None, Some(format!("{e}: full crawl"))),
     }

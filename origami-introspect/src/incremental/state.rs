@@ -253,7 +253,8 @@ impl CrawlState {
                 format!("{} bytes, shorter than the 64-byte header", bytes.len()),
             ));
         }
-        let word = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let word =
+            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let version = word(16);
         if version != VERSION {
             return Err(StateError::Foreign {
@@ -282,7 +283,10 @@ impl CrawlState {
         let inflated = zstd::stream::read::Decoder::new(payload)
             .and_then(|d| d.take(MAX_DECODED + 1).read_to_end(&mut json));
         if let Err(e) = inflated {
-            return Err(corrupt(HEADER as u64, format!("payload does not inflate: {e}")));
+            return Err(corrupt(
+                HEADER as u64,
+                format!("payload does not inflate: {e}"),
+            ));
         }
         if json.len() as u64 > MAX_DECODED {
             return Err(corrupt(
@@ -327,7 +331,9 @@ impl CrawlState {
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let mut bytes = Vec::new();
-        file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         if bytes.len() as u64 > MAX_FILE {
             return Err(StateError::Corrupt {
                 path: path.to_path_buf(),
@@ -406,12 +412,18 @@ mod tests {
     fn every_damage_is_an_error() {
         let b = sample().to_bytes();
         for cut in [0, 10, 16, 63, 64, b.len() - 1] {
-            assert!(CrawlState::from_bytes(Path::new("s"), &b[..cut]).is_err(), "cut {cut}");
+            assert!(
+                CrawlState::from_bytes(Path::new("s"), &b[..cut]).is_err(),
+                "cut {cut}"
+            );
         }
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x40;
-            assert!(CrawlState::from_bytes(Path::new("s"), &c).is_err(), "flip {i}");
+            assert!(
+                CrawlState::from_bytes(Path::new("s"), &c).is_err(),
+                "flip {i}"
+            );
         }
         let mut huge = b.clone();
         huge[24..32].copy_from_slice(&u64::MAX.to_le_bytes());

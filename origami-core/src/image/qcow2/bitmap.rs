@@ -96,10 +96,9 @@ impl Qcow2Image {
             let (name_size, extra) = (usize::from(be16(e, 18)), be32(e, 20) as usize);
             let gbits = u32::from(e[17]);
             if e[16] != 1 || !(9..=31).contains(&gbits) {
-                return Err(self.bitmap_corrupt(
-                    here,
-                    format!("type {} granularity 2^{gbits}", e[16]),
-                ));
+                return Err(
+                    self.bitmap_corrupt(here, format!("type {} granularity 2^{gbits}", e[16]))
+                );
             }
             let name_at = at + 24 + extra;
             let Some(name) = dir.get(name_at..name_at + name_size) else {
@@ -180,8 +179,7 @@ impl Qcow2Image {
             ));
         }
         let table_bytes = u64::from(b.table_size) * 8;
-        if b
-            .table_offset
+        if b.table_offset
             .checked_add(table_bytes)
             .is_none_or(|e| e > self.file.len())
         {

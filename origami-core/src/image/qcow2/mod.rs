@@ -27,8 +27,8 @@ use crate::bytes::be64;
 use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
 
-use compressed::{ClusterCache, Decompressor};
 pub use bitmap::BitmapInfo;
+use compressed::{ClusterCache, Decompressor};
 pub use header::{Compression, Qcow2Header};
 use tables::{Extent, L2Cache};
 
