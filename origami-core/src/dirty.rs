@@ -43,7 +43,11 @@ impl DirtyMap {
 
     /// A map of the whole disk dirty (nothing may be trusted).
     pub fn all(disk_size: u64, granularity: u64) -> Result<DirtyMap> {
-        Self::from_ranges(disk_size, granularity, vec![0..disk_size])
+        Self::from_ranges(
+            disk_size,
+            granularity,
+            std::iter::once(0..disk_size).collect(),
+        )
     }
 
     /// The map of `ranges` (in any order, overlapping or not) widened to `granularity` (a
@@ -90,7 +94,7 @@ impl DirtyMap {
                 Some(last) if start <= last.end => last.end = last.end.max(end),
                 _ => {
                     if merged.len() >= MAX_RANGES {
-                        merged = vec![0..disk_size];
+                        merged = std::iter::once(0..disk_size).collect();
                         break;
                     }
                     merged.push(start..end);
@@ -163,6 +167,8 @@ impl DirtyMap {
 }
 
 #[cfg(test)]
+// One-range lists are what these tests mean.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 

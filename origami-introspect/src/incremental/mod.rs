@@ -80,13 +80,16 @@ pub struct Report {
     pub events: bool,
 }
 
+/// A mount of the assembled tree: its point, its file system's UUID and kind.
+type MountRow = (Vec<u8>, Option<String>, FsKind);
+
 /// The hook that puts a cache in front of each ext4 volume.
 struct Hook<'a> {
     previous: Option<&'a CrawlState>,
     dirty: &'a [Option<DirtyMap>],
     caches: Mutex<Vec<Arc<VolumeCache>>>,
     notes: Mutex<Vec<String>>,
-    mounts: Mutex<Vec<(Vec<u8>, Option<String>, FsKind)>>,
+    mounts: Mutex<Vec<MountRow>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -294,10 +297,7 @@ pub fn crawl(
 
 /// The ext4 mount holding guest path `path` (its longest mount point), with the volume's
 /// UUID.
-fn mount_of<'m>(
-    mounts: &'m [(Vec<u8>, Option<String>, FsKind)],
-    path: &[u8],
-) -> Option<(&'m [u8], &'m str)> {
+fn mount_of<'m>(mounts: &'m [MountRow], path: &[u8]) -> Option<(&'m [u8], &'m str)> {
     let best = mounts
         .iter()
         .filter(|(point, _, _)| {

@@ -206,7 +206,7 @@ impl Qcow2Image {
                 }
                 continue;
             }
-            if host % self.cluster_size != 0
+            if !host.is_multiple_of(self.cluster_size)
                 || host
                     .checked_add(self.cluster_size)
                     .is_none_or(|e| e > self.file.len())
