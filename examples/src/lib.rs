@@ -14,6 +14,7 @@
 
 pub mod demo;
 pub mod fleet;
+pub mod incremental;
 pub mod index_url;
 pub mod manifest;
 pub mod render;

@@ -45,10 +45,17 @@ pub struct WatchArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "qemu_pid",
+        required_unless_present_any = ["qemu_pid", "disks"],
         conflicts_with = "qemu_pid"
     )]
     pub memory: Option<PathBuf>,
+    /// A disk image whose files to watch instead of memory (repeatable; with --state):
+    /// each crawl reads what changed since the state and prints file events as JSON Lines.
+    #[arg(long = "disk", value_name = "IMG", requires = "state", conflicts_with_all = ["memory", "qemu_pid"])]
+    pub disks: Vec<PathBuf>,
+    /// The crawl state and change source of a disk watch.
+    #[command(flatten)]
+    pub incremental: crate::incremental::StateArgs,
     /// The process id of a running QEMU whose guest RAM to read (no file needed).
     #[arg(long, value_name = "PID")]
     pub qemu_pid: Option<u32>,

@@ -25,6 +25,7 @@
 
 pub mod bytes;
 mod cache;
+pub mod dirty;
 mod error;
 pub mod image;
 pub mod memory;

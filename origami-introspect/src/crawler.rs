@@ -34,7 +34,7 @@ use origami_frame::{Frame, Section};
 use crate::disk::{config, file, os, package, user, windows};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble_with, Assembly, LvmName, PartitionInfo, Volume};
-use crate::fs::{open_filesystem_with, sniff, Ext4Options, FsKind, GuestTree};
+use crate::fs::{open_filesystem_with, sniff, Ext4Options, FileSystem, FsKind, GuestTree};
 use crate::limits::{Budget, Deadline, Limits, EXT4_CACHE_BYTES};
 use crate::linux::{self, LinuxOptions, MEMORY_SECTIONS};
 use crate::target::{Disk, Memory, Target};
@@ -107,6 +107,15 @@ impl CrawlOptions {
     /// The bounds in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What shapes the `file` section (hashing, exclusions, walk bounds), as text: two
+    /// crawls' file sections compare item by item only when this is the same.
+    pub(crate) fn file_fingerprint(&self) -> String {
+        format!(
+            "hash={} max_hash={:?} exclude={:?} walk={:?} sections={:?}",
+            self.hash_files, self.max_hash_size, self.exclude, self.limits.walk, self.sections
+        )
     }
 }
 
@@ -276,19 +285,48 @@ fn open_disk(disk: &Disk, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
     }
 }
 
+/// What a crawl may do with each file system it opens before the guest's tree is
+/// assembled from them, and with the tree once assembled: the seam through which an
+/// incremental crawl ([`crate::incremental`]) puts its cache in front of ext4 volumes. The
+/// default does nothing.
+pub(crate) trait VolumeHook: Sync {
+    /// The file system to use for `fs`, opened on `source`, which lies at byte `offset` of
+    /// disk `disk` (`None` for a logical volume, which has no one offset).
+    fn wrap(
+        &self,
+        fs: Box<dyn FileSystem>,
+        source: &Arc<dyn ReadAt>,
+        disk: usize,
+        offset: Option<u64>,
+    ) -> Box<dyn FileSystem> {
+        let _ = (source, disk, offset);
+        fs
+    }
+    /// Sees the assembled tree (its mounts) before the sections run.
+    fn assembled(&self, tree: &GuestTree) {
+        let _ = tree;
+    }
+}
+
+/// The hook of a plain crawl.
+struct NoHook;
+impl VolumeHook for NoHook {}
+
 /// The file system on `source` as a volume; `Ok(None)` when it holds none this crate reads
 /// (swap, an empty partition).
 fn volume(
     source: Arc<dyn ReadAt>,
     disk: usize,
-    partition: Option<PartitionInfo>,
+    (partition, offset): (Option<PartitionInfo>, Option<u64>),
     ext4: Ext4Options,
+    hook: &dyn VolumeHook,
 ) -> Result<Option<Volume>> {
     if sniff(&*source)?.is_none() {
         return Ok(None);
     }
+    let fs = open_filesystem_with(source.clone(), ext4)?;
     Ok(Some(Volume {
-        fs: open_filesystem_with(source, ext4)?,
+        fs: hook.wrap(fs, &source, disk, offset),
         disk,
         partition,
         lvm: None,
@@ -305,6 +343,7 @@ fn disk_volumes(
     index: usize,
     ext4: Ext4Options,
     pvs: &mut Vec<(usize, lvm::PhysicalVolume)>,
+    hook: &dyn VolumeHook,
 ) -> (Vec<Volume>, Vec<Error>) {
     let mut volumes = Vec::new();
     let mut errors = Vec::new();
@@ -336,7 +375,7 @@ fn disk_volumes(
         if take_pv(&disk, &mut errors) {
             return (volumes, errors);
         }
-        match volume(disk, index, None, ext4) {
+        match volume(disk, index, (None, Some(0)), ext4, hook) {
             Ok(v) => volumes.extend(v),
             Err(e) => errors.push(e),
         }
@@ -354,7 +393,7 @@ fn disk_volumes(
             if take_pv(&slice, &mut errors) {
                 return Ok(None);
             }
-            volume(slice, index, Some(info), ext4)
+            volume(slice, index, (Some(info), Some(p.start)), ext4, hook)
         });
         match opened {
             Ok(v) => volumes.extend(v),
@@ -371,6 +410,7 @@ fn disk_volumes(
 fn lvm_volumes(
     pvs: Vec<(usize, lvm::PhysicalVolume)>,
     ext4: Ext4Options,
+    hook: &dyn VolumeHook,
 ) -> (Vec<Volume>, Vec<Error>) {
     let mut volumes = Vec::new();
     let mut errors = Vec::new();
@@ -390,7 +430,7 @@ fn lvm_volumes(
         for (name, lv) in vg.logical_volumes() {
             let opened = lv.map_err(|e| Error::Core(e.into())).and_then(|lv| {
                 let source: Arc<dyn ReadAt> = Arc::new(lv);
-                volume(source, disk, None, ext4)
+                volume(source, disk, (None, None), ext4, hook)
             });
             match opened {
                 Ok(Some(mut v)) => {
@@ -423,16 +463,27 @@ pub fn open_guest_with(
     limits: &Limits,
     budget: &Budget,
 ) -> Result<(Assembly, Vec<Error>)> {
+    open_guest_hooked(disks, options, limits, budget, &NoHook)
+}
+
+/// As [`open_guest_with`], each file system opened passed through `hook`.
+fn open_guest_hooked(
+    disks: &[Disk],
+    options: DiskOptions,
+    limits: &Limits,
+    budget: &Budget,
+    hook: &dyn VolumeHook,
+) -> Result<(Assembly, Vec<Error>)> {
     let mut found = Vec::new();
     let mut problems = Vec::new();
     let mut pvs = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
         let image = open_disk(disk, &options)?;
-        let (v, e) = disk_volumes(image, i, options.ext4, &mut pvs);
+        let (v, e) = disk_volumes(image, i, options.ext4, &mut pvs, hook);
         found.extend(v);
         problems.extend(e);
     }
-    let (v, e) = lvm_volumes(pvs, options.ext4);
+    let (v, e) = lvm_volumes(pvs, options.ext4, hook);
     found.extend(v);
     problems.extend(e);
     let mut volumes = Vec::new();
@@ -490,6 +541,11 @@ impl Crawler {
     /// error: a disk or dump that cannot be read, or a section that fails, is recorded in
     /// `_frame.errors` and the rest goes on.
     pub fn crawl(&self, target: &Target) -> Result<Frame> {
+        self.crawl_hooked(target, &NoHook)
+    }
+
+    /// [`Crawler::crawl`], each file system opened passed through `hook`.
+    pub(crate) fn crawl_hooked(&self, target: &Target, hook: &dyn VolumeHook) -> Result<Frame> {
         if target.disks.is_empty() && target.memory.is_none() {
             return Err(Error::NoRoot {
                 looked_at: "a target with neither disk nor memory".into(),
@@ -516,11 +572,12 @@ impl Crawler {
             .any(|s| self.options.sections.contains(s));
         if !target.disks.is_empty() && wants_disk {
             let t = Instant::now();
-            let opened = open_guest_with(
+            let opened = open_guest_hooked(
                 &target.disks,
                 self.options.disk.clone(),
                 &self.options.limits,
                 &budget,
+                hook,
             );
             frame.meta.timings.insert("disk".into(), millis(t));
             match opened {
@@ -531,6 +588,7 @@ impl Crawler {
                     for note in &assembly.notes {
                         frame.record_error("disk", note.clone());
                     }
+                    hook.assembled(&assembly.tree);
                     self.crawl_tree_with(&assembly.tree, &mut frame, &budget);
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),

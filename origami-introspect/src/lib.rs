@@ -81,6 +81,7 @@ pub mod disk;
 mod error;
 pub mod fleet;
 pub mod fs;
+pub mod incremental;
 mod limits;
 mod target;
 mod timing;

@@ -162,6 +162,7 @@ fn attaches_to_a_5_gib_pc_guest_split_around_the_pci_hole() {
         ram: 5 << 30,
         backing: RamBacking::SharedMemfd,
         console_shell: false,
+        ..VmOptions::default()
     };
     let mut vm = FixtureVm::boot_with(fx, "origami-qemu-pid-5g", "", BOOT_TIMEOUT, &options);
     vm.wait_for_console("@@FIXTURE-READY@@", BOOT_TIMEOUT);

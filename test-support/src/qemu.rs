@@ -68,6 +68,11 @@ pub struct VmOptions {
     /// Once ready, run a shell on the console that [`FixtureVm::console_run`] talks to
     /// (it prints `@@CONSOLE-SHELL@@` when it starts).
     pub console_shell: bool,
+    /// More QEMU arguments (a disk: `-drive file=...,if=virtio`).
+    pub extra_args: Vec<String>,
+    /// More files for the guest's initramfs, `(path, mode, bytes)` (kernel modules for a
+    /// disk); only with `console_shell`.
+    pub extra_files: Vec<(String, u32, Vec<u8>)>,
 }
 
 impl Default for VmOptions {
@@ -78,6 +83,8 @@ impl Default for VmOptions {
             ram: RAM,
             backing: RamBacking::SharedFile,
             console_shell: false,
+            extra_args: Vec::new(),
+            extra_files: Vec::new(),
         }
     }
 }
@@ -90,7 +97,11 @@ pub const CONSOLE_SHELL: &str = "@@CONSOLE-SHELL@@";
 const INIT_TAIL: &str = "mkfifo /run/hold\nwhile :; do read -r x < /run/hold; done";
 
 /// The fixture's initramfs followed by an archive whose `/init` ends in a console shell.
-fn initramfs_with_console_shell(fx: &Fixtures, dir: &Path) -> PathBuf {
+fn initramfs_with_console_shell(
+    fx: &Fixtures,
+    dir: &Path,
+    extra: &[(String, u32, Vec<u8>)],
+) -> PathBuf {
     let original = std::fs::read(fx.path("memdump/initramfs.cpio.gz")).expect("initramfs");
     let mut cpio = Vec::new();
     flate2::read::GzDecoder::new(&original[..])
@@ -112,7 +123,9 @@ fn initramfs_with_console_shell(fx: &Fixtures, dir: &Path) -> PathBuf {
     while !out.len().is_multiple_of(4) {
         out.push(0);
     }
-    out.extend(cpio_archive(&[("init", 0o100755, init.as_bytes())]));
+    let mut files: Vec<(&str, u32, &[u8])> = vec![("init", 0o100755, init.as_bytes())];
+    files.extend(extra.iter().map(|(p, m, b)| (p.as_str(), *m, b.as_slice())));
+    out.extend(cpio_archive(&files));
     let path = dir.join("initramfs-console.cpio");
     std::fs::write(&path, out).expect("initramfs with a console shell");
     path
@@ -229,7 +242,7 @@ impl FixtureVm {
             .arg(find_file(&fx.path("memdump/kernel"), "vmlinuz-"))
             .arg("-initrd")
             .arg(if options.console_shell {
-                initramfs_with_console_shell(fx, &dir)
+                initramfs_with_console_shell(fx, &dir, &options.extra_files)
             } else {
                 fx.path("memdump/initramfs.cpio.gz")
             })
@@ -245,6 +258,7 @@ impl FixtureVm {
                 "-monitor",
                 "none",
             ]);
+        cmd.args(&options.extra_args);
         let socket = dir.join("console.sock");
         if options.console_shell {
             cmd.arg("-chardev")
@@ -415,6 +429,19 @@ impl FixtureVm {
     /// The console's text so far.
     pub fn console_text(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).replace('\r', "")
+    }
+
+    /// Waits up to `timeout` for QEMU to exit (a guest that powered off); its status, or
+    /// `None` when it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// Waits for a marker on the console.

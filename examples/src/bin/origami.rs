@@ -156,6 +156,8 @@ struct CrawlArgs {
     compact: bool,
     #[command(flatten)]
     knobs: CrawlKnobs,
+    #[command(flatten)]
+    incremental: origami_examples::incremental::StateArgs,
 }
 
 #[derive(Args)]
@@ -302,6 +304,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => origami_examples::serve::run_cli(a)
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Watch(a) if !a.disks.is_empty() => cmd_watch_disks(a),
         Command::Watch(a) => origami_examples::watch::run(&a, &mut std::io::stdout().lock())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
@@ -416,9 +419,17 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
         target = target.with_kernel_layouts(LayoutSource::Isf(i));
     }
     let options = a.knobs.options(a.name.as_deref()).build()?;
-    let frame = Crawler::new(options)
-        .crawl(&target)
-        .context("crawl failed")?;
+    let crawler = Crawler::new(options);
+    let frame = if a.incremental.state.is_some() {
+        use origami_examples::incremental as inc;
+        let dirty = inc::dirty_maps(&target, &a.incremental)?;
+        inc::crawl(&crawler, &target, &a.incremental, &dirty, &mut |n| {
+            eprintln!("origami: {n}")
+        })?
+        .frame
+    } else {
+        crawler.crawl(&target).context("crawl failed")?
+    };
     for e in &frame.meta.errors {
         warn!("{}: {}", e.feature, e.message);
     }
@@ -437,6 +448,29 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
         eprintln!("origami: no source could be read; the frame records why");
         return Ok(ExitCode::from(3));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `origami watch --disk IMG --state FILE`: file events as JSON Lines.
+fn cmd_watch_disks(a: origami_examples::watch::WatchArgs) -> Result<ExitCode> {
+    let target = a
+        .disks
+        .iter()
+        .fold(Target::default(), |t, d| t.with_disk(d));
+    let mut options = CrawlOptions::builder().hash_files(true);
+    if let Some(n) = &a.name {
+        options = options.system(n);
+    }
+    let crawler = Crawler::new(options.build()?);
+    let mut out = std::io::stdout().lock();
+    origami_examples::incremental::watch(
+        &crawler,
+        &target,
+        &a.incremental,
+        a.interval,
+        a.count,
+        &mut out,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -61,7 +61,7 @@ impl Default for FileOptions {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -83,6 +83,9 @@ fn sha256_by_inode(
     ino: u64,
     buf: &mut [u8],
 ) -> crate::Result<String> {
+    if let Some(known) = tree.sha256_by_inode(path, ino) {
+        return known;
+    }
     let mut reader = tree.open_by_inode(path, ino)?;
     let mut hasher = Sha256::new();
     loop {

@@ -169,6 +169,14 @@ pub trait FileSystem: Send + Sync {
         let _ = ino;
         self.open(path)
     }
+    /// The hex sha256 of regular file `path` (inode `ino`, as for
+    /// [`FileSystem::read_dir_by_inode`]) when the file system knows it without the caller
+    /// streaming the content (an incremental crawl's cache, see [`crate::incremental`]);
+    /// `None` (the default) lets the caller read and hash the file itself.
+    fn sha256_by_inode(&self, path: &[u8], ino: u64) -> Option<Result<String>> {
+        let _ = (path, ino);
+        None
+    }
     /// For a file system with subvolumes (btrfs), the same file system showing the
     /// subvolume that fstab's mount `options` select (`subvol=`, `subvolid=`; the default
     /// one without either); `None` for a file system without subvolumes (the default).

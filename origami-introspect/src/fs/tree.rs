@@ -342,6 +342,15 @@ impl GuestTree {
         m.fs.open_by_inode(&inner, ino).map_err(|e| rename(e, path))
     }
 
+    /// The sha256 of the regular file at canonical `path` (inode `ino`) when its file
+    /// system can give it without the content being streamed (see
+    /// [`FileSystem::sha256_by_inode`]).
+    pub fn sha256_by_inode(&self, path: &[u8], ino: u64) -> Option<Result<String>> {
+        let (m, inner) = self.locate(path);
+        m.fs.sha256_by_inode(&inner, ino)
+            .map(|r| r.map_err(|e| rename(e, path)))
+    }
+
     /// The whole content of regular file `path`, which must be at most `limit` bytes
     /// (else [`Error::TooLarge`], before anything is read).
     pub fn read_file(&self, path: &[u8], limit: u64) -> Result<Vec<u8>> {

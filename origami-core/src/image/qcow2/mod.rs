@@ -16,6 +16,7 @@
 //! allocation or steers a read.
 
 mod backing;
+mod bitmap;
 mod compressed;
 mod header;
 mod tables;
@@ -26,6 +27,7 @@ use crate::bytes::be64;
 use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
 
+pub use bitmap::BitmapInfo;
 use compressed::{ClusterCache, Decompressor};
 pub use header::{Compression, Qcow2Header};
 use tables::{Extent, L2Cache};

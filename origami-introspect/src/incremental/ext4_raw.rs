@@ -1,0 +1,436 @@
+//! A small raw reader of ext2/3/4 metadata for incremental crawls: the superblock, the
+//! group descriptors, where each group's inode table lies and how much of it is in use, and
+//! the raw inodes themselves, digested.
+//!
+//! It reads no file and resolves no path (that stays `ext4-view`'s job); it only says which
+//! inodes changed since a previous crawl. Every size comes from the guest and is checked
+//! against the volume before it steers a read or sizes an allocation; errors name the
+//! volume and the byte offset. Not read: `meta_bg` group descriptors (refused, so the
+//! caller crawls in full), the journal (a file system that needs recovery is flagged:
+//! its inode tables may be older than what `ext4-view`, which replays the journal, shows).
+
+use std::ops::Range;
+
+use origami_core::bytes::{le16, le32};
+use origami_core::ReadAt;
+
+use crate::error::{Error, Result};
+
+const SUPERBLOCK: u64 = 1024;
+const MAGIC: u16 = 0xEF53;
+const INCOMPAT_RECOVER: u32 = 0x4;
+const INCOMPAT_META_BG: u32 = 0x10;
+const INCOMPAT_64BIT: u32 = 0x80;
+const RO_COMPAT_GDT_CSUM: u32 = 0x10;
+const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
+const BG_INODE_UNINIT: u16 = 0x1;
+/// More groups than this (a 128 TiB file system of 4 KiB blocks) is refused.
+const MAX_GROUPS: u64 = 1 << 20;
+
+/// The root directory's inode number.
+pub const ROOT_INO: u64 = 2;
+
+/// One block group's inode table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupTable {
+    /// Byte offset of the table in the volume.
+    pub offset: u64,
+    /// Inodes of the table that may be in use (the rest were never initialised).
+    pub used: u32,
+}
+
+/// What an incremental crawl needs of one ext4 volume's metadata.
+#[derive(Debug, Clone)]
+pub struct RawExt4 {
+    /// The file-system UUID, as `blkid` prints it.
+    pub uuid: String,
+    /// Bytes per block.
+    pub block_size: u64,
+    /// Blocks in the file system.
+    pub blocks: u64,
+    /// Inodes per block group.
+    pub inodes_per_group: u32,
+    /// Bytes per on-disk inode.
+    pub inode_size: u32,
+    /// The journal has transactions not yet written to their place (`needs_recovery`).
+    pub needs_recovery: bool,
+    /// Each group's inode table.
+    pub groups: Vec<GroupTable>,
+}
+
+fn bad(source: &dyn ReadAt, offset: u64, what: String) -> Error {
+    Error::FileSystem {
+        source_name: source.name(),
+        fs: "ext4",
+        path: None,
+        what: format!("raw metadata at offset {offset:#x}: {what}"),
+    }
+}
+
+impl RawExt4 {
+    /// Reads the superblock and group descriptors of the ext4 file system on `source`.
+    pub fn open(source: &dyn ReadAt) -> Result<RawExt4> {
+        if source.len() < 2048 {
+            return Err(bad(source, 0, "volume too small for a superblock".into()));
+        }
+        let mut sb = [0u8; 1024];
+        source.read_at(SUPERBLOCK, &mut sb)?;
+        if le16(&sb, 0x38) != MAGIC {
+            return Err(bad(source, SUPERBLOCK + 0x38, "no ext2/3/4 magic".into()));
+        }
+        let log = le32(&sb, 0x18);
+        if log > 6 {
+            return Err(bad(
+                source,
+                SUPERBLOCK + 0x18,
+                format!("block size 2^(10+{log})"),
+            ));
+        }
+        let block_size = 1024u64 << log;
+        let incompat = le32(&sb, 0x60);
+        let ro_compat = le32(&sb, 0x64);
+        if incompat & INCOMPAT_META_BG != 0 {
+            return Err(bad(
+                source,
+                SUPERBLOCK + 0x60,
+                "meta_bg group descriptors are not read".into(),
+            ));
+        }
+        let mut blocks = u64::from(le32(&sb, 0x4));
+        let is64 = incompat & INCOMPAT_64BIT != 0;
+        if is64 {
+            blocks |= u64::from(le32(&sb, 0x150)) << 32;
+        }
+        if blocks
+            .checked_mul(block_size)
+            .is_none_or(|b| b > source.len())
+        {
+            return Err(bad(
+                source,
+                SUPERBLOCK + 0x4,
+                format!("{blocks} blocks do not fit in {} bytes", source.len()),
+            ));
+        }
+        let first_data_block = u64::from(le32(&sb, 0x14));
+        let blocks_per_group = u64::from(le32(&sb, 0x20));
+        let inodes_per_group = le32(&sb, 0x28);
+        let rev = le32(&sb, 0x4C);
+        let inode_size = if rev == 0 {
+            128
+        } else {
+            u32::from(le16(&sb, 0x58))
+        };
+        if blocks_per_group == 0 || inodes_per_group == 0 {
+            return Err(bad(
+                source,
+                SUPERBLOCK + 0x20,
+                "zero blocks or inodes per group".into(),
+            ));
+        }
+        if !inode_size.is_power_of_two() || !(128..=block_size as u32).contains(&inode_size) {
+            return Err(bad(
+                source,
+                SUPERBLOCK + 0x58,
+                format!("inode size {inode_size}"),
+            ));
+        }
+        let desc_size = if is64 { u64::from(le16(&sb, 0xFE)) } else { 32 };
+        if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() {
+            return Err(bad(
+                source,
+                SUPERBLOCK + 0xFE,
+                format!("group descriptor size {desc_size}"),
+            ));
+        }
+        let groups = blocks
+            .saturating_sub(first_data_block)
+            .div_ceil(blocks_per_group);
+        if groups == 0 || groups > MAX_GROUPS {
+            return Err(bad(
+                source,
+                SUPERBLOCK + 0x20,
+                format!("{groups} block groups"),
+            ));
+        }
+        let gdt = (first_data_block + 1) * block_size;
+        let gdt_len = groups * desc_size;
+        if gdt.checked_add(gdt_len).is_none_or(|e| e > source.len()) {
+            return Err(bad(source, gdt, "group descriptors past the volume".into()));
+        }
+        // Bounded: at most MAX_GROUPS descriptors of at most 1 KiB, and inside the volume.
+        let mut raw = vec![0u8; gdt_len as usize];
+        source.read_at(gdt, &mut raw)?;
+        let trust_unused = ro_compat & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) != 0;
+        let table_bytes = u64::from(inodes_per_group) * u64::from(inode_size);
+        let mut tables = Vec::with_capacity(groups as usize);
+        for g in 0..groups as usize {
+            let d = &raw[g * desc_size as usize..(g + 1) * desc_size as usize];
+            let mut block = u64::from(le32(d, 0x8));
+            if is64 && desc_size >= 64 {
+                block |= u64::from(le32(d, 0x28)) << 32;
+            }
+            let mut used = inodes_per_group;
+            if trust_unused {
+                let flags = le16(d, 0x12);
+                let mut unused = u32::from(le16(d, 0x1C));
+                if is64 && desc_size >= 64 {
+                    unused |= u32::from(le16(d, 0x32)) << 16;
+                }
+                used = if flags & BG_INODE_UNINIT != 0 {
+                    0
+                } else {
+                    inodes_per_group.saturating_sub(unused)
+                };
+            }
+            let offset = block.checked_mul(block_size);
+            match offset.and_then(|o| o.checked_add(table_bytes)) {
+                Some(end) if end <= source.len() => {}
+                _ => {
+                    return Err(bad(
+                        source,
+                        gdt + (g as u64) * desc_size,
+                        format!("group {g}'s inode table at block {block} lies past the volume"),
+                    ))
+                }
+            }
+            tables.push(GroupTable {
+                offset: block * block_size,
+                used,
+            });
+        }
+        Ok(RawExt4 {
+            uuid: crate::fs::format_uuid(&sb[0x68..0x78]),
+            block_size,
+            blocks,
+            inodes_per_group,
+            inode_size,
+            needs_recovery: incompat & INCOMPAT_RECOVER != 0,
+            groups: tables,
+        })
+    }
+
+    /// The inode number of index `i` of group `g`'s table.
+    pub fn ino(&self, g: usize, i: u32) -> u64 {
+        g as u64 * u64::from(self.inodes_per_group) + u64::from(i) + 1
+    }
+
+    /// The bytes of the volume holding the used inodes `range` of group `g`'s table.
+    pub fn table_bytes(&self, g: usize, range: Range<u32>) -> Range<u64> {
+        let t = &self.groups[g];
+        let size = u64::from(self.inode_size);
+        t.offset + u64::from(range.start) * size..t.offset + u64::from(range.end) * size
+    }
+
+    /// Reads the used inodes `range` of group `g` and gives each one's digest and
+    /// generation to `each(index, digest, generation)`. Reads at most 1 MiB at a time.
+    pub fn scan(
+        &self,
+        source: &dyn ReadAt,
+        g: usize,
+        range: Range<u32>,
+        each: &mut dyn FnMut(u32, u64, u32),
+    ) -> Result<()> {
+        let size = self.inode_size as usize;
+        let per_read = ((1usize << 20) / size).max(1) as u32;
+        let mut buf = Vec::new();
+        let mut i = range.start;
+        while i < range.end {
+            let n = per_read.min(range.end - i);
+            let bytes = self.table_bytes(g, i..i + n);
+            buf.resize((bytes.end - bytes.start) as usize, 0);
+            source.read_at(bytes.start, &mut buf)?;
+            for (k, raw) in buf.chunks_exact(size).enumerate() {
+                let (digest, generation) = digest_inode(raw);
+                each(i + k as u32, digest, generation);
+            }
+            i += n;
+        }
+        Ok(())
+    }
+}
+
+const EXTENTS_FL: u32 = 0x8_0000;
+const INLINE_DATA_FL: u32 = 0x1000_0000;
+const EXTENT_MAGIC: u16 = 0xF30A;
+/// The most extents (and index entries) followed for one inode, and the deepest tree.
+const MAX_EXTENTS: usize = 4096;
+const MAX_DEPTH: u16 = 5;
+
+impl RawExt4 {
+    /// The raw bytes of inode `ino`.
+    pub fn read_inode(&self, source: &dyn ReadAt, ino: u64) -> Result<Vec<u8>> {
+        let ipg = u64::from(self.inodes_per_group);
+        let idx = ino
+            .checked_sub(1)
+            .ok_or_else(|| bad(source, 0, "inode 0".into()))?;
+        let (g, i) = ((idx / ipg) as usize, (idx % ipg) as u32);
+        if g >= self.groups.len() {
+            return Err(bad(source, 0, format!("inode {ino} past the last group")));
+        }
+        let r = self.table_bytes(g, i..i + 1);
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        source.read_at(r.start, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// The bytes of the volume an inode's content lies in, with the extent-tree blocks
+    /// below its root: `Some(vec![])` for inline data (the inode holds it), `None` for an
+    /// inode mapped by block lists (ext2/3) or a tree past the bounds.
+    pub fn extent_ranges(
+        &self,
+        source: &dyn ReadAt,
+        raw: &[u8],
+    ) -> Result<Option<Vec<Range<u64>>>> {
+        if raw.len() < 0x28 + 60 {
+            return Ok(None);
+        }
+        let flags = le32(raw, 0x20);
+        if flags & INLINE_DATA_FL != 0 {
+            return Ok(Some(Vec::new()));
+        }
+        if flags & EXTENTS_FL == 0 {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let root = raw[0x28..0x28 + 60].to_vec();
+        if !self.walk_node(source, &root, MAX_DEPTH, &mut out)? {
+            return Ok(None);
+        }
+        out.sort_by_key(|r: &Range<u64>| r.start);
+        Ok(Some(out))
+    }
+
+    /// Adds the ranges of one extent-tree node; false when the tree breaks a bound or
+    /// does not parse (the caller then trusts nothing of it).
+    fn walk_node(
+        &self,
+        source: &dyn ReadAt,
+        node: &[u8],
+        depth_left: u16,
+        out: &mut Vec<Range<u64>>,
+    ) -> Result<bool> {
+        if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC {
+            return Ok(false);
+        }
+        let entries = usize::from(le16(node, 2));
+        let depth = le16(node, 6);
+        if depth > depth_left || 12 + entries * 12 > node.len() {
+            return Ok(false);
+        }
+        for k in 0..entries {
+            if out.len() >= MAX_EXTENTS {
+                return Ok(false);
+            }
+            let e = &node[12 + k * 12..24 + k * 12];
+            if depth == 0 {
+                let mut len = u64::from(le16(e, 4));
+                if len > 32768 {
+                    len -= 32768;
+                }
+                let start = (u64::from(le16(e, 6)) << 32) | u64::from(le32(e, 8));
+                if start.checked_add(len).is_none_or(|end| end > self.blocks) {
+                    return Ok(false);
+                }
+                out.push(start * self.block_size..(start + len) * self.block_size);
+            } else {
+                let leaf = (u64::from(le16(e, 8)) << 32) | u64::from(le32(e, 4));
+                if leaf >= self.blocks {
+                    return Ok(false);
+                }
+                let at = leaf * self.block_size;
+                out.push(at..at + self.block_size);
+                let mut child = vec![0u8; self.block_size as usize];
+                source.read_at(at, &mut child)?;
+                if !self.walk_node(source, &child, depth - 1, out)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The digest of the bytes of `ranges` (at most `limit` bytes; `None` past it).
+pub fn digest_ranges(
+    source: &dyn ReadAt,
+    ranges: &[Range<u64>],
+    limit: u64,
+) -> Result<Option<u64>> {
+    let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    if total > limit {
+        return Ok(None);
+    }
+    let mut h = blake3::Hasher::new();
+    let mut buf = Vec::new();
+    for r in ranges {
+        let mut at = r.start;
+        while at < r.end {
+            let n = (r.end - at).min(1 << 20);
+            buf.resize(n as usize, 0);
+            source.read_at(at, &mut buf)?;
+            h.update(&buf);
+            at += n;
+        }
+    }
+    let mut d = [0u8; 8];
+    d.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    Ok(Some(u64::from_le_bytes(d)))
+}
+
+/// The digest of a raw inode, leaving out what changes when a file is only read (the
+/// access time and, with it, the inode checksum), and its generation.
+pub fn digest_inode(raw: &[u8]) -> (u64, u32) {
+    let mut copy = [0u8; 1024];
+    let n = raw.len().min(copy.len());
+    let c = &mut copy[..n];
+    c.copy_from_slice(&raw[..n]);
+    // i_atime, l_i_checksum_lo.
+    for r in [0x08..0x0C, 0x7C..0x7E] {
+        if let Some(f) = c.get_mut(r) {
+            f.fill(0);
+        }
+    }
+    // i_checksum_hi and i_atime_extra, when the extra part covers them.
+    let extra = 128 + usize::from(le16(c, 0x80).min(1024));
+    for r in [0x82..0x84, 0x8C..0x90] {
+        if r.end <= extra.min(n) {
+            c[r].fill(0);
+        }
+    }
+    let h = blake3::hash(c);
+    let mut d = [0u8; 8];
+    d.copy_from_slice(&h.as_bytes()[..8]);
+    let generation = if n >= 0x68 { le32(c, 0x64) } else { 0 };
+    (u64::from_le_bytes(d), generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ignores_access_time_only() {
+        let mut a = vec![0u8; 256];
+        a[0x80] = 32; // extra isize
+        a[0x64] = 7;
+        let (d0, g) = digest_inode(&a);
+        assert_eq!(g, 7);
+        a[0x08] = 1;
+        a[0x8C] = 1;
+        a[0x7C] = 9;
+        assert_eq!(digest_inode(&a).0, d0);
+        a[0x10] = 1; // mtime
+        assert_ne!(digest_inode(&a).0, d0);
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        let v = vec![0u8; 4096];
+        assert!(RawExt4::open(&v).is_err());
+        let mut v = vec![0u8; 8192];
+        v[1024 + 0x38] = 0x53;
+        v[1024 + 0x39] = 0xEF;
+        v[1024 + 0x18] = 9;
+        assert!(RawExt4::open(&v).is_err());
+    }
+}
