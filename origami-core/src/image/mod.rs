@@ -322,6 +322,17 @@ impl Image {
         self.backing.as_deref()
     }
 
+    /// Fails with [`Error::ChangedWhileRead`] when this qcow2 image's metadata changed
+    /// since it was opened and read: something writes it, and what was read may mix two
+    /// states (see [`Qcow2Image::check_unchanged`]; backing images, which a running VM does
+    /// not write, are not checked). Other formats: `Ok`.
+    pub fn check_unchanged(&self) -> Result<()> {
+        if let Inner::Qcow2(q) = &self.inner {
+            q.check_unchanged()?;
+        }
+        Ok(())
+    }
+
     /// The NBD client, when the image is an NBD export (for its block status and dirty
     /// bitmaps).
     pub fn nbd(&self) -> Option<&crate::nbd::NbdClient> {
