@@ -89,8 +89,22 @@ pub const CONSOLE_SHELL: &str = "@@CONSOLE-SHELL@@";
 /// shell.
 const INIT_TAIL: &str = "mkfifo /run/hold\nwhile :; do read -r x < /run/hold; done";
 
+/// What [`FixtureVm::boot_with_extra`] adds to a boot.
+#[derive(Debug, Clone, Default)]
+pub struct VmExtra {
+    /// More QEMU arguments (disks, a QMP socket, ...).
+    pub args: Vec<String>,
+    /// More files in the initramfs, as `(path, mode, bytes)` (`0o040755` for a folder);
+    /// needs [`VmOptions::console_shell`].
+    pub files: Vec<(String, u32, Vec<u8>)>,
+}
+
 /// The fixture's initramfs followed by an archive whose `/init` ends in a console shell.
-fn initramfs_with_console_shell(fx: &Fixtures, dir: &Path) -> PathBuf {
+fn initramfs_with_console_shell(
+    fx: &Fixtures,
+    dir: &Path,
+    files: &[(String, u32, Vec<u8>)],
+) -> PathBuf {
     let original = std::fs::read(fx.path("memdump/initramfs.cpio.gz")).expect("initramfs");
     let mut cpio = Vec::new();
     flate2::read::GzDecoder::new(&original[..])
@@ -112,7 +126,9 @@ fn initramfs_with_console_shell(fx: &Fixtures, dir: &Path) -> PathBuf {
     while !out.len().is_multiple_of(4) {
         out.push(0);
     }
-    out.extend(cpio_archive(&[("init", 0o100755, init.as_bytes())]));
+    let mut all: Vec<(&str, u32, &[u8])> = vec![("init", 0o100755, init.as_bytes())];
+    all.extend(files.iter().map(|(n, m, d)| (n.as_str(), *m, d.as_slice())));
+    out.extend(cpio_archive(&all));
     let path = dir.join("initramfs-console.cpio");
     std::fs::write(&path, out).expect("initramfs with a console shell");
     path
@@ -202,6 +218,29 @@ impl FixtureVm {
         timeout: Duration,
         options: &VmOptions,
     ) -> FixtureVm {
+        Self::boot_with_extra(
+            fx,
+            name,
+            extra_append,
+            timeout,
+            options,
+            &VmExtra::default(),
+        )
+    }
+
+    /// [`FixtureVm::boot_with`] with more QEMU arguments and initramfs files.
+    pub fn boot_with_extra(
+        fx: &Fixtures,
+        name: &str,
+        extra_append: &str,
+        timeout: Duration,
+        options: &VmOptions,
+        extra: &VmExtra,
+    ) -> FixtureVm {
+        assert!(
+            extra.files.is_empty() || options.console_shell,
+            "initramfs files need console_shell"
+        );
         let build = fx.json("memdump/build.json");
         let cmdline = format!(
             "{} {extra_append}",
@@ -229,7 +268,7 @@ impl FixtureVm {
             .arg(find_file(&fx.path("memdump/kernel"), "vmlinuz-"))
             .arg("-initrd")
             .arg(if options.console_shell {
-                initramfs_with_console_shell(fx, &dir)
+                initramfs_with_console_shell(fx, &dir, &extra.files)
             } else {
                 fx.path("memdump/initramfs.cpio.gz")
             })
@@ -245,6 +284,7 @@ impl FixtureVm {
                 "-monitor",
                 "none",
             ]);
+        cmd.args(&extra.args);
         let socket = dir.join("console.sock");
         if options.console_shell {
             cmd.arg("-chardev")

@@ -21,6 +21,8 @@
 //! is not on the disk); journaling file systems make it whole on replay, as ext4's reader
 //! does.
 //!
+//! The nodes and the export are named `ofl-{t,c,a,e}-PID-N-TIME`.
+//!
 //! Limits: QEMU runs one NBD server; when something else already started it, the fleecing
 //! fails (`nbd-server-start` is refused) rather than share it.
 
@@ -184,16 +186,18 @@ fn choose(blocks: &Value, want: Option<&str>) -> std::result::Result<Chosen, Qmp
     }))
 }
 
-/// A name no other fleece (of this or another process) uses.
+/// A name no other fleece (of this or another process) uses, short enough for a node name
+/// (QEMU takes at most 31 characters).
 fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!(
-        "{}-{}-{nanos:x}",
+        "{:x}-{:x}-{:x}",
         std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
+        N.fetch_add(1, Ordering::Relaxed) & 0xffff,
+        nanos & 0xf_ffff
     )
 }
 
@@ -292,10 +296,10 @@ impl Steps {
             .and_then(|f| f.set_len(chosen.size))
             .map_err(io)?;
 
-        let target = format!("origami-fl-target-{name}");
-        let cbw = format!("origami-fl-cbw-{name}");
-        let access = format!("origami-fl-access-{name}");
-        let export = format!("origami-fl-export-{name}");
+        let target = format!("ofl-t-{name}");
+        let cbw = format!("ofl-c-{name}");
+        let access = format!("ofl-a-{name}");
+        let export = format!("ofl-e-{name}");
         let socket = dir.join("nbd.sock");
 
         self.qmp.execute(
