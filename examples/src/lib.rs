@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod demo;
+pub mod fleece;
 pub mod fleet;
 pub mod incremental;
 pub mod index_url;

@@ -368,7 +368,9 @@ impl Manifest {
             }
             let mut target = Target::default();
             for d in &e.disks {
-                target = target.with_disk(abs(d));
+                // An NBD URI names a server, not a file next to the manifest.
+                let nbd = d.to_str().is_some_and(origami_core::nbd::is_nbd_uri);
+                target = target.with_disk(if nbd { d.clone() } else { abs(d) });
             }
             if let Some(m) = &e.memory {
                 target = target.with_memory(abs(m));

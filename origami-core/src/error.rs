@@ -158,6 +158,35 @@ pub enum Error {
         /// How many reads were tried.
         tries: u32,
     },
+    /// An NBD server could not be reached, refused, failed a request or broke the
+    /// protocol ([`crate::nbd::NbdClient`]).
+    #[error("NBD server {server}: at offset {offset:#x}: {problem}")]
+    Nbd {
+        /// The export, as an NBD URI.
+        server: String,
+        /// The export offset of the request (0 during the handshake).
+        offset: u64,
+        /// What went wrong.
+        problem: crate::nbd::NbdProblem,
+    },
+    /// A QEMU monitor (QMP) exchange failed, or QEMU refused a command
+    /// ([`crate::qmp::QmpClient`], [`crate::qmp::Fleece`]).
+    #[error("QMP {}: {problem}", socket.display())]
+    Qmp {
+        /// The QMP socket.
+        socket: PathBuf,
+        /// What went wrong.
+        problem: crate::qmp::QmpProblem,
+    },
+    /// A qcow2 image changed (its header, L1 table or refcount table) while it was read:
+    /// something (a running QEMU) writes it. What was read may mix two states.
+    #[error("{source_name}: the image changed while it was read ({what}); it is in use by a writer (a running VM?): crawl it through a fleecing export (--qmp) or a snapshot")]
+    ChangedWhileRead {
+        /// The image.
+        source_name: String,
+        /// What changed.
+        what: String,
+    },
 }
 
 /// Why attaching to a QEMU process failed; each says what was looked for and what to do.

@@ -207,6 +207,14 @@ impl CrawlOptionsBuilder {
         self
     }
 
+    /// Let a disk named by an NBD URI be on a TCP host that is not loopback (off by
+    /// default, see `origami_core::ImageOptions::allow_remote_nbd`).
+    pub fn allow_remote_nbd(mut self, yes: bool) -> Self {
+        let image = std::mem::take(&mut self.options.disk.image);
+        self.options.disk.image = image.allow_remote_nbd(yes);
+        self
+    }
+
     /// Verify ext4 metadata checksums (off by default, see [`Ext4Options`]).
     pub fn verify_checksums(mut self, yes: bool) -> Self {
         self.options.disk.ext4.verify_checksums = yes;

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod live_disk;
+pub mod nbd;
 pub mod postgres;
 pub mod qemu;
 pub mod synth;

@@ -96,6 +96,16 @@ pub const CONSOLE_SHELL: &str = "@@CONSOLE-SHELL@@";
 /// shell.
 const INIT_TAIL: &str = "mkfifo /run/hold\nwhile :; do read -r x < /run/hold; done";
 
+/// What [`FixtureVm::boot_with_extra`] adds to a boot.
+#[derive(Debug, Clone, Default)]
+pub struct VmExtra {
+    /// More QEMU arguments (disks, a QMP socket, ...).
+    pub args: Vec<String>,
+    /// More files in the initramfs, as `(path, mode, bytes)` (`0o040755` for a folder);
+    /// needs [`VmOptions::console_shell`].
+    pub files: Vec<(String, u32, Vec<u8>)>,
+}
+
 /// The fixture's initramfs followed by an archive whose `/init` ends in a console shell.
 fn initramfs_with_console_shell(
     fx: &Fixtures,
@@ -215,6 +225,29 @@ impl FixtureVm {
         timeout: Duration,
         options: &VmOptions,
     ) -> FixtureVm {
+        Self::boot_with_extra(
+            fx,
+            name,
+            extra_append,
+            timeout,
+            options,
+            &VmExtra::default(),
+        )
+    }
+
+    /// [`FixtureVm::boot_with`] with more QEMU arguments and initramfs files.
+    pub fn boot_with_extra(
+        fx: &Fixtures,
+        name: &str,
+        extra_append: &str,
+        timeout: Duration,
+        options: &VmOptions,
+        extra: &VmExtra,
+    ) -> FixtureVm {
+        assert!(
+            extra.files.is_empty() || options.console_shell,
+            "initramfs files need console_shell"
+        );
         let build = fx.json("memdump/build.json");
         let cmdline = format!(
             "{} {extra_append}",
@@ -242,7 +275,7 @@ impl FixtureVm {
             .arg(find_file(&fx.path("memdump/kernel"), "vmlinuz-"))
             .arg("-initrd")
             .arg(if options.console_shell {
-                initramfs_with_console_shell(fx, &dir, &options.extra_files)
+                initramfs_with_console_shell(fx, &dir, &[options.extra_files.clone(), extra.files.clone()].concat())
             } else {
                 fx.path("memdump/initramfs.cpio.gz")
             })
@@ -259,6 +292,7 @@ impl FixtureVm {
                 "none",
             ]);
         cmd.args(&options.extra_args);
+        cmd.args(&extra.args);
         let socket = dir.join("console.sock");
         if options.console_shell {
             cmd.arg("-chardev")

@@ -119,13 +119,26 @@ struct CrawlKnobs {
     /// names must lie in the image's own folder.
     #[arg(long = "allow-backing", value_name = "DIR")]
     allow_backing: Vec<PathBuf>,
+    /// Let a disk named by an NBD URI be on a host that is not loopback (NBD over TCP has
+    /// no authentication; by default only 127.0.0.0/8 and ::1 are allowed).
+    #[arg(long)]
+    allow_remote_nbd: bool,
 }
 
 #[derive(Args)]
 struct CrawlArgs {
-    /// A disk image (raw, qcow2; repeat for several disks of one machine).
+    /// A disk image (raw, qcow2, VMDK, VHDX; repeat for several disks of one machine), or
+    /// an NBD export: nbd+unix:///EXPORT?socket=PATH, nbd://127.0.0.1:PORT/EXPORT.
     #[arg(long = "disk", value_name = "IMG")]
     disks: Vec<PathBuf>,
+    /// A running QEMU's QMP socket: crawl its disk through a fleecing export (a
+    /// point-in-time view, the guest not paused; torn down after the crawl).
+    #[arg(long, value_name = "SOCKET")]
+    qmp: Option<PathBuf>,
+    /// With --qmp: the disk to crawl (a drive or device id, or a node name; default the
+    /// first disk).
+    #[arg(long, value_name = "NAME", requires = "qmp")]
+    drive: Option<String>,
     /// A memory dump (QEMU ELF, kdump, LiME, raw) or a running VM's memory file.
     #[arg(long, value_name = "DUMP")]
     memory: Option<PathBuf>,
@@ -338,6 +351,7 @@ impl CrawlKnobs {
         for d in &self.allow_backing {
             b = b.allow_backing_dir(d);
         }
+        b = b.allow_remote_nbd(self.allow_remote_nbd);
         if let Some(n) = system.filter(|n| !n.is_empty()) {
             b = b.system(n);
         }
@@ -396,13 +410,27 @@ impl CrawlKnobs {
 }
 
 fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
-    if a.disks.is_empty() && a.memory.is_none() && a.qemu_pid.is_none() {
-        bail!("nothing to crawl: give --disk IMG (repeatable) and/or --memory DUMP (or --qemu-pid PID)");
+    if a.disks.is_empty() && a.memory.is_none() && a.qemu_pid.is_none() && a.qmp.is_none() {
+        bail!("nothing to crawl: give --disk IMG (repeatable) and/or --memory DUMP (or --qemu-pid PID, --qmp SOCKET)");
     }
     let mut target = Target::default();
     for d in a.disks {
         target = target.with_disk(d);
     }
+    // Torn down when dropped, also when the crawl fails.
+    let fleece = match &a.qmp {
+        Some(socket) => {
+            let f = origami_examples::fleece::start(
+                socket,
+                a.drive.as_deref(),
+                Duration::from_secs(30),
+            )
+            .with_context(|| format!("fleecing the disk of the VM at {}", socket.display()))?;
+            target = origami_examples::fleece::with_fleeced_disk(target, socket, &f);
+            Some(f)
+        }
+        None => None,
+    };
     if let Some(m) = a.memory {
         target = target.with_memory(m);
     }
@@ -430,6 +458,9 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     } else {
         crawler.crawl(&target).context("crawl failed")?
     };
+    if let Some(f) = fleece {
+        f.close().context("tearing down the fleecing export")?;
+    }
     for e in &frame.meta.errors {
         warn!("{}: {}", e.feature, e.message);
     }

@@ -5,6 +5,10 @@
 //! extents), VHDX, or raw. VHD, VDI, QED and qcow version 1 are recognised and refused with
 //! [`Error::UnsupportedFormat`] rather than read as raw bytes.
 //!
+//! An image name that is an NBD URI (`nbd+unix:///EXPORT?socket=PATH`,
+//! `nbd://127.0.0.1:PORT/EXPORT`) opens that export through [`crate::nbd::NbdClient`]
+//! instead of a file.
+//!
 //! A file an image names (a qcow2 backing file, a VMDK extent) is opened only when it lies,
 //! symlinks followed, in the folder of the image that names it or in a folder
 //! [`ImageOptions::allow_dir`] allows; `json:` and protocol names are never opened (see
@@ -61,6 +65,9 @@ pub enum ImageFormat {
     Vmdk,
     /// Hyper-V VHDX, fixed or dynamic.
     Vhdx,
+    /// An NBD export (the image name is an NBD URI, see [`crate::nbd`]): the guest's
+    /// bytes as the server serves them.
+    Nbd,
 }
 
 enum Inner {
@@ -69,6 +76,7 @@ enum Inner {
     Vmdk(Box<VmdkImage>),
     VmdkDescriptor(Box<VmdkDescriptorImage>),
     Vhdx(Box<VhdxImage>),
+    Nbd(Box<crate::nbd::NbdClient>),
 }
 
 /// A disk image opened read-only: reads give the guest-visible bytes.
@@ -157,6 +165,15 @@ impl Image {
     /// name, is refused with [`Error::RefusedFile`] before it is opened.
     pub fn open_with(path: impl AsRef<Path>, options: &ImageOptions) -> Result<Image> {
         let path = path.as_ref();
+        if let Some(uri) = path.to_str().filter(|p| crate::nbd::is_nbd_uri(p)) {
+            let client = crate::nbd::NbdClient::open(uri, options.nbd())?;
+            return Ok(Image {
+                path: path.to_path_buf(),
+                format: ImageFormat::Nbd,
+                backing: None,
+                inner: Inner::Nbd(Box::new(client)),
+            });
+        }
         let allowed = options.resolve()?;
         let mut chain = Vec::new();
         let file = FileSource::open(path)?;
@@ -231,6 +248,11 @@ impl Image {
             inner,
         };
         match format {
+            // An NBD export is named by a URI, never found in a file or a backing chain.
+            ImageFormat::Nbd => Err(Error::UnsupportedFormat {
+                path: path.to_path_buf(),
+                format: "an NBD export inside a file".into(),
+            }),
             ImageFormat::Raw => Ok(image(None, Inner::Raw(file))),
             ImageFormat::Vmdk if is_vmdk_descriptor(&file)? => {
                 let name = file.name();
@@ -300,6 +322,26 @@ impl Image {
         self.backing.as_deref()
     }
 
+    /// Fails with [`Error::ChangedWhileRead`] when this qcow2 image's metadata changed
+    /// since it was opened and read: something writes it, and what was read may mix two
+    /// states (see [`Qcow2Image::check_unchanged`]; backing images, which a running VM does
+    /// not write, are not checked). Other formats: `Ok`.
+    pub fn check_unchanged(&self) -> Result<()> {
+        if let Inner::Qcow2(q) = &self.inner {
+            q.check_unchanged()?;
+        }
+        Ok(())
+    }
+
+    /// The NBD client, when the image is an NBD export (for its block status and dirty
+    /// bitmaps).
+    pub fn nbd(&self) -> Option<&crate::nbd::NbdClient> {
+        match &self.inner {
+            Inner::Nbd(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// The qcow2 layer, when the image is qcow2.
     pub fn qcow2(&self) -> Option<&Qcow2Image> {
         match &self.inner {
@@ -317,6 +359,7 @@ impl ReadAt for Image {
             Inner::Vmdk(v) => v.read_at(offset, buf),
             Inner::VmdkDescriptor(v) => v.read_at(offset, buf),
             Inner::Vhdx(v) => v.read_at(offset, buf),
+            Inner::Nbd(n) => n.read_at(offset, buf),
         }
     }
 
@@ -327,6 +370,7 @@ impl ReadAt for Image {
             Inner::Vmdk(v) => v.len(),
             Inner::VmdkDescriptor(v) => v.len(),
             Inner::Vhdx(v) => v.len(),
+            Inner::Nbd(n) => n.len(),
         }
     }
 

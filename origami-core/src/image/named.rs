@@ -36,9 +36,14 @@ use crate::error::{Error, Result};
 /// let disk = Image::open_with("/var/lib/images/vm1/disk.qcow2", &options)?;
 /// # Ok::<(), origami_core::Error>(())
 /// ```
+///
+/// An image name may also be an NBD URI (`nbd+unix:///EXPORT?socket=PATH`,
+/// `nbd://127.0.0.1:PORT/EXPORT`, see [`crate::nbd`]); TCP to a host that is not loopback
+/// is refused unless [`ImageOptions::allow_remote_nbd`] allows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageOptions {
     allowed_dirs: Vec<PathBuf>,
+    nbd: crate::nbd::NbdOptions,
 }
 
 impl ImageOptions {
@@ -48,6 +53,24 @@ impl ImageOptions {
     pub fn allow_dir(mut self, dir: impl Into<PathBuf>) -> ImageOptions {
         self.allowed_dirs.push(dir.into());
         self
+    }
+
+    /// Lets an image name be an NBD URI over TCP to a host that is not loopback (off by
+    /// default: NBD without TLS is not authenticated, and an image name is user input).
+    pub fn allow_remote_nbd(mut self, yes: bool) -> ImageOptions {
+        self.nbd = self.nbd.allow_remote(yes);
+        self
+    }
+
+    /// The options of the NBD client for images named by an NBD URI.
+    pub fn nbd_options(mut self, nbd: crate::nbd::NbdOptions) -> ImageOptions {
+        self.nbd = nbd;
+        self
+    }
+
+    /// The NBD client options in force.
+    pub fn nbd(&self) -> &crate::nbd::NbdOptions {
+        &self.nbd
     }
 
     /// The folders allowed besides each image's own, as given.

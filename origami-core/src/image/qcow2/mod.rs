@@ -9,6 +9,11 @@
 //! 4 KiB at a time do not inflate a 64 KiB cluster sixteen times; a large read spanning many
 //! compressed clusters inflates them on a few scoped threads, as qemu does in its pool.
 //!
+//! An image that something writes while it is read (a running VM's disk) is noticed when
+//! its header, L1 or L2 tables change: reads fail with [`Error::ChangedWhileRead`], and
+//! [`Qcow2Image::check_unchanged`] checks everything read so far (see `changes.rs` for what
+//! it cannot see).
+//!
 //! Limits: snapshots are not read (only the active layer), nothing is written, and the
 //! refcount tables are never consulted (a read-only reader does not need them). Encrypted
 //! images, external data files and unknown incompatible feature bits are refused with
@@ -17,6 +22,7 @@
 
 mod backing;
 mod bitmap;
+mod changes;
 mod compressed;
 mod header;
 mod tables;
@@ -28,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::read::{check_range, ReadAt};
 
 pub use bitmap::BitmapInfo;
+use changes::Seen;
 use compressed::{ClusterCache, Decompressor};
 pub use header::{Compression, Qcow2Header};
 use tables::{Extent, L2Cache};
@@ -53,6 +60,8 @@ pub struct Qcow2Image {
     clusters: Mutex<ClusterCache>,
     pool: Mutex<Vec<Decompressor>>,
     threads: usize,
+    /// The metadata as first read, to notice a writer (see `changes`).
+    seen: Seen,
 }
 
 impl std::fmt::Debug for Qcow2Image {
@@ -84,6 +93,7 @@ impl Qcow2Image {
     /// [`Qcow2Image::from_source`] for an already boxed source.
     pub fn from_boxed(file: Box<dyn ReadAt>) -> Result<Qcow2Image> {
         let header = Qcow2Header::read(&*file)?;
+        let header_bytes = Seen::read_header(&*file)?;
         let corrupt = |offset: u64, reason: String| Error::Corrupt {
             source_name: file.name(),
             offset,
@@ -141,6 +151,7 @@ impl Qcow2Image {
         let mut raw = vec![0u8; l1_bytes as usize];
         file.read_at(header.l1_table_offset, &mut raw)?;
         let l1: Vec<u64> = raw.chunks_exact(8).map(|c| be64(c, 0)).collect();
+        let seen = Seen::new(header_bytes, &raw);
 
         let l2_capacity = ((32u64 << 20) >> cluster_bits).clamp(4, 64) as usize;
         let cluster_capacity = ((8u64 << 20) >> cluster_bits).clamp(2, 64) as usize;
@@ -156,6 +167,7 @@ impl Qcow2Image {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             backing: None,
             header,
+            seen,
         })
     }
 
@@ -212,7 +224,8 @@ impl ReadAt for Qcow2Image {
         if !whole.is_empty() {
             self.inflate_whole_clusters(buf, &whole)?;
         }
-        Ok(())
+        // A writer (a running QEMU) moves metadata: say so rather than mix two states.
+        self.recheck_now_and_then()
     }
 
     fn len(&self) -> u64 {

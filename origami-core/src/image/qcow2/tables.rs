@@ -56,6 +56,7 @@ impl Qcow2Image {
         // Read outside the lock, so other threads keep reading cached tables.
         let mut raw = vec![0u8; self.cluster_size as usize];
         self.file.read_at(offset, &mut raw)?;
+        self.seen_l2(offset, &raw)?;
         let table: Arc<[u64]> = raw.chunks_exact(8).map(|c| be64(c, 0)).collect();
         let mut cache = lock(&self.l2);
         if cache.tables.len() < cache.capacity {
