@@ -143,15 +143,14 @@ impl<P: PhysicalMemory> VirtualMemory<P> {
         for &(level, shift) in levels {
             let index = (vaddr >> shift) & 0x1ff;
             let entry_addr = table | (index * 8);
-            let mut raw = [0u8; 8];
-            self.phys
-                .read_phys(entry_addr, &mut raw)
+            let entry = self
+                .phys
+                .read_entry(entry_addr)
                 .map_err(|e| Error::VirtualRead {
                     vaddr,
                     what: level,
                     source: Box::new(e),
                 })?;
-            let entry = u64::from_le_bytes(raw);
             if entry & PRESENT == 0 {
                 return Err(Error::NotMapped {
                     source_name: self.phys.name(),

@@ -97,6 +97,15 @@ pub trait PhysicalMemory: Send + Sync {
     fn is_live(&self) -> bool {
         false
     }
+
+    /// Reads the little-endian `u64` at `addr`: a page-table entry, read once per walk
+    /// (a cache may read it alone rather than its whole page; the default is
+    /// [`PhysicalMemory::read_phys`]).
+    fn read_entry(&self, addr: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_phys(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
 }
 
 impl<T: PhysicalMemory + ?Sized> PhysicalMemory for Arc<T> {
@@ -111,6 +120,9 @@ impl<T: PhysicalMemory + ?Sized> PhysicalMemory for Arc<T> {
     }
     fn is_live(&self) -> bool {
         (**self).is_live()
+    }
+    fn read_entry(&self, addr: u64) -> Result<u64> {
+        (**self).read_entry(addr)
     }
 }
 
@@ -127,6 +139,9 @@ impl<T: PhysicalMemory + ?Sized> PhysicalMemory for &T {
     fn is_live(&self) -> bool {
         (**self).is_live()
     }
+    fn read_entry(&self, addr: u64) -> Result<u64> {
+        (**self).read_entry(addr)
+    }
 }
 
 impl<T: PhysicalMemory + ?Sized> PhysicalMemory for Box<T> {
@@ -141,6 +156,9 @@ impl<T: PhysicalMemory + ?Sized> PhysicalMemory for Box<T> {
     }
     fn is_live(&self) -> bool {
         (**self).is_live()
+    }
+    fn read_entry(&self, addr: u64) -> Result<u64> {
+        (**self).read_entry(addr)
     }
 }
 

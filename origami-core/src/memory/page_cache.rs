@@ -15,12 +15,79 @@
 //! A page that is not wholly in the source's ranges is not cached (read through).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{PhysRange, PhysicalMemory};
 use crate::error::Result;
 
 const PAGE: u64 = 4096;
+const PAGE_BYTES: usize = PAGE as usize;
+
+/// The most pages one inner read fetches when a read spans several missing pages (a
+/// table read whole): one system call for the run instead of one per page.
+const MAX_RUN: usize = 16;
+
+/// Hashes a page address with one multiplication: the keys are page-aligned addresses,
+/// not attacker-chosen strings (the guest chooses which pages we read, but a collision
+/// only costs a probe, and the map is bounded by [`PageCache::MAX_PAGES`]).
+#[derive(Default)]
+struct PageHasher(u64);
+
+impl Hasher for PageHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// One page's copy.
+type Page = Box<[u8; PAGE_BYTES]>;
+
+/// The cached pages by address, and spare copies kept across [`PageCache::clear`] so
+/// that a crawl after the first allocates nothing.
+#[derive(Default)]
+struct Pages {
+    index: HashMap<u64, Page, BuildHasherDefault<PageHasher>>,
+    spare: Vec<Page>,
+}
+
+impl Pages {
+    fn get(&self, base: u64) -> Option<&[u8; PAGE_BYTES]> {
+        self.index.get(&base).map(|b| &**b)
+    }
+
+    /// A page buffer to read into (a spare one when there is one).
+    fn take(&mut self) -> Page {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Box::new([0u8; PAGE_BYTES]))
+    }
+
+    /// Keeps `page` (read at `base`); starts over when full.
+    fn insert(&mut self, base: u64, page: Page) {
+        if self.index.contains_key(&base) {
+            self.spare.push(page);
+            return;
+        }
+        if self.index.len() >= PageCache::<()>::MAX_PAGES {
+            self.forget();
+        }
+        self.index.insert(base, page);
+    }
+
+    fn forget(&mut self) {
+        let spare = &mut self.spare;
+        spare.extend(self.index.drain().map(|(_, p)| p));
+    }
+}
 
 /// Guest-physical memory read a whole page at a time, each page once until
 /// [`PageCache::clear`].
@@ -36,27 +103,43 @@ const PAGE: u64 = 4096;
 /// cached.clear(); // the next crawl reads the guest again
 /// # Ok::<(), origami_core::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct PageCache<M> {
     inner: M,
-    pages: Mutex<HashMap<u64, Box<[u8]>>>,
+    pages: Mutex<Pages>,
 }
 
-impl<M: PhysicalMemory> PageCache<M> {
+impl<M: std::fmt::Debug> std::fmt::Debug for PageCache<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCache")
+            .field("inner", &self.inner)
+            .field("pages", &self.lock().index.len())
+            .finish()
+    }
+}
+
+impl<M> PageCache<M> {
     /// The most pages held (16 MiB); when full the cache starts over.
     pub const MAX_PAGES: usize = 4096;
 
+    fn lock(&self) -> MutexGuard<'_, Pages> {
+        // Pages are inserted whole: a poisoned lock still guards consistent data.
+        self.pages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<M: PhysicalMemory> PageCache<M> {
     /// An empty cache over `inner`.
     pub fn new(inner: M) -> PageCache<M> {
         PageCache {
             inner,
-            pages: Mutex::new(HashMap::new()),
+            pages: Mutex::new(Pages::default()),
         }
     }
 
-    /// Forgets every page: the next reads go to the source again.
+    /// Forgets every page: the next reads go to the source again. (The copies' memory is
+    /// kept for the next pages.)
     pub fn clear(&self) {
-        self.lock().clear();
+        self.lock().forget();
     }
 
     /// The source.
@@ -64,49 +147,88 @@ impl<M: PhysicalMemory> PageCache<M> {
         &self.inner
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Box<[u8]>>> {
-        // Pages are inserted whole: a poisoned lock still guards consistent data.
-        self.pages.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Copies `out.len()` bytes at `addr` (within one page) from the cached page, reading
-    /// the page first if needed. False when the page cannot be read whole.
-    fn copy_from_page(&self, addr: u64, out: &mut [u8]) -> bool {
+    /// Copies `out.len()` bytes at `addr` (within one page) from the cached page. False
+    /// when the page is not cached.
+    fn copy_cached(&self, addr: u64, out: &mut [u8]) -> bool {
         let base = addr & !(PAGE - 1);
         let at = (addr - base) as usize;
-        if let Some(page) = self.lock().get(&base) {
+        match self.lock().get(base) {
+            Some(page) => {
+                out.copy_from_slice(&page[at..at + out.len()]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads the `pages` whole pages from `base` (none of them cached, all wanted) in one
+    /// inner read, keeps them, and copies `out` (the wanted bytes from `addr`, inside the
+    /// run) out of them. False when the run cannot be read whole.
+    fn fetch_run(&self, base: u64, pages: usize, addr: u64, out: &mut [u8]) -> bool {
+        let at = (addr - base) as usize;
+        if pages == 1 {
+            // Read straight into the copy that is kept (no second copy).
+            let mut page = self.lock().take();
+            if self.inner.read_phys(base, &mut page[..]).is_err() {
+                self.lock().spare.push(page);
+                return false;
+            }
             out.copy_from_slice(&page[at..at + out.len()]);
+            self.lock().insert(base, page);
             return true;
         }
-        let mut page = vec![0u8; PAGE as usize].into_boxed_slice();
-        if self.inner.read_phys(base, &mut page).is_err() {
+        let mut buf = vec![0u8; pages * PAGE_BYTES];
+        if self.inner.read_phys(base, &mut buf).is_err() {
             return false;
         }
-        out.copy_from_slice(&page[at..at + out.len()]);
-        let mut pages = self.lock();
-        if pages.len() >= Self::MAX_PAGES {
-            pages.clear();
+        out.copy_from_slice(&buf[at..at + out.len()]);
+        let mut cache = self.lock();
+        for (i, chunk) in buf.chunks_exact(PAGE_BYTES).enumerate() {
+            let mut page = cache.take();
+            page.copy_from_slice(chunk);
+            cache.insert(base + (i as u64) * PAGE, page);
         }
-        pages.insert(base, page);
         true
     }
 }
 
 impl<M: PhysicalMemory> PhysicalMemory for PageCache<M> {
     fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        if addr.checked_add(buf.len() as u64).is_none() {
+            return self.inner.read_phys(addr, buf);
+        }
         let mut done = 0usize;
-        // One turn per page touched.
+        // One turn per cached page touched, or per run of missing pages.
         while done < buf.len() {
-            let cur = addr.wrapping_add(done as u64);
+            let cur = addr + done as u64;
             let in_page = (PAGE - (cur & (PAGE - 1))) as usize;
             let n = in_page.min(buf.len() - done);
-            let out = &mut buf[done..done + n];
-            if cur.checked_add(n as u64).is_none() || !self.copy_from_page(cur, out) {
-                // Not cacheable (a page partly outside the ranges, the end of the address
-                // space): read the rest straight, so the error names the right address.
-                return self.inner.read_phys(cur, &mut buf[done..]);
+            if self.copy_cached(cur, &mut buf[done..done + n]) {
+                done += n;
+                continue;
             }
-            done += n;
+            // A run of missing pages this read wants (bounded), read at once.
+            let base = cur & !(PAGE - 1);
+            let mut pages = 1usize;
+            let mut end = done + n;
+            while pages < MAX_RUN && end < buf.len() {
+                let next = base + (pages as u64) * PAGE;
+                if self.lock().get(next).is_some() {
+                    break;
+                }
+                let m = (buf.len() - end).min(PAGE_BYTES);
+                pages += 1;
+                end += m;
+            }
+            if !self.fetch_run(base, pages, cur, &mut buf[done..end]) {
+                // Not cacheable (a page partly outside the ranges): read the rest
+                // straight, so the error names the right address.
+                if pages == 1 || !self.fetch_run(base, 1, cur, &mut buf[done..done + n]) {
+                    return self.inner.read_phys(cur, &mut buf[done..]);
+                }
+                end = done + n;
+            }
+            done = end;
         }
         Ok(())
     }
@@ -121,6 +243,17 @@ impl<M: PhysicalMemory> PhysicalMemory for PageCache<M> {
 
     fn is_live(&self) -> bool {
         self.inner.is_live()
+    }
+
+    /// From the cached page when there is one, else the 8 bytes alone, not cached: a
+    /// process's page tables are walked once per crawl, one entry per table page, so
+    /// reading their pages whole would copy 4 KiB for 8 bytes.
+    fn read_entry(&self, addr: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        if addr & (PAGE - 1) <= PAGE - 8 && self.copy_cached(addr, &mut b) {
+            return Ok(u64::from_le_bytes(b));
+        }
+        self.inner.read_entry(addr)
     }
 }
 

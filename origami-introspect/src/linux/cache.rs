@@ -27,9 +27,9 @@ use super::layout::{needed_symbols, Layout};
 
 /// The entry format this version writes (4: entries bound to the kernel's bytes, and the
 /// mount, kernel-log and panic-state needs and bitfield positions added to the layouts;
-/// 5: the digest of those bytes is BLAKE3, not SHA-256; an entry of an older format is not
-/// used).
-const FORMAT: u32 = 5;
+/// 5: the digest of those bytes is BLAKE3, not SHA-256; 6: `task_struct.in_execve` added
+/// to the layouts; an entry of an older format is not used).
+const FORMAT: u32 = 6;
 
 /// The largest cache file read.
 const MAX_ENTRY: u64 = 4 << 20;
@@ -80,7 +80,7 @@ pub fn spans_bounded(spans: &[Span]) -> bool {
 /// One kernel build's discovery results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// The entry format (5 in this version); other formats are ignored and rebuilt.
+    /// The entry format (6 in this version); other formats are ignored and rebuilt.
     pub format: u32,
     /// The banner the entry is filed under.
     pub banner: String,

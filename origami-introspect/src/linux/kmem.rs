@@ -7,7 +7,8 @@
 //! that leave RAM fail with an error naming the virtual address; list walks are bounded and
 //! cycle-checked, and on live memory a read that looks torn is retried before it is reported.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use origami_core::bytes::le64;
 use origami_core::memory::PhysicalMemory;
@@ -36,7 +37,17 @@ pub struct Kmem<'a> {
     ram_end: u64,
     mode: PagingMode,
     live: bool,
+    /// Translations of the pages outside the linear regions (vmalloc, modules) made by
+    /// this view: each page is walked once per view (a view lives for one crawl or one
+    /// tick, so a page table the guest changes is read again by the next).
+    tlb: Mutex<HashMap<u64, u64>>,
 }
+
+/// The most translations a view keeps (then it starts over).
+const MAX_TLB: usize = 4096;
+
+/// x86-64's small page.
+const PAGE: u64 = 4096;
 
 impl std::fmt::Debug for Kmem<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,7 +90,24 @@ impl<'a> Kmem<'a> {
             ram_end,
             mode,
             live: phys.is_live(),
+            tlb: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The physical address of the 4 KiB page at `page` (page-aligned, not linear),
+    /// walked once per view.
+    fn translate_cached(&self, page: u64) -> Result<u64> {
+        let lock = || self.tlb.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&p) = lock().get(&page) {
+            return Ok(p);
+        }
+        let p = self.vm.translate(page)?;
+        let mut tlb = lock();
+        if tlb.len() >= MAX_TLB {
+            tlb.clear();
+        }
+        tlb.insert(page, p);
+        Ok(p)
     }
 
     /// The physical memory underneath.
@@ -120,7 +148,7 @@ impl<'a> Kmem<'a> {
     pub fn translate(&self, v: u64) -> Result<u64> {
         match self.linear(v) {
             Some(p) => Ok(p),
-            None => Ok(self.vm.translate(v)?),
+            None => Ok(self.translate_cached(v & !(PAGE - 1))? | (v & (PAGE - 1))),
         }
     }
 
@@ -134,7 +162,27 @@ impl<'a> Kmem<'a> {
                 return Ok(self.phys.read_phys(p, buf)?);
             }
         }
-        Ok(self.vm.read(v, buf)?)
+        if v.checked_add(buf.len() as u64).is_none() {
+            // Let the page walker say how the read passes the end of the address space.
+            return Ok(self.vm.read(v, buf)?);
+        }
+        let mut done = 0usize;
+        // One turn per page crossed.
+        while done < buf.len() {
+            let va = v + done as u64;
+            let at = va & (PAGE - 1);
+            let n = ((PAGE - at) as usize).min(buf.len() - done);
+            let base = self.translate_cached(va - at)?;
+            self.phys
+                .read_phys(base | at, &mut buf[done..done + n])
+                .map_err(|e| origami_core::Error::VirtualRead {
+                    vaddr: va,
+                    what: "data",
+                    source: Box::new(e),
+                })?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Reads a little-endian u64.

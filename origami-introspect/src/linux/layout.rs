@@ -213,6 +213,9 @@ pub const OPTIONAL_FIELDS: &[&str] = &[
     // Kernel threads' full names (6.1+), which /proc shows instead of the 15-byte comm.
     "task_struct.worker_private|set_child_tid",
     "kthread.full_name",
+    // A task in the middle of `execve` (its name and command line about to change): the
+    // watcher waits for it to finish before it reports the process.
+    "task_struct.in_execve",
     // Mounts: the list (before 6.8) or rbtree (6.8+) node of a mount, PID 1's root (what
     // /proc/1/mounts is relative to), sub-types, idmapped mounts, and the file systems whose
     // own options are decoded (tmpfs/devtmpfs, ramfs, devpts, proc; sysfs through kernfs).

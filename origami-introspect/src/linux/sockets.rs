@@ -232,16 +232,21 @@ fn socket_socks(
         .reserve(format!("process {pid} fd array at {arr:#x}"), max * 8)?;
     let raw = km.bytes(arr, (max * 8) as usize)?;
     let mut out = Vec::new();
+    let (f_op, private, sk_off) = (
+        l.off("file.f_op")?,
+        l.off("file.private_data")?,
+        l.off("socket.sk")?,
+    );
     for ch in raw.chunks_exact(8) {
         let file = le64(ch, 0);
         if file == 0 {
             continue;
         }
-        if km.u64(file.wrapping_add(l.off("file.f_op")?))? != sfops {
+        if km.u64(file.wrapping_add(f_op))? != sfops {
             continue;
         }
-        let sock = km.u64(file.wrapping_add(l.off("file.private_data")?))?;
-        let sk = km.u64(sock.wrapping_add(l.off("socket.sk")?))?;
+        let sock = km.u64(file.wrapping_add(private))?;
+        let sk = km.u64(sock.wrapping_add(sk_off))?;
         if sk != 0 {
             out.push(sk);
         }

@@ -13,6 +13,7 @@ use origami_frame::Process;
 
 use super::kernel::Kernel;
 use super::kmem::{bad, Kmem};
+use super::layout::FieldInfo;
 use crate::error::{Error, Result};
 use crate::limits::{Bounds, Budget, Limits};
 
@@ -60,6 +61,10 @@ pub struct Task {
     pub mm: u64,
     /// `files_struct` address, when the layout has it.
     pub files: u64,
+    /// True while the task is in the middle of `execve` (its name and command line may be
+    /// the old program's or the new one's); `None` when the layout lacks
+    /// `task_struct.in_execve`.
+    pub in_execve: Option<bool>,
 }
 
 impl Task {
@@ -83,36 +88,172 @@ pub fn state_letter(state: u32, exit_state: u32) -> char {
     char::from(*LETTERS.get(idx).unwrap_or(&b'?'))
 }
 
-fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
-    let l = &k.layout;
-    let f = |s: &str| l.field(s);
-    let pid = km.u32(addr.wrapping_add(l.off("task_struct.pid")?))?;
-    let tgid = km.u32(addr.wrapping_add(l.off("task_struct.tgid")?))?;
-    let comm_f = f("task_struct.comm")?;
-    let comm_raw = km.bytes(
-        addr.wrapping_add(comm_f.offset),
-        comm_f.size.min(64) as usize,
-    )?;
-    let state_f = f("task_struct.__state|state")?;
-    let state = km.uint(addr.wrapping_add(state_f.offset), state_f.size)? as u32;
-    let exit_state = km.u32(addr.wrapping_add(l.off("task_struct.exit_state")?))?;
-    let flags = km.u32(addr.wrapping_add(l.off("task_struct.flags")?))?;
-    let start = km.u64(addr.wrapping_add(l.off("task_struct.start_boottime|real_start_time")?))?;
-    let parent = km.u64(addr.wrapping_add(l.off("task_struct.real_parent")?))?;
+/// Where the fields a task walk reads lie in `task_struct`, resolved once per walk (not
+/// once per task), and the two spans that hold them, each read with one read.
+#[derive(Debug, Clone, Copy)]
+struct TaskFields {
+    pid: u64,
+    tgid: u64,
+    comm: FieldInfo,
+    state: FieldInfo,
+    exit_state: u64,
+    flags: u64,
+    start: u64,
+    parent: u64,
+    cred: u64,
+    uid: u64,
+    mm: u64,
+    files: Option<u64>,
+    in_execve: Option<FieldInfo>,
+    /// The spans `[start, end)` of the struct that hold every field above, in order:
+    /// fields far apart (`__state` and `flags` at the start, the rest near the middle
+    /// on 6.1) are read in two pieces, not one that spans pages no field is on.
+    spans: [(u64, u64); 2],
+}
+
+/// The longest span read in one piece (a `task_struct` is about 10 KiB).
+const MAX_SPAN: u64 = 4096;
+
+impl TaskFields {
+    fn new(k: &Kernel) -> Result<TaskFields> {
+        let l = &k.layout;
+        let mut comm = l.field("task_struct.comm")?;
+        comm.size = comm.size.clamp(1, 64);
+        let state = l.field("task_struct.__state|state")?;
+        let mut f = TaskFields {
+            pid: l.off("task_struct.pid")?,
+            tgid: l.off("task_struct.tgid")?,
+            comm,
+            state,
+            exit_state: l.off("task_struct.exit_state")?,
+            flags: l.off("task_struct.flags")?,
+            start: l.off("task_struct.start_boottime|real_start_time")?,
+            parent: l.off("task_struct.real_parent")?,
+            cred: l.off("task_struct.cred")?,
+            uid: l.off("cred.uid")?,
+            mm: l.off("task_struct.mm")?,
+            files: l.off("task_struct.files").ok(),
+            in_execve: l.field("task_struct.in_execve").ok(),
+            spans: [(0, 0); 2],
+        };
+        let mut fields = vec![
+            (f.pid, 4),
+            (f.tgid, 4),
+            (f.comm.offset, f.comm.size),
+            (f.state.offset, f.state.size.clamp(1, 8)),
+            (f.exit_state, 4),
+            (f.flags, 4),
+            (f.start, 8),
+            (f.parent, 8),
+            (f.cred, 8),
+            (f.mm, 8),
+        ];
+        fields.extend(f.files.map(|o| (o, 8)));
+        fields.extend(f.in_execve.map(|b| (b.offset, b.size.clamp(1, 8))));
+        fields.sort_unstable();
+        // Split at the widest gap between neighbouring fields.
+        let (mut cut, mut widest) = (fields.len(), 0);
+        for (i, w) in fields.windows(2).enumerate() {
+            let gap = w[1].0.saturating_sub(w[0].0 + w[0].1);
+            if gap > widest {
+                (cut, widest) = (i + 1, gap);
+            }
+        }
+        let span = |part: &[(u64, u64)]| {
+            let start = part.first().map_or(0, |p| p.0);
+            let end = part.iter().map(|p| p.0 + p.1).max().unwrap_or(start);
+            (start, end)
+        };
+        f.spans = [span(&fields[..cut]), span(&fields[cut..])];
+        if f.spans.iter().any(|(s, e)| e - s > MAX_SPAN) {
+            return Err(bad(
+                "task_struct layout",
+                0,
+                format!(
+                    "fields spread over more than {MAX_SPAN} bytes: {:?}",
+                    f.spans
+                ),
+            ));
+        }
+        Ok(f)
+    }
+}
+
+/// The bytes of the spans of one task (one after the other), and the fields taken out of
+/// them.
+struct TaskBytes<'f> {
+    f: &'f TaskFields,
+    buf: &'f [u8],
+}
+
+impl TaskFields {
+    /// The bytes both spans take.
+    fn span_bytes(&self) -> usize {
+        self.spans.iter().map(|(s, e)| (e - s) as usize).sum()
+    }
+}
+
+impl TaskBytes<'_> {
+    /// `len` bytes of the field at `off` (inside one span by construction).
+    fn bytes(&self, off: u64, len: u64) -> &[u8] {
+        let mut base = 0usize;
+        for (s, e) in &self.f.spans {
+            if off >= *s && off + len <= *e {
+                let at = base + (off - s) as usize;
+                return self.buf.get(at..at + len as usize).unwrap_or_default();
+            }
+            base += (e - s) as usize;
+        }
+        &[]
+    }
+
+    fn uint(&self, off: u64, len: u64) -> u64 {
+        let b = self.bytes(off, len.clamp(1, 8));
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    }
+}
+
+fn read_task(
+    k: &Kernel,
+    km: &Kmem<'_>,
+    f: &TaskFields,
+    scratch: &mut [u8],
+    addr: u64,
+) -> Result<Task> {
+    let mut base = 0usize;
+    for (s, e) in &f.spans {
+        let n = (e - s) as usize;
+        let dst = scratch
+            .get_mut(base..base + n)
+            .ok_or_else(|| bad("task_struct", addr, "scratch too small"))?;
+        km.read(addr.wrapping_add(*s), dst)?;
+        base += n;
+    }
+    let t = TaskBytes { f, buf: scratch };
+    let pid = t.uint(f.pid, 4) as u32;
+    let tgid = t.uint(f.tgid, 4) as u32;
+    let comm_raw = t.bytes(f.comm.offset, f.comm.size);
+    let state = t.uint(f.state.offset, f.state.size) as u32;
+    let exit_state = t.uint(f.exit_state, 4) as u32;
+    let flags = t.uint(f.flags, 4) as u32;
+    let start = t.uint(f.start, 8);
+    let parent = t.uint(f.parent, 8);
     let ppid = if parent == 0 || parent == addr {
         0
     } else {
-        km.u32(parent.wrapping_add(l.off("task_struct.tgid")?))?
+        km.u32(parent.wrapping_add(f.tgid))?
     };
-    let cred = km.u64(addr.wrapping_add(l.off("task_struct.cred")?))?;
-    let uid = km.u32(cred.wrapping_add(l.off("cred.uid")?))?;
-    let mm = km.u64(addr.wrapping_add(l.off("task_struct.mm")?))?;
-    let files = match l.off("task_struct.files") {
-        Ok(o) => km.u64(addr.wrapping_add(o))?,
-        Err(_) => 0,
-    };
+    let cred = t.uint(f.cred, 8);
+    let uid = km.u32(cred.wrapping_add(f.uid))?;
+    let mm = t.uint(f.mm, 8);
+    let files = f.files.map_or(0, |o| t.uint(o, 8));
+    let in_execve = f
+        .in_execve
+        .map(|b| b.value_in(t.bytes(b.offset, b.size.clamp(1, 8))) != 0);
     // Sanity: what a torn or wrong read would break.
-    let nul = memchr::memchr(0, &comm_raw);
+    let nul = memchr::memchr(0, comm_raw);
     if pid > PID_MAX || tgid > PID_MAX || ppid > PID_MAX || nul.is_none() {
         return Err(bad(
             "task_struct",
@@ -143,6 +284,7 @@ fn read_task(k: &Kernel, km: &Kmem<'_>, addr: u64) -> Result<Task> {
         start_ticks: start / (1_000_000_000 / USER_HZ),
         mm,
         files,
+        in_execve,
     })
 }
 
@@ -194,6 +336,8 @@ pub fn tasks_with(k: &Kernel, km: &Kmem<'_>, bounds: &Bounds) -> Result<(Vec<Tas
         .keep();
     let mut out = Vec::with_capacity(nodes.len());
     let tries = if km.is_live() { 3 } else { 1 };
+    let fields = TaskFields::new(k)?;
+    let mut scratch = vec![0u8; fields.span_bytes()];
     for node in nodes {
         if bounds.deadline.passed() {
             if !errors.iter().any(|e| matches!(e, Error::OverTime { .. })) {
@@ -204,7 +348,7 @@ pub fn tasks_with(k: &Kernel, km: &Kmem<'_>, bounds: &Bounds) -> Result<(Vec<Tas
         let addr = node.wrapping_sub(off);
         let mut last = None;
         for _ in 0..tries {
-            match read_task(k, km, addr) {
+            match read_task(k, km, &fields, &mut scratch, addr) {
                 Ok(t) => {
                     last = None;
                     out.push(t);

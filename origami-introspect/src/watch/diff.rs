@@ -6,7 +6,7 @@
 //! socket is its protocol, family and both endpoints (its state and owner may change
 //! without an event; two sockets with one identity are counted); a module is its name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use origami_frame::{Connection, Module, Process};
 
@@ -44,27 +44,47 @@ pub fn connection_key(c: &Connection) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settle {
     /// Further crawls with the same name and command line before a new process is
-    /// reported.
+    /// reported, when the crawl cannot tell whether it is in the middle of `execve`.
     pub after: u32,
     /// The same, while the process still looks like a child between `fork` and `exec`
     /// (its parent's very name and command line).
     pub after_fork: u32,
 }
 
+/// Whether each process of a crawl was seen in the middle of `execve`.
+#[derive(Debug, Clone, Copy)]
+pub enum ExecState<'a> {
+    /// The kernel does not say (its layout lacks `task_struct.in_execve`): new processes
+    /// wait [`Settle::after`] crawls.
+    Unknown,
+    /// The kernel says: these processes were in the middle of `execve`; the others were
+    /// not, and are reported when first seen.
+    Known(&'a BTreeSet<ProcessId>),
+}
+
 /// Processes after a good crawl, and the events since `prev` (`None`: this crawl is the
 /// first, which reports nothing unless `report_existing`).
 ///
-/// A new process is reported once its name and command line read the same on
-/// `settle.after` more crawls: a forked child is seen with its parent's name and
-/// arguments until it calls `exec`, and reporting it at once would name the parent. While
-/// it still has its parent's name and command line it waits `settle.after_fork` crawls
-/// instead (a guest's vCPU may stall between the two calls; a child that never calls
-/// `exec` is reported after that wait). A process that exits before it settled is
-/// reported as started, then exited, with what was last read.
+/// A forked child is seen with its parent's name and arguments until it calls `exec`, and
+/// reporting it then would name the parent; `exec` itself changes the command line before
+/// the name. So a new process is reported
+///
+/// - when first seen, if the kernel says it is not in the middle of `execve` (`exec`) and
+///   it does not have its parent's very name and command line;
+/// - once it is out of `execve`, if it was in it;
+/// - when the kernel cannot say (`exec` [`ExecState::Unknown`]), once its name and
+///   command line read the same on `settle.after` more crawls;
+/// - while it still has its parent's name and command line, after `settle.after_fork`
+///   crawls (a guest's vCPU may stall between `fork` and `exec`; a child that never calls
+///   `exec` is reported after that wait).
+///
+/// A process that exits before it was reported is reported as started, then exited,
+/// with what was last read.
 pub fn processes(
     prev: Option<&BTreeMap<ProcessId, Tracked>>,
     now: Vec<Process>,
     settle: Settle,
+    exec: ExecState<'_>,
     report_existing: bool,
 ) -> (BTreeMap<ProcessId, Tracked>, Vec<Event>) {
     let mut started = Vec::new();
@@ -89,14 +109,17 @@ pub fn processes(
         .iter()
         .map(|p| (p.pid, (p.name.as_str(), p.cmdline.as_slice())))
         .collect();
+    // Per process: further crawls it must read the same before it is reported (`None`:
+    // not this crawl, it is in the middle of `execve`).
     let mut settled = Vec::new();
     for p in &now {
         let forked = p.ppid != p.pid
             && by_pid.get(&p.ppid) == Some(&(p.name.as_str(), p.cmdline.as_slice()));
-        settled.push(if forked {
-            settle.after_fork
-        } else {
-            settle.after
+        settled.push(match exec {
+            _ if forked => Some(settle.after_fork),
+            ExecState::Unknown => Some(settle.after),
+            ExecState::Known(in_exec) if in_exec.contains(&process_id(p)) => None,
+            ExecState::Known(_) => Some(0),
         });
     }
     for (p, settle) in now.into_iter().zip(settled) {
@@ -122,6 +145,12 @@ pub fn processes(
             },
         };
         let mut t = t;
+        let Some(settle) = settle else {
+            // In the middle of `execve`: what was read may be half the old program's.
+            t.same_for = 0;
+            out.insert(id, t);
+            continue;
+        };
         if !t.reported && t.same_for >= settle {
             t.reported = true;
             started.push(Event::ProcessStarted {
@@ -276,21 +305,40 @@ mod tests {
 
     #[test]
     fn the_first_crawl_is_the_baseline() {
-        let (s, ev) = processes(None, vec![proc(1, 0, "init", &["init"])], S1, false);
+        let (s, ev) = processes(
+            None,
+            vec![proc(1, 0, "init", &["init"])],
+            S1,
+            ExecState::Unknown,
+            false,
+        );
         assert!(ev.is_empty());
         assert!(s[&(1, 0)].reported);
-        let (_, ev) = processes(None, vec![proc(1, 0, "init", &["init"])], S1, true);
+        let (_, ev) = processes(
+            None,
+            vec![proc(1, 0, "init", &["init"])],
+            S1,
+            ExecState::Unknown,
+            true,
+        );
         assert_eq!(names(&ev), [("process_started", 1, "init".into())]);
     }
 
     #[test]
     fn a_new_process_is_reported_once_it_settled_after_exec() {
-        let (s0, _) = processes(None, vec![proc(1, 0, "sh", &["sh"])], S1, false);
+        let (s0, _) = processes(
+            None,
+            vec![proc(1, 0, "sh", &["sh"])],
+            S1,
+            ExecState::Unknown,
+            false,
+        );
         // Forked: the child still has its parent's name and arguments.
         let (s1, ev) = processes(
             Some(&s0),
             vec![proc(1, 0, "sh", &["sh"]), proc(7, 50, "sh", &["sh"])],
             S1,
+            ExecState::Unknown,
             false,
         );
         assert!(ev.is_empty());
@@ -302,6 +350,7 @@ mod tests {
                 proc(7, 50, "sleep", &["sleep", "9"]),
             ],
             S1,
+            ExecState::Unknown,
             false,
         );
         assert!(ev.is_empty());
@@ -309,18 +358,36 @@ mod tests {
             proc(1, 0, "sh", &["sh"]),
             proc(7, 50, "sleep", &["sleep", "9"]),
         ];
-        let (s3, ev) = processes(Some(&s2), now.clone(), S1, false);
+        let (s3, ev) = processes(Some(&s2), now.clone(), S1, ExecState::Unknown, false);
         assert_eq!(names(&ev), [("process_started", 7, "sleep 9".into())]);
-        let (s4, ev) = processes(Some(&s3), now, S1, false);
+        let (s4, ev) = processes(Some(&s3), now, S1, ExecState::Unknown, false);
         assert!(ev.is_empty());
-        let (_, ev) = processes(Some(&s4), vec![proc(1, 0, "sh", &["sh"])], S1, false);
+        let (_, ev) = processes(
+            Some(&s4),
+            vec![proc(1, 0, "sh", &["sh"])],
+            S1,
+            ExecState::Unknown,
+            false,
+        );
         assert_eq!(names(&ev), [("process_exited", 7, "sleep 9".into())]);
     }
 
     #[test]
     fn a_reused_pid_is_another_process_and_short_lives_are_not_lost() {
-        let (s0, _) = processes(None, vec![proc(7, 50, "a", &["a"])], S0, false);
-        let (s1, ev) = processes(Some(&s0), vec![proc(7, 90, "b", &["b"])], S0, false);
+        let (s0, _) = processes(
+            None,
+            vec![proc(7, 50, "a", &["a"])],
+            S0,
+            ExecState::Unknown,
+            false,
+        );
+        let (s1, ev) = processes(
+            Some(&s0),
+            vec![proc(7, 90, "b", &["b"])],
+            S0,
+            ExecState::Unknown,
+            false,
+        );
         assert_eq!(
             names(&ev),
             [
@@ -333,10 +400,17 @@ mod tests {
             Some(&s1),
             vec![proc(7, 90, "b", &["b"]), proc(8, 95, "c", &["c"])],
             S3,
+            ExecState::Unknown,
             false,
         );
         assert!(ev.is_empty());
-        let (_, ev) = processes(Some(&s2), vec![proc(7, 90, "b", &["b"])], S3, false);
+        let (_, ev) = processes(
+            Some(&s2),
+            vec![proc(7, 90, "b", &["b"])],
+            S3,
+            ExecState::Unknown,
+            false,
+        );
         assert_eq!(
             names(&ev),
             [
@@ -349,30 +423,88 @@ mod tests {
     #[test]
     fn a_child_stalled_between_fork_and_exec_waits_longer() {
         let sh = || proc(1, 0, "sh", &["sh"]);
-        let (mut s, _) = processes(None, vec![sh()], S1, false);
+        let (mut s, _) = processes(None, vec![sh()], S1, ExecState::Unknown, false);
         // Seen three times with its parent's name and arguments: not reported.
         for _ in 0..3 {
-            let (next, ev) = processes(Some(&s), vec![sh(), proc(7, 50, "sh", &["sh"])], S1, false);
+            let (next, ev) = processes(
+                Some(&s),
+                vec![sh(), proc(7, 50, "sh", &["sh"])],
+                S1,
+                ExecState::Unknown,
+                false,
+            );
             assert!(ev.is_empty(), "{ev:?}");
             s = next;
         }
         let now = vec![sh(), proc(7, 50, "ow-1", &["/bin/sh", "/tmp/ow-1"])];
-        let (s, ev) = processes(Some(&s), now.clone(), S1, false);
+        let (s, ev) = processes(Some(&s), now.clone(), S1, ExecState::Unknown, false);
         assert!(ev.is_empty());
-        let (_, ev) = processes(Some(&s), now, S1, false);
+        let (_, ev) = processes(Some(&s), now, S1, ExecState::Unknown, false);
         assert_eq!(
             names(&ev),
             [("process_started", 7, "/bin/sh /tmp/ow-1".into())]
         );
         // A child that never calls exec is reported after the longer wait.
-        let (mut s, _) = processes(None, vec![sh()], S1, false);
+        let (mut s, _) = processes(None, vec![sh()], S1, ExecState::Unknown, false);
         let mut seen = Vec::new();
         for _ in 0..5 {
-            let (next, ev) = processes(Some(&s), vec![sh(), proc(8, 60, "sh", &["sh"])], S1, false);
+            let (next, ev) = processes(
+                Some(&s),
+                vec![sh(), proc(8, 60, "sh", &["sh"])],
+                S1,
+                ExecState::Unknown,
+                false,
+            );
             seen.push(ev.len());
             s = next;
         }
         assert_eq!(seen, [0, 0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn when_the_kernel_tells_exec_a_process_is_reported_when_first_seen_out_of_it() {
+        let sh = || proc(1, 0, "sh", &["sh"]);
+        let none = BTreeSet::new();
+        let (s, _) = processes(None, vec![sh()], S1, ExecState::Known(&none), false);
+        // Forked, not yet exec'd: waits as before.
+        let (s, ev) = processes(
+            Some(&s),
+            vec![sh(), proc(7, 50, "sh", &["sh"])],
+            S1,
+            ExecState::Known(&none),
+            false,
+        );
+        assert!(ev.is_empty());
+        // In the middle of exec (the new command line, the old name): not reported.
+        let in_exec: BTreeSet<ProcessId> = [(7, 50)].into();
+        let half = vec![sh(), proc(7, 50, "sh", &["/bin/sh", "/tmp/lat-1"])];
+        let (s, ev) = processes(Some(&s), half, S1, ExecState::Known(&in_exec), false);
+        assert!(ev.is_empty(), "{ev:?}");
+        // Out of exec: reported at once, with the new name.
+        let done = vec![sh(), proc(7, 50, "lat-1", &["/bin/sh", "/tmp/lat-1"])];
+        let (s, ev) = processes(Some(&s), done.clone(), S1, ExecState::Known(&none), false);
+        assert_eq!(
+            names(&ev),
+            [("process_started", 7, "/bin/sh /tmp/lat-1".into())]
+        );
+        assert_eq!(ev[0].process().unwrap().name, "lat-1");
+        let (s, ev) = processes(Some(&s), done, S1, ExecState::Known(&none), false);
+        assert!(ev.is_empty());
+        // A new process seen once, out of exec: reported in the crawl that first sees it.
+        let (_, ev) = processes(
+            Some(&s),
+            vec![sh(), proc(9, 70, "sleep", &["sleep", "9"])],
+            S1,
+            ExecState::Known(&none),
+            false,
+        );
+        assert_eq!(
+            names(&ev),
+            [
+                ("process_started", 9, "sleep 9".into()),
+                ("process_exited", 7, "/bin/sh /tmp/lat-1".into())
+            ]
+        );
     }
 
     fn conn(port: u16, state: &str, pid: Option<u32>) -> Connection {

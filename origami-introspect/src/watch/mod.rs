@@ -19,11 +19,13 @@
 //! from a torn read. Per-item failures that retrying cannot fix (a process whose command
 //! line is paged out) do not tear a section: the item is reported with what could be read.
 //!
-//! Limits: a process is reported once its name and command line read the same on
-//! [`WatchOptions::settle`] more ticks, or [`WatchOptions::settle_fork`] while they are
-//! its parent's (a forked child shows its parent's until it calls `exec`); a later `exec`
-//! of a reported process is no event. Its command line is the one
-//! read when it was reported. Threads are not reported, only processes (thread-group
+//! Limits: a new process is reported by the first tick that sees it out of `execve` (the
+//! kernel's `task_struct.in_execve`), or, on a kernel whose layout lacks that flag, once
+//! its name and command line read the same on [`WatchOptions::settle`] more ticks; while
+//! its name and command line are still its parent's (a forked child shows its parent's
+//! until it calls `exec`) it waits [`WatchOptions::settle_fork`] ticks. A later `exec` of
+//! a reported process is no event. Its command line is the one read when it was
+//! reported. Threads are not reported, only processes (thread-group
 //! leaders).
 //!
 //! ```
@@ -93,8 +95,10 @@ pub struct WatchOptions {
     pub sections: BTreeSet<Section>,
     /// Reads retried after a torn one, per tick (default 3).
     pub retries: u32,
-    /// Ticks a new process's name and command line must stay the same before it is
-    /// reported (default 1; 0 reports it when first seen).
+    /// On a kernel that does not say which tasks are in the middle of `execve` (no
+    /// `task_struct.in_execve` in its layout): ticks a new process's name and command line
+    /// must stay the same before it is reported (default 1; 0 reports it when first seen).
+    /// Where the kernel says, a process out of `execve` is reported when first seen.
     pub settle: u32,
     /// The same while a new process still has its parent's name and command line, as a
     /// child between `fork` and `exec` has (default 25: a quarter of a second at 100 Hz,
@@ -224,8 +228,13 @@ impl std::fmt::Debug for Watcher {
 /// What one attempt read of a section: the items, or why the section is torn.
 type Read<T> = std::result::Result<T, String>;
 
-/// What one task walk gave the sections that wanted it (`None`: not wanted).
-type TaskReads = (Option<Read<Vec<Process>>>, Option<Read<Vec<Connection>>>);
+/// What one task walk gave the sections that wanted it (`None`: not wanted), and which
+/// processes it saw in the middle of `execve` (`None`: the kernel does not say).
+type TaskReads = (
+    Option<Read<Vec<Process>>>,
+    Option<Read<Vec<Connection>>>,
+    Option<BTreeSet<ProcessId>>,
+);
 
 impl Watcher {
     /// Discovers the kernel in `source` (as [`crate::linux::discover()`] with
@@ -306,6 +315,7 @@ impl Watcher {
         let mut conns: Option<Vec<Connection>> = None;
         let mut mods: Option<Vec<Module>> = None;
         let mut host: Option<String> = None;
+        let mut in_exec: Option<BTreeSet<ProcessId>> = None;
         let mut attempts = 0;
         while !pending.is_empty() && attempts <= self.options.retries {
             attempts += 1;
@@ -320,7 +330,10 @@ impl Watcher {
             let want_p = pending.contains(&Section::Process);
             let want_c = pending.contains(&Section::Connection);
             if want_p || want_c {
-                let (p, c) = self.read_tasks(&km, want_p, want_c);
+                let (p, c, e) = self.read_tasks(&km, want_p, want_c);
+                if matches!(p, Some(Ok(_))) {
+                    in_exec = e;
+                }
                 settle_read(Section::Process, p, &mut procs, &mut pending, &mut torn);
                 settle_read(Section::Connection, c, &mut conns, &mut pending, &mut torn);
             }
@@ -354,6 +367,10 @@ impl Watcher {
                 diff::Settle {
                     after: self.options.settle,
                     after_fork: self.options.settle_fork.max(self.options.settle),
+                },
+                match &in_exec {
+                    Some(set) => diff::ExecState::Known(set),
+                    None => diff::ExecState::Unknown,
                 },
                 report,
             );
@@ -399,6 +416,7 @@ impl Watcher {
             (
                 want_p.then(|| Err(reason.clone())),
                 want_c.then_some(Err(reason)),
+                None,
             )
         };
         let walked = match tasks::tasks(&self.kernel, km) {
@@ -406,18 +424,45 @@ impl Watcher {
             Ok((_, errors)) => return both(format!("task list: {}", first_error(&errors))),
             Err(e) => return both(format!("task list: {e}")),
         };
+        let known = self.state.processes.as_ref();
+        let reported = |t: &Task| {
+            known
+                .and_then(|k| k.get(&(t.tgid, t.start_ticks)))
+                .is_some_and(|k| k.reported)
+        };
         let procs = want_p.then(|| Ok(self.processes_of(km, &walked)));
         let conns = want_c.then(|| match sockets::connections(&self.kernel, km, &walked) {
             Ok((c, errors)) if errors.is_empty() => Ok(c),
             Ok((_, errors)) => Err(first_error(&errors)),
             Err(e) => Err(e.to_string()),
         });
-        // Read the identities again, past the page cache: a task freed and reused while we
-        // read (its memory zeroed or another task's) made everything above suspect.
-        if let Err(reason) = self.check_identities(&walked) {
+        // Read the identities again, past the page cache, of the tasks whose later reads
+        // feed events: a task freed and reused while we read (its memory zeroed or another
+        // task's) made them suspect. Those are the processes not yet reported (read whole
+        // this tick) and the owners of the sockets found; what the walk itself read of a
+        // reported process (name, state) makes no event.
+        let owners: BTreeSet<u32> = match &conns {
+            Some(Ok(c)) => c.iter().filter_map(|c| c.pid).collect(),
+            _ => BTreeSet::new(),
+        };
+        let suspect: Vec<&Task> = walked
+            .iter()
+            .filter(|t| !reported(t) || owners.contains(&t.tgid))
+            .collect();
+        if let Err(reason) = self.check_identities(&suspect) {
             return both(reason);
         }
-        (procs, conns)
+        let in_exec = walked
+            .iter()
+            .map(|t| t.in_execve.map(|e| (e, (t.tgid, t.start_ticks))))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| {
+                v.into_iter()
+                    .filter(|(e, _)| *e)
+                    .map(|(_, id)| id)
+                    .collect()
+            });
+        (procs, conns, in_exec)
     }
 
     /// The processes of `walked`: known ones from the last good state with what the walk
@@ -450,7 +495,7 @@ impl Watcher {
 
     /// Re-reads each walked task's pid, tgid and start time from the source itself (a
     /// source that is not live cannot change: nothing to check).
-    fn check_identities(&self, walked: &[Task]) -> Read<()> {
+    fn check_identities(&self, walked: &[&Task]) -> Read<()> {
         if !self.memory.is_live() {
             return Ok(());
         }
