@@ -275,7 +275,11 @@ impl FixtureVm {
             .arg(find_file(&fx.path("memdump/kernel"), "vmlinuz-"))
             .arg("-initrd")
             .arg(if options.console_shell {
-                initramfs_with_console_shell(fx, &dir, &[options.extra_files.clone(), extra.files.clone()].concat())
+                initramfs_with_console_shell(
+                    fx,
+                    &dir,
+                    &[options.extra_files.clone(), extra.files.clone()].concat(),
+                )
             } else {
                 fx.path("memdump/initramfs.cpio.gz")
             })
