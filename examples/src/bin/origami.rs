@@ -40,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Crawl one machine (disks, memory, or both) into one frame (JSON to stdout by default).
-    Crawl(CrawlArgs),
+    Crawl(Box<CrawlArgs>),
     /// Crawl the machines of a TOML manifest in parallel and index each frame as it arrives.
     CrawlFleet(FleetArgs),
     /// Index frames from JSON Lines files (one frame a line).
@@ -308,7 +308,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
-        Command::Crawl(a) => cmd_crawl(a),
+        Command::Crawl(a) => cmd_crawl(*a),
         Command::CrawlFleet(a) => cmd_crawl_fleet(a),
         Command::Index(a) => cmd_index(a),
         Command::Search(a) => cmd_search(a),
