@@ -2,7 +2,7 @@
 //! value the user typed sent as a bound parameter (`$n`); the SQL text itself is made only
 //! of constant fragments and parameter numbers, so no query can break out of it.
 //!
-//! The semantics follow the tantivy compiler ([`crate::compile`]) clause for clause: a bare
+//! The semantics follow the tantivy compiler (`crate::compile`) clause for clause: a bare
 //! word is a whole token of the text (`tsv @@ 'w'`), a whole `exact` value or a whole path;
 //! several words are a phrase (`'a' <-> 'b'`, over the same token positions as tantivy's);
 //! wildcards match whole tokens (`LIKE`, `*` -> `%`, `?` -> `_`); fields are equalities on

@@ -11,7 +11,7 @@
 //! [`CITUS_DISTRIBUTE`]).
 //!
 //! Instants are nanoseconds since the epoch in `bigint`; a current version has
-//! `valid_to = i64::MAX` ([`OPEN_SQL`]). Key ids (xxh3-128 of section and key) are 16
+//! `valid_to = i64::MAX` (`OPEN_SQL`). Key ids (xxh3-128 of section and key) are 16
 //! big-endian bytes. The text a tantivy document tokenises is stored as a `tsvector` made by
 //! origami's own tokenizer in Rust (positions included, for phrases).
 

@@ -226,7 +226,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// The drive letters of SYSTEM's `MountedDevices` (`\DosDevices\C:` values), letter ->
-/// what [`mounted_device`] makes of its data; `None` when the key is missing or names no
+/// what `mounted_device` makes of its data; `None` when the key is missing or names no
 /// letter.
 pub fn drive_letters(sys: &Hive) -> Result<Option<Value>, hive::HiveError> {
     let Some(k) = sys.root().path("MountedDevices")? else {
