@@ -34,11 +34,12 @@ use origami_frame::{Frame, Section};
 use crate::disk::{config, file, os, package, user, windows};
 use crate::error::{Error, Result};
 use crate::fs::fstab::{assemble_with, Assembly, LvmName, PartitionInfo, Volume};
-use crate::fs::{open_filesystem_with, sniff, Ext4Options, FileSystem, FsKind, GuestTree};
+use crate::fs::{open_filesystem_with, sniff, Ext4Options, FsKind, GuestTree};
 use crate::limits::{Budget, Deadline, Limits, EXT4_CACHE_BYTES};
 use crate::linux::{self, LinuxOptions, MEMORY_SECTIONS};
 use crate::target::{Disk, Memory, Target};
 use crate::timing::millis;
+use crate::volume_hook::{NoHook, VolumeHook};
 
 /// How to crawl: which sections, and their knobs. Built with [`CrawlOptions::builder`].
 #[derive(Debug, Clone)]
@@ -292,33 +293,6 @@ fn open_disk(disk: &Disk, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
         })),
     }
 }
-
-/// What a crawl may do with each file system it opens before the guest's tree is
-/// assembled from them, and with the tree once assembled: the seam through which an
-/// incremental crawl ([`crate::incremental`]) puts its cache in front of ext4 volumes. The
-/// default does nothing.
-pub(crate) trait VolumeHook: Sync {
-    /// The file system to use for `fs`, opened on `source`, which lies at byte `offset` of
-    /// disk `disk` (`None` for a logical volume, which has no one offset).
-    fn wrap(
-        &self,
-        fs: Box<dyn FileSystem>,
-        source: &Arc<dyn ReadAt>,
-        disk: usize,
-        offset: Option<u64>,
-    ) -> Box<dyn FileSystem> {
-        let _ = (source, disk, offset);
-        fs
-    }
-    /// Sees the assembled tree (its mounts) before the sections run.
-    fn assembled(&self, tree: &GuestTree) {
-        let _ = tree;
-    }
-}
-
-/// The hook of a plain crawl.
-struct NoHook;
-impl VolumeHook for NoHook {}
 
 /// The file system on `source` as a volume; `Ok(None)` when it holds none this crate reads
 /// (swap, an empty partition).

@@ -85,6 +85,7 @@ pub mod incremental;
 mod limits;
 mod target;
 mod timing;
+mod volume_hook;
 
 pub use crawler::{
     open_guest, CrawlOptions, CrawlOptionsBuilder, Crawler, DiskOptions, DISK_SECTIONS,

@@ -50,9 +50,9 @@ pub use cache::{ChangeSource, VolumeReport};
 pub use events::{file_events, FileEvent};
 pub use state::{CrawlState, FileRecord, InodeKey, StateError, VolumeState};
 
-use crate::crawler::VolumeHook;
 use crate::error::Result;
 use crate::fs::{FileSystem, FsKind, GuestTree};
+use crate::volume_hook::VolumeHook;
 use crate::{Crawler, Target};
 use cache::{CachedFs, VolumeCache};
 
