@@ -19,7 +19,9 @@ fn origami(args: &[&str]) -> Output {
 /// `dir/base/` holds the demo disks; `dir/vms/NAME.qcow2` are overlays backed by
 /// `base/web-02.img` (named by absolute path, outside the overlays' folder).
 fn layout(name: &str, overlays: &[&str]) -> (PathBuf, Vec<PathBuf>) {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(env!("CARGO_CRATE_NAME"))
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     origami_examples::demo::unpack(&dir.join("base")).unwrap();
     std::fs::create_dir_all(dir.join("vms")).unwrap();
