@@ -54,6 +54,12 @@ struct Cdp {
 
 impl Cdp {
     fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// [`Cdp::call`], with the browser's error answer as an `Err`.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next += 1;
         let id = self.next;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -75,9 +81,9 @@ impl Cdp {
                 continue; // an event
             }
             if let Some(e) = v.get("error") {
-                panic!("{method}: {e}");
+                return Err(e.clone());
             }
-            return v["result"].clone();
+            return Ok(v["result"].clone());
         }
     }
 
@@ -93,9 +99,33 @@ impl Cdp {
         r["result"]["value"].clone()
     }
 
+    /// Polls `js` until it is `true`. While a page is being replaced the browser may answer
+    /// an evaluation with "Inspected target navigated or closed" (or name a destroyed
+    /// execution context): that is asked again, like a `false`.
     fn wait_until(&mut self, js: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.eval(js) != json!(true) {
+        loop {
+            let r = self.try_call(
+                "Runtime.evaluate",
+                json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+            );
+            match r {
+                Ok(r) => {
+                    if let Some(e) = r.get("exceptionDetails") {
+                        panic!("{js}: {e}");
+                    }
+                    if r["result"]["value"] == json!(true) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let m = e["message"].as_str().unwrap_or_default();
+                    assert!(
+                        m.contains("navigated") || m.contains("context"),
+                        "Runtime.evaluate: {e}"
+                    );
+                }
+            }
             assert!(Instant::now() < deadline, "timed out waiting for {js}");
             std::thread::sleep(Duration::from_millis(50));
         }

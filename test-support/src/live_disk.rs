@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::qemu::{FixtureVm, RamBacking, VmExtra, VmOptions, CONSOLE_SHELL};
+use crate::qemu::{FixtureVm, RamBacking, VmOptions, CONSOLE_SHELL};
 use crate::Fixtures;
 
 /// The modules loaded, dependencies first (the fixture's `load-order.txt` order).
@@ -79,8 +79,10 @@ impl DiskVm {
         let disk = dir.join("disk.qcow2");
         std::fs::copy(image, &disk).expect("disk copy");
         let qmp = dir.join("qmp.sock");
-        let extra = VmExtra {
-            args: vec![
+        let options = VmOptions {
+            backing: RamBacking::Anonymous,
+            console_shell: true,
+            extra_args: vec![
                 "-qmp".into(),
                 format!("unix:{},server=on,wait=off", qmp.display()),
                 "-blockdev".into(),
@@ -91,14 +93,10 @@ impl DiskVm {
                 "-device".into(),
                 "virtio-blk-pci,drive=disk0,id=vd0".into(),
             ],
-            files: module_files(fx, &dir),
-        };
-        let options = VmOptions {
-            backing: RamBacking::Anonymous,
-            console_shell: true,
+            extra_files: module_files(fx, &dir),
             ..VmOptions::default()
         };
-        let mut vm = FixtureVm::boot_with_extra(fx, name, "", timeout, &options, &extra);
+        let mut vm = FixtureVm::boot_with(fx, name, "", timeout, &options);
         vm.wait_for_console(CONSOLE_SHELL, timeout);
         let load = MODULES
             .iter()

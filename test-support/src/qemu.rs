@@ -68,10 +68,10 @@ pub struct VmOptions {
     /// Once ready, run a shell on the console that [`FixtureVm::console_run`] talks to
     /// (it prints `@@CONSOLE-SHELL@@` when it starts).
     pub console_shell: bool,
-    /// More QEMU arguments (a disk: `-drive file=...,if=virtio`).
+    /// More QEMU arguments (disks, a QMP socket, ...).
     pub extra_args: Vec<String>,
-    /// More files for the guest's initramfs, `(path, mode, bytes)` (kernel modules for a
-    /// disk); only with `console_shell`.
+    /// More files for the guest's initramfs, `(path, mode, bytes)` (`0o040755` for a
+    /// folder; kernel modules for a disk); only with `console_shell`.
     pub extra_files: Vec<(String, u32, Vec<u8>)>,
 }
 
@@ -95,16 +95,6 @@ pub const CONSOLE_SHELL: &str = "@@CONSOLE-SHELL@@";
 /// The end of the fixture's init (it blocks forever on a FIFO), replaced for a console
 /// shell.
 const INIT_TAIL: &str = "mkfifo /run/hold\nwhile :; do read -r x < /run/hold; done";
-
-/// What [`FixtureVm::boot_with_extra`] adds to a boot.
-#[derive(Debug, Clone, Default)]
-pub struct VmExtra {
-    /// More QEMU arguments (disks, a QMP socket, ...).
-    pub args: Vec<String>,
-    /// More files in the initramfs, as `(path, mode, bytes)` (`0o040755` for a folder);
-    /// needs [`VmOptions::console_shell`].
-    pub files: Vec<(String, u32, Vec<u8>)>,
-}
 
 /// The fixture's initramfs followed by an archive whose `/init` ends in a console shell.
 fn initramfs_with_console_shell(
@@ -225,27 +215,8 @@ impl FixtureVm {
         timeout: Duration,
         options: &VmOptions,
     ) -> FixtureVm {
-        Self::boot_with_extra(
-            fx,
-            name,
-            extra_append,
-            timeout,
-            options,
-            &VmExtra::default(),
-        )
-    }
-
-    /// [`FixtureVm::boot_with`] with more QEMU arguments and initramfs files.
-    pub fn boot_with_extra(
-        fx: &Fixtures,
-        name: &str,
-        extra_append: &str,
-        timeout: Duration,
-        options: &VmOptions,
-        extra: &VmExtra,
-    ) -> FixtureVm {
         assert!(
-            extra.files.is_empty() || options.console_shell,
+            options.extra_files.is_empty() || options.console_shell,
             "initramfs files need console_shell"
         );
         let build = fx.json("memdump/build.json");
@@ -275,11 +246,7 @@ impl FixtureVm {
             .arg(find_file(&fx.path("memdump/kernel"), "vmlinuz-"))
             .arg("-initrd")
             .arg(if options.console_shell {
-                initramfs_with_console_shell(
-                    fx,
-                    &dir,
-                    &[options.extra_files.clone(), extra.files.clone()].concat(),
-                )
+                initramfs_with_console_shell(fx, &dir, &options.extra_files)
             } else {
                 fx.path("memdump/initramfs.cpio.gz")
             })
@@ -296,7 +263,6 @@ impl FixtureVm {
                 "none",
             ]);
         cmd.args(&options.extra_args);
-        cmd.args(&extra.args);
         let socket = dir.join("console.sock");
         if options.console_shell {
             cmd.arg("-chardev")
