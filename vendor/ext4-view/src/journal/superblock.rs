@@ -23,6 +23,10 @@ const SUPERBLOCK_SIZE: usize = 1024;
 
 const CHECKSUM_TYPE_CRC32C: u8 = 4;
 
+/// Origami patch: the largest journal, in blocks, that this library
+/// replays: e2fsprogs' `JBD2_MAX_JOURNAL_BLOCKS` (1024 * 10000).
+const MAX_JOURNAL_BLOCKS: u32 = 10_240_000;
+
 // Field offsets within the superblock.
 const SUPERBLOCK_BLOCKSIZE_OFFSET: usize = 0xc;
 const SUPERBLOCK_MAXLEN_OFFSET: usize = 0x10;
@@ -173,7 +177,13 @@ impl JournalSuperblock {
             .size_in_bytes
             .checked_div(fs.0.superblock.block_size.to_u64())
             .unwrap_or(0);
-        if u64::from(superblock.max_len) > inode_blocks {
+        // Also at most `JBD2_MAX_JOURNAL_BLOCKS`, the largest journal
+        // e2fsprogs makes: the replay walks the journal inode's blocks
+        // one by one up to `s_start`, which must stay short for a
+        // hostile inode mapping billions of blocks.
+        if u64::from(superblock.max_len) > inode_blocks
+            || superblock.max_len > MAX_JOURNAL_BLOCKS
+        {
             return Err(CorruptKind::JournalSize.into());
         }
         if superblock.first == 0 || superblock.first >= superblock.max_len {
