@@ -13,21 +13,26 @@
 //! of the loop leaves (a window of at most 6 consecutive generations, each file's text a
 //! prefix of what the loop wrote into it, its size its text's length). Three more
 //! point-in-time views taken through the library's `Fleece` are checked by `e2fsck -fn`
-//! (after replaying the journal, as a crash would need) on their root partition. Afterwards
+//! (after replaying the journal, as a crash would need) on their root partition, and the
+//! loop's files as origami reads them before that (ext4-view replaying the journal, 64bit
+//! and checksum v3 as the guest's kernel writes it, in memory) must be those e2fsck's
+//! replay leaves; at least one view must have had a journal to replay. Afterwards
 //! QEMU holds no node, export or NBD server of ours, the guest's device is back on its own
 //! node, and the guest still writes.
 //!
-//! Skips outside CI when the fixtures, qemu-nbd, qemu-system-x86_64, tar, python3 or e2fsck
-//! are missing.
+//! Skips outside CI when the fixtures, qemu-nbd, qemu-system-x86_64, tar, python3, e2fsck or
+//! dumpe2fs are missing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
 use origami_core::partition::read_partitions;
 use origami_core::qmp::{Fleece, FleeceOptions, QmpClient};
-use origami_core::ReadAt;
+use origami_core::{FileSource, ReadAt};
+use origami_introspect::fs::{Ext4Fs, FileSystem};
 use origami_testsupport::live_disk::DiskVm;
 use origami_testsupport::nbd::{Listen, QemuNbd};
 use serde_json::Value;
@@ -197,8 +202,49 @@ fn check_live_frame(frame: &Value, n: usize) -> u64 {
     gens.last().copied().unwrap_or(0)
 }
 
-/// The root partition of a point-in-time view, copied to `out` and checked by e2fsck.
-fn fsck_view(disk: &dyn ReadAt, out: &Path) {
+/// The loop's folder of the ext4 image `img` as origami reads it (ext4-view replaying the
+/// journal in memory): each entry's name and content.
+fn live_files(img: &Path) -> BTreeMap<String, Vec<u8>> {
+    let fs = Ext4Fs::open(Arc::new(FileSource::open(img).unwrap())).unwrap();
+    fs.read_dir(b"/srv/live", 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.name != b"." && e.name != b"..")
+        .map(|e| {
+            let mut path = b"/srv/live/".to_vec();
+            path.extend(&e.name);
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut fs.open(&path).unwrap(), &mut content).unwrap();
+            (String::from_utf8_lossy(&e.name).into_owned(), content)
+        })
+        .collect()
+}
+
+/// The jbd2 log start of the ext4 image `img` (0 when its journal has nothing to replay)
+/// and its journal features, as `dumpe2fs -h` gives them.
+fn journal_start(img: &Path) -> (u64, String) {
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(img)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    (
+        field("Journal start:").map_or(0, |v| v.parse().unwrap()),
+        field("Journal features:").unwrap_or_default(),
+    )
+}
+
+/// The root partition of a point-in-time view, copied to `out` and checked by e2fsck;
+/// before that, the loop's files as origami reads them (replaying the journal in memory)
+/// must be those that e2fsck's replay of the journal leaves. Returns whether the journal
+/// had transactions to replay.
+fn fsck_view(disk: &dyn ReadAt, out: &Path) -> bool {
     let table = read_partitions(disk).unwrap();
     let root = table.partitions.iter().find(|p| p.number == 2).unwrap();
     let part = root.open(disk).unwrap();
@@ -212,6 +258,15 @@ fn fsck_view(disk: &dyn ReadAt, out: &Path) {
         off += n as u64;
     }
     drop(f);
+    let (start, features) = journal_start(out);
+    let dirty = start != 0;
+    if dirty {
+        assert!(
+            features.contains("journal_64bit") && features.contains("journal_checksum_v3"),
+            "journal features: {features}"
+        );
+    }
+    let replayed_by_origami = live_files(out);
     // A crash-consistent view needs its journal replayed, as after a power cut.
     let replay = Command::new("e2fsck")
         .args(["-E", "journal_only", "-y"])
@@ -229,18 +284,23 @@ fn fsck_view(disk: &dyn ReadAt, out: &Path) {
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
+    assert_eq!(journal_start(out).0, 0);
+    let replayed_by_e2fsck = live_files(out);
+    assert_eq!(
+        replayed_by_origami.keys().collect::<Vec<_>>(),
+        replayed_by_e2fsck.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        replayed_by_origami == replayed_by_e2fsck,
+        "the loop's files differ after origami's and e2fsck's journal replays"
+    );
+    dirty
 }
 
 #[test]
-// Known failure, kept visible: a live-mounted ext4 seen through the fleecing export needs
-// journal recovery, and the vendored ext4-view refuses a journal with the 64bit and
-// checksum-v3 features ("missing required journal features: 18"), so crawl 0 already ends
-// with that error in the frame. Run with `--ignored` once ext4-view replays such journals
-// (issue 13).
-#[ignore = "ext4-view cannot replay a 64bit/csum-v3 journal of a live-mounted guest (issue 13)"]
 fn crawls_of_a_running_vm_through_fleecing_are_consistent() {
     let fx = origami_testsupport::require_fixtures!();
-    for p in ["qemu-system-x86_64", "tar", "e2fsck"] {
+    for p in ["qemu-system-x86_64", "tar", "e2fsck", "dumpe2fs"] {
         if !origami_testsupport::require_program(p) {
             return;
         }
@@ -254,22 +314,31 @@ fn crawls_of_a_running_vm_through_fleecing_are_consistent() {
     guest.vm.console_run(WRITER, Duration::from_secs(60));
     let dir = scratch("fleece");
     let qmp = guest.qmp.to_str().unwrap().to_string();
+    // The temporary folder of this test's fleeces (the CLI's through TMPDIR, the library's
+    // through `FleeceOptions::temp_dir`), so that the check that none is left at the end
+    // sees only this test's, not those of another test running at the same time.
+    let fleece_tmp = dir.join("tmp");
+    std::fs::create_dir_all(&fleece_tmp).unwrap();
 
     let hostname = fx.json("debian/rootfs.facts.json")["hostname"].clone();
     let mut newest = 0;
     for n in 0..10 {
         let out_path = dir.join(format!("frame-{n}.json"));
-        let out = origami(&[
-            "crawl",
-            "--qmp",
-            &qmp,
-            "--drive",
-            "vd0",
-            "--config",
-            "/srv/live/*",
-            "--out",
-            out_path.to_str().unwrap(),
-        ]);
+        let out = Command::new(env!("CARGO_BIN_EXE_origami"))
+            .args([
+                "crawl",
+                "--qmp",
+                &qmp,
+                "--drive",
+                "vd0",
+                "--config",
+                "/srv/live/*",
+                "--out",
+                out_path.to_str().unwrap(),
+            ])
+            .env("TMPDIR", &fleece_tmp)
+            .output()
+            .expect("run origami");
         assert!(
             out.status.success(),
             "crawl {n}: {}",
@@ -284,11 +353,19 @@ fn crawls_of_a_running_vm_through_fleecing_are_consistent() {
     assert!(newest > 0, "the guest's loop never showed on disk");
 
     // Point-in-time views through the library, checked by e2fsck.
+    let mut dirty = 0;
     for n in 0..3 {
-        let fleece = Fleece::start(&guest.qmp, &FleeceOptions::default().drive("vd0")).unwrap();
-        fsck_view(&fleece, &dir.join(format!("root-{n}.ext4")));
+        let fleece = Fleece::start(
+            &guest.qmp,
+            &FleeceOptions::default().drive("vd0").temp_dir(&fleece_tmp),
+        )
+        .unwrap();
+        dirty += usize::from(fsck_view(&fleece, &dir.join(format!("root-{n}.ext4"))));
         fleece.close().unwrap();
     }
+    // The views did need journal replay (the guest syncs in a loop, so its journal always
+    // holds transactions not yet checkpointed).
+    assert!(dirty > 0, "no fleeced view had a journal to replay");
 
     // Nothing of ours is left in QEMU, and the device is back on its node.
     let mut q = QmpClient::connect(&guest.qmp, Duration::from_secs(10)).unwrap();
@@ -307,25 +384,27 @@ fn crawls_of_a_running_vm_through_fleecing_are_consistent() {
         .unwrap();
     assert_eq!(vd0["inserted"]["node-name"], "disk0");
     drop(q);
-    assert!(std::fs::read_dir(std::env::temp_dir())
+    let left: Vec<_> = std::fs::read_dir(&fleece_tmp)
         .unwrap()
         .filter_map(|e| e.ok())
-        .all(|e| !e
-            .file_name()
-            .to_string_lossy()
-            .starts_with("origami-fleece-")));
-    // The guest still writes.
-    let last = guest
-        .vm
-        .console_run("cat /mnt/srv/live/last", Duration::from_secs(60));
-    let last: u64 = last
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or("0")
-        .trim()
-        .parse()
-        .unwrap_or(0);
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("origami-fleece-"))
+        .collect();
+    assert!(left.is_empty(), "fleece folders left: {left:?}");
+    // The guest still writes. The value is read after a key (the shell's prompt, and the
+    // command itself if echoed, share the console's lines).
+    let out = guest.vm.console_run(
+        "echo LAST=$(cat /mnt/srv/live/last)",
+        Duration::from_secs(60),
+    );
+    let last: u64 = out
+        .split("LAST=")
+        .skip(1)
+        .find_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no LAST= in the console's answer: {out:?}"));
     assert!(last >= newest, "the guest's loop stopped at {last}");
     let _ = std::fs::remove_dir_all(&dir);
 }

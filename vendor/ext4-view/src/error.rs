@@ -248,9 +248,6 @@ pub(crate) enum CorruptKind {
     /// Journal does not have the expected number of blocks.
     JournalTruncated,
 
-    /// Journal first commit doesn't match the sequence number in the superblock.
-    JournalSequence,
-
     /// Journal commit block checksum is invalid.
     JournalCommitBlockChecksum,
 
@@ -266,14 +263,10 @@ pub(crate) enum CorruptKind {
     /// Journal revocation block has an invalid table size.
     JournalRevocationBlockInvalidTableSize(usize),
 
-    /// Journal sequence number overflowed.
-    JournalSequenceOverflow,
-
-    /// Journal has a truncated descriptor block. Either it is missing a
-    /// tag with the `LAST_TAG` flag set, or the final tag does have
-    /// that flag set but there are not enough bytes to read the full
-    /// tag.
-    JournalDescriptorBlockTruncated,
+    /// Origami patch: the journal superblock's first log block
+    /// (`s_first`) or start of the log (`s_start`) is outside the
+    /// journal.
+    JournalStart,
 
     /// An inode's checksum is invalid.
     InodeChecksum(InodeIndex),
@@ -440,10 +433,6 @@ impl Display for CorruptKind {
                 )
             }
             Self::JournalTruncated => write!(f, "journal is truncated"),
-            Self::JournalSequence => write!(
-                f,
-                "journal's first commit doesn't match the expected sequence"
-            ),
             Self::JournalCommitBlockChecksum => {
                 write!(f, "journal commit block checksum is invalid")
             }
@@ -462,11 +451,8 @@ impl Display for CorruptKind {
                     "journal revocation block table size is invalid: {size}"
                 )
             }
-            Self::JournalSequenceOverflow => {
-                write!(f, "journal sequence number overflowed")
-            }
-            Self::JournalDescriptorBlockTruncated => {
-                write!(f, "journal descriptor block is truncated")
+            Self::JournalStart => {
+                write!(f, "journal first or start block is outside the journal")
             }
             Self::InodeChecksum(inode) => {
                 write!(f, "invalid checksum for inode {inode}")
@@ -677,27 +663,12 @@ pub(crate) enum IncompatibleKind {
         u8,
     ),
 
-    /// One or more required journal features are missing.
-    MissingRequiredJournalFeatures(
-        /// The missing feature bits.
-        u32,
-    ),
-
     /// One or more unsupported journal features are present.
     #[allow(clippy::enum_variant_names)]
     UnsupportedJournalFeatures(
         /// The unsupported feature bits.
         u32,
     ),
-
-    /// The journal contains an unsupported block type.
-    JournalBlockType(
-        /// Raw journal block type.
-        u32,
-    ),
-
-    /// The journal contains an escaped block.
-    JournalBlockEscaped,
 }
 
 impl Display for IncompatibleKind {
@@ -715,17 +686,8 @@ impl Display for IncompatibleKind {
             Self::JournalSuperblockType(val) => {
                 write!(f, "journal superblock type is not supported: {val}")
             }
-            Self::JournalBlockType(val) => {
-                write!(f, "journal block type is not supported: {val}")
-            }
-            Self::JournalBlockEscaped => {
-                write!(f, "journal contains an escaped data block")
-            }
             Self::JournalChecksumType(val) => {
                 write!(f, "journal checksum type is not supported: {val}")
-            }
-            Self::MissingRequiredJournalFeatures(feat) => {
-                write!(f, "missing required journal features: {feat:?}")
             }
             Self::UnsupportedJournalFeatures(feat) => {
                 write!(f, "unsupported journal features: {feat:?}")

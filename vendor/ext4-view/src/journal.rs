@@ -57,11 +57,61 @@ impl Journal {
     ///
     /// If the journal does not contain a replacement for the input
     /// block, the input block is returned.
+    ///
+    /// Origami patch: also says whether the journal's block is
+    /// escaped: its first four bytes must then read as the journal
+    /// magic number (see `restore_escaped_magic`).
     pub(crate) fn map_block_index(
         &self,
         block_index: FsBlockIndex,
-    ) -> FsBlockIndex {
-        *self.block_map.get(&block_index).unwrap_or(&block_index)
+    ) -> (FsBlockIndex, bool) {
+        match self.block_map.get(&block_index) {
+            Some(block) => (block.block_index, block.escaped),
+            None => (block_index, false),
+        }
+    }
+}
+
+/// Origami patch: restore the journal magic number (big-endian) in the
+/// first four bytes of an escaped block, of which `dst` holds the
+/// bytes from `offset_within_block` on.
+pub(crate) fn restore_escaped_magic(
+    offset_within_block: usize,
+    dst: &mut [u8],
+) {
+    let magic = block_header::JournalBlockHeader::MAGIC.to_be_bytes();
+    let Some(magic_rest) = magic.get(offset_within_block..) else {
+        return;
+    };
+    for (dst, magic) in dst.iter_mut().zip(magic_rest) {
+        *dst = *magic;
+    }
+}
+
+/// Origami patch: tests of `restore_escaped_magic`.
+#[cfg(test)]
+mod origami_tests {
+    use super::*;
+
+    #[test]
+    fn test_restore_escaped_magic() {
+        let mut block = [0u8; 8];
+        restore_escaped_magic(0, &mut block);
+        assert_eq!(block, [0xc0, 0x3b, 0x39, 0x98, 0, 0, 0, 0]);
+
+        // A read from offset 2 of 3 bytes.
+        let mut dst = [0u8; 3];
+        restore_escaped_magic(2, &mut dst);
+        assert_eq!(dst, [0x39, 0x98, 0]);
+
+        // A read of 1 byte, and reads past the magic number.
+        let mut dst = [0u8; 1];
+        restore_escaped_magic(1, &mut dst);
+        assert_eq!(dst, [0x3b]);
+        let mut dst = [7u8; 4];
+        restore_escaped_magic(4, &mut dst);
+        restore_escaped_magic(1000, &mut dst);
+        assert_eq!(dst, [7; 4]);
     }
 }
 

@@ -326,7 +326,10 @@ impl Ext4 {
         offset_within_block: u32,
         dst: &mut [u8],
     ) -> Result<(), Ext4Error> {
-        let block_index = self.0.journal.map_block_index(original_block_index);
+        // Origami patch: an escaped journal block gets its magic number
+        // back below.
+        let (block_index, escaped) =
+            self.0.journal.map_block_index(original_block_index);
 
         // Origami patch: the length is taken once, as `dst` is lent to
         // the block cache below.
@@ -383,7 +386,14 @@ impl Ext4 {
                     .read(start_byte, buf)
                     .map_err(Ext4Error::Io)
             },
-        )
+        )?;
+        if escaped {
+            journal::restore_escaped_magic(
+                usize_from_u32(offset_within_block),
+                dst,
+            );
+        }
+        Ok(())
     }
 
     /// Read the entire contents of a file into a `Vec<u8>`.

@@ -57,6 +57,8 @@ pub(super) struct JournalBlockType(pub(super) u32);
 impl JournalBlockType {
     pub(super) const DESCRIPTOR: Self = Self(1);
     pub(super) const COMMIT: Self = Self(2);
+    /// Origami patch: a version 1 journal superblock (no features).
+    pub(super) const SUPERBLOCK_V1: Self = Self(3);
     pub(super) const SUPERBLOCK_V2: Self = Self(4);
     pub(super) const REVOCATION: Self = Self(5);
 }

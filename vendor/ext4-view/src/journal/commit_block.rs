@@ -42,20 +42,76 @@ pub(super) fn validate_commit_block_checksum(
     }
 }
 
+/// Origami patch: the running checksum v1 of a transaction (the
+/// compatible feature `JBD2_FEATURE_COMPAT_CHECKSUM`): the kernel's
+/// `crc32_be`, seeded with `!0` and not inverted at the end, over the
+/// transaction's descriptor blocks and data blocks, in log order.
+pub(super) struct ChecksumV1 {
+    digest: crc::Digest<'static, u32>,
+}
+
+impl ChecksumV1 {
+    /// Checksum type `JBD2_CRC32_CHKSUM`.
+    const TYPE_CRC32: u8 = 1;
+
+    /// A checksum over nothing yet.
+    pub(super) fn new() -> Self {
+        // CRC-32/BZIP2 is the MSB-first CRC-32 seeded with `!0`; its
+        // final inversion is undone in `value`.
+        const CRC32_BE: crc::Crc<u32> =
+            crc::Crc::<u32>::new(&crc::CRC_32_BZIP2);
+        Self {
+            digest: CRC32_BE.digest(),
+        }
+    }
+
+    /// Extend the checksum with a whole journal block.
+    pub(super) fn update(&mut self, block: &[u8]) {
+        self.digest.update(block);
+    }
+
+    /// The value the kernel's `crc32_be` gives.
+    fn value(self) -> u32 {
+        self.digest.finalize() ^ !0
+    }
+}
+
+/// Origami patch: check a commit block against the transaction's
+/// checksum v1, as the kernel's recovery does: the commit block holds
+/// that checksum (type `JBD2_CRC32_CHKSUM`, size 4) or no checksum at
+/// all (type, size and value zero).
+pub(super) fn validate_commit_block_checksum_v1(
+    checksum: ChecksumV1,
+    block: &[u8],
+) -> Result<(), Ext4Error> {
+    let h_chksum_type = block[12];
+    let h_chksum_size = block[13];
+    let found = read_u32be(block, 16);
+    let matches = h_chksum_type == ChecksumV1::TYPE_CRC32
+        && h_chksum_size == 4
+        && found == checksum.value();
+    let unused = h_chksum_type == 0 && h_chksum_size == 0 && found == 0;
+    if matches || unused {
+        Ok(())
+    } else {
+        Err(CorruptKind::JournalCommitBlockChecksum.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Uuid;
+    use crate::journal::superblock::{
+        JournalIncompatibleFeatures, test_superblock,
+    };
 
     /// Test success and failure cases of `validate_commit_block_checksum`.
     #[test]
     fn test_validate_commit_block_checksum() {
-        let superblock = JournalSuperblock {
-            block_size: 1024,
-            sequence: 0,
-            start_block: 0,
-            uuid: Uuid([0; 16]),
-        };
+        let superblock = test_superblock(
+            JournalIncompatibleFeatures::IS_64BIT
+                | JournalIncompatibleFeatures::CHECKSUM_V3,
+        );
 
         // Valid checksum.
         let mut block = vec![0xab; 1024];
@@ -66,6 +122,37 @@ mod tests {
         block[1023] = 1;
         assert_eq!(
             validate_commit_block_checksum(&superblock, &block).unwrap_err(),
+            CorruptKind::JournalCommitBlockChecksum
+        );
+    }
+
+    /// Origami patch: checksum v1 is the kernel's `crc32_be` seeded
+    /// with !0 (0x0376e6e7 for "123456789", computed bit by bit from
+    /// the polynomial 0x04c11db7 in Python; the CRC-32/BZIP2 check
+    /// value 0xfc891918 inverted).
+    #[test]
+    fn test_checksum_v1() {
+        let mut checksum = ChecksumV1::new();
+        checksum.update(b"123456789");
+        assert_eq!(checksum.value(), 0x0376_e6e7);
+
+        let mut block = vec![0; 1024];
+        let mut checksum = ChecksumV1::new();
+        checksum.update(b"123456789");
+        // No checksum in the commit block: accepted.
+        validate_commit_block_checksum_v1(checksum, &block).unwrap();
+
+        block[12] = 1;
+        block[13] = 4;
+        block[16..20].copy_from_slice(&0x0376_e6e7u32.to_be_bytes());
+        let mut checksum = ChecksumV1::new();
+        checksum.update(b"123456789");
+        validate_commit_block_checksum_v1(checksum, &block).unwrap();
+
+        let mut checksum = ChecksumV1::new();
+        checksum.update(b"123456780");
+        assert_eq!(
+            validate_commit_block_checksum_v1(checksum, &block).unwrap_err(),
             CorruptKind::JournalCommitBlockChecksum
         );
     }

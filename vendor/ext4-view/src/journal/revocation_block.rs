@@ -40,50 +40,42 @@ pub(super) fn validate_revocation_block_checksum(
 /// Read the revoked block indices from a revocation block.
 ///
 /// The entries are appended to the end of `table`.
+///
+/// Origami patch: as the kernel's `scan_revoke_records`, `r_count` is
+/// the number of bytes used in the block, header (16 bytes) included,
+/// and records are 8 bytes with the 64-bit feature, 4 without (upstream
+/// read `r_count` as the size of the records alone, so read two
+/// records past the end, and supported only 64-bit records). A count
+/// reaching into the checksum tail is an error; trailing bytes shorter
+/// than a record are ignored.
 pub(super) fn read_revocation_block_table(
+    superblock: &JournalSuperblock,
     block: &[u8],
     table: &mut Vec<FsBlockIndex>,
 ) -> Result<(), Ext4Error> {
-    // Note: if this library adds support for 32-bit journals, this
-    // size will need to be conditionally set to either 4 or 8.
-    const BLOCK_INDEX_SIZE_IN_BYTES: usize = 8;
+    // Size of the revoke header: the block header and `r_count`.
+    const HEADER_SIZE: usize = JournalBlockHeader::SIZE + size_of::<u32>();
 
-    // Skip past the block header bytes, and remove the trailing
-    // checksum bytes.
-    let data = &block[JournalBlockHeader::SIZE..
-               // OK to unwrap: minimum block length is 1024.
-               block.len().checked_sub(4).unwrap()];
-
-    // Get the size (in bytes) of the block-index array.
-    let num_bytes = usize_from_u32(read_u32be(data, 0));
-
-    // Ensure that the table size is an even multiple of the index size.
-    if num_bytes % BLOCK_INDEX_SIZE_IN_BYTES != 0 {
+    let record_size = if superblock.is_64bit() { 8 } else { 4 };
+    let r_count = usize_from_u32(read_u32be(block, JournalBlockHeader::SIZE));
+    let limit = block.len().saturating_sub(superblock.tail_size());
+    if r_count > limit {
         return Err(CorruptKind::JournalRevocationBlockInvalidTableSize(
-            num_bytes,
+            r_count,
         )
         .into());
     }
 
-    // Skip past the size field.
-    let data = &data[size_of::<u32>()..];
-
-    // Ensure that the table size fits within the block.
-    let mut data = data.get(..num_bytes).ok_or(
-        CorruptKind::JournalRevocationBlockInvalidTableSize(num_bytes),
-    )?;
-
-    // Read each entry and append to `table`.
-    while !data.is_empty() {
-        let block_index = u64::from_be_bytes(
-            // OK to unwrap: `BLOCK_INDEX_SIZE_IN_BYTES` matches the
-            // size of `u64`.
-            data[..BLOCK_INDEX_SIZE_IN_BYTES].try_into().unwrap(),
-        );
-
+    // Records lie in `HEADER_SIZE..r_count` (empty if `r_count` is
+    // smaller than the header).
+    let records = block.get(HEADER_SIZE..r_count).unwrap_or(&[]);
+    for record in records.chunks_exact(record_size) {
+        let block_index = if let Ok(bytes) = <[u8; 8]>::try_from(record) {
+            u64::from_be_bytes(bytes)
+        } else {
+            u64::from(read_u32be(record, 0))
+        };
         table.push(block_index);
-
-        data = &data[BLOCK_INDEX_SIZE_IN_BYTES..];
     }
 
     Ok(())
@@ -92,17 +84,14 @@ pub(super) fn read_revocation_block_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uuid::Uuid;
+    use crate::journal::superblock::{
+        JournalIncompatibleFeatures as F, test_superblock,
+    };
 
     /// Test success and failure cases of `validate_revocation_block_checksum`.
     #[test]
     fn test_validate_revocation_block_checksum() {
-        let superblock = JournalSuperblock {
-            block_size: 1024,
-            sequence: 0,
-            start_block: 0,
-            uuid: Uuid([0; 16]),
-        };
+        let superblock = test_superblock(F::IS_64BIT | F::CHECKSUM_V3);
         let mut block = vec![0; 1024];
         assert_eq!(
             validate_revocation_block_checksum(&superblock, &block)
@@ -116,19 +105,22 @@ mod tests {
         );
     }
 
+    /// A revocation block whose `r_count` covers three 8-byte
+    /// entries (and the 16-byte header), followed by a fourth entry
+    /// that is not counted.
     fn create_test_revocation_block() -> Vec<u8> {
         let mut block = Vec::new();
 
         // Add header data (all zeros since only the length matters for this test).
         block.extend([0; JournalBlockHeader::SIZE]);
 
-        // Add size field (three 8-byte entries).
-        block.extend(24u32.to_be_bytes());
+        // Add size field (header and three 8-byte entries).
+        block.extend(40u32.to_be_bytes());
 
         // Add three entries.
         block.extend(100u64.to_be_bytes());
         block.extend(101u64.to_be_bytes());
-        block.extend(102u64.to_be_bytes());
+        block.extend(0x1_0000_0066u64.to_be_bytes());
 
         // Add another entry that isn't used because of the size.
         block.extend(103u64.to_be_bytes());
@@ -144,37 +136,71 @@ mod tests {
     fn test_read_revocation_block_table_success() {
         let block = create_test_revocation_block();
         let mut table = Vec::new();
-        read_revocation_block_table(&block, &mut table).unwrap();
-        assert_eq!(table, [100, 101, 102]);
+        let superblock = test_superblock(F::IS_64BIT | F::CHECKSUM_V3);
+        read_revocation_block_table(&superblock, &block, &mut table).unwrap();
+        assert_eq!(table, [100, 101, 0x1_0000_0066]);
     }
 
-    /// Test that `read_revocation_block_table` rejects a table size
-    /// that is not an even multiple of the table entry size.
+    /// Origami patch: without the 64-bit feature, records are 4 bytes.
+    #[test]
+    fn test_read_revocation_block_table_32bit() {
+        let block = create_test_revocation_block();
+        let mut table = Vec::new();
+        let superblock = test_superblock(F::empty());
+        read_revocation_block_table(&superblock, &block, &mut table).unwrap();
+        assert_eq!(table, [0, 100, 0, 101, 1, 0x66]);
+    }
+
+    /// Origami patch: as in the kernel, bytes shorter than a record at
+    /// the end of the count are ignored, and a count smaller than the
+    /// header means no records.
     #[test]
     fn test_read_revocation_block_table_uneven_size() {
-        let mut block = create_test_revocation_block();
-        block[JournalBlockHeader::SIZE
-            ..JournalBlockHeader::SIZE + size_of::<u32>()]
-            .copy_from_slice(&7u32.to_be_bytes());
-        let mut table = Vec::new();
-        assert_eq!(
-            read_revocation_block_table(&block, &mut table).unwrap_err(),
-            CorruptKind::JournalRevocationBlockInvalidTableSize(7)
-        );
+        let superblock = test_superblock(F::IS_64BIT);
+        for (count, want) in [(39, &[100u64, 101][..]), (7, &[][..])] {
+            let mut block = create_test_revocation_block();
+            block[JournalBlockHeader::SIZE
+                ..JournalBlockHeader::SIZE + size_of::<u32>()]
+                .copy_from_slice(&u32::to_be_bytes(count));
+            let mut table = Vec::new();
+            read_revocation_block_table(&superblock, &block, &mut table)
+                .unwrap();
+            assert_eq!(table, want);
+        }
     }
 
     /// Test that `read_revocation_block_table` rejects a table size
-    /// that is bigger than the available space in the block.
+    /// that is bigger than the available space in the block (with
+    /// checksum v2/v3, the last four bytes are the checksum tail).
     #[test]
     fn test_read_revocation_block_table_size_too_large() {
-        let mut block = create_test_revocation_block();
-        block[JournalBlockHeader::SIZE
-            ..JournalBlockHeader::SIZE + size_of::<u32>()]
-            .copy_from_slice(&1008u32.to_be_bytes());
-        let mut table = Vec::new();
-        assert_eq!(
-            read_revocation_block_table(&block, &mut table).unwrap_err(),
-            CorruptKind::JournalRevocationBlockInvalidTableSize(1008)
-        );
+        for (features, count, ok) in [
+            (F::IS_64BIT | F::CHECKSUM_V3, 1020, true),
+            (F::IS_64BIT | F::CHECKSUM_V3, 1021, false),
+            (F::IS_64BIT, 1024, true),
+            (F::IS_64BIT, 1025, false),
+            (F::empty(), u32::MAX, false),
+        ] {
+            let mut block = create_test_revocation_block();
+            block[JournalBlockHeader::SIZE
+                ..JournalBlockHeader::SIZE + size_of::<u32>()]
+                .copy_from_slice(&count.to_be_bytes());
+            let mut table = Vec::new();
+            let result = read_revocation_block_table(
+                &test_superblock(features),
+                &block,
+                &mut table,
+            );
+            if ok {
+                result.unwrap();
+            } else {
+                assert_eq!(
+                    result.unwrap_err(),
+                    CorruptKind::JournalRevocationBlockInvalidTableSize(
+                        usize_from_u32(count)
+                    )
+                );
+            }
+        }
     }
 }

@@ -9,20 +9,26 @@ use std::process::Command;
 /// `mkfs.ext4`, from `PATH` or the usual sbin folders; `None` (test
 /// skipped) when it is not installed and `CI` is not set.
 pub fn mkfs() -> Option<PathBuf> {
+    tool("mkfs.ext4")
+}
+
+/// The e2fsprogs program `name`, from `PATH` or the usual sbin folders;
+/// `None` (test skipped) when it is not installed and `CI` is not set.
+pub fn tool(name: &str) -> Option<PathBuf> {
     let dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
     let found = dirs
         .into_iter()
         .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join("mkfs.ext4"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file());
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "mkfs.ext4 is not installed (e2fsprogs)"
+            "{name} is not installed (e2fsprogs)"
         );
-        eprintln!("skipped: mkfs.ext4 is not installed (e2fsprogs)");
+        eprintln!("skipped: {name} is not installed (e2fsprogs)");
     }
     found
 }
