@@ -9,9 +9,12 @@
 //! directory's listing is reused only when the directory and every entry's inode are clean:
 //! ext4 updates a directory's modification and change times whenever an entry is added,
 //! removed or renamed, and an entry's `lstat` comes from its own inode. A file's content
-//! (its sha256, or the bytes of a small file read whole) is reused when its inode is clean:
-//! every write through the file system updates the inode's times (a write to the block
-//! device behind the file system's back is not seen, as no file system would see it).
+//! (its sha256, or the bytes of a small file read whole) is reused when its inode is clean,
+//! or when only its metadata changed (a chmod, a chown, a new link: the inode's content
+//! digest, over its size, map, modification time and generation, is the previous one):
+//! every write through the file system updates the inode's modification time or map (a
+//! write to the block device behind the file system's back is not seen, as no file system
+//! would see it).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
