@@ -9,6 +9,11 @@
 //! other one (offset by 50) is chmod'ed. The changed blocks are the 64 KiB granules that
 //! differ between the copy before and after (what a dirty bitmap of that granularity
 //! records for those writes). Skipped without debugfs.
+//!
+//! Beside them, what the command line adds to an incremental crawl: the state file's
+//! encoding (`state-save`: the bytes, written and synced to a file, renamed over the old
+//! one, as `origami crawl --state` does) and decoding (`state-load`). The sizes of the
+//! state and what each way read (its report) are printed before the timings.
 
 use std::io::Read;
 use std::process::Command;
@@ -117,7 +122,25 @@ fn incremental_crawl(c: &mut Criterion) {
         let r = incremental::crawl(&crawler, &target, Some(&first.state), &[map]).unwrap();
         assert_eq!(strip(&r.frame), strip(&full));
         assert!(!r.events.is_empty());
+        eprintln!(
+            "incremental bench: {} events; {:?}",
+            r.events.len(),
+            r.report.volumes
+        );
     }
+    let state_file = dir.join("state");
+    let bytes = first.state.to_bytes();
+    eprintln!(
+        "incremental bench: state of {} inode records, {} file items: {} bytes",
+        first
+            .state
+            .volumes
+            .iter()
+            .map(|v| v.inodes.len())
+            .sum::<usize>(),
+        first.state.files.len(),
+        bytes.len()
+    );
 
     let mut g = c.benchmark_group("incremental/rootfs.ext4-1%");
     g.sample_size(10);
@@ -135,6 +158,12 @@ fn incremental_crawl(c: &mut Criterion) {
     });
     g.bench_function("digests", |b| {
         b.iter(|| incremental::crawl(&crawler, &target, Some(&first.state), &[]).unwrap())
+    });
+    g.bench_function("state-save", |b| {
+        b.iter(|| first.state.save(&state_file).unwrap())
+    });
+    g.bench_function("state-load", |b| {
+        b.iter(|| incremental::CrawlState::load(&state_file).unwrap())
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);

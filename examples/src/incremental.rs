@@ -5,7 +5,9 @@
 //!
 //! The changed blocks come from a qcow2 persistent dirty bitmap (`--bitmap NAME`, one QEMU
 //! keeps with `qemu-img bitmap --add --enable` or `block-dirty-bitmap-add persistent=on`),
-//! from the clusters of an external snapshot's overlay (`--overlay`: the disk is the
+//! or, for a disk that is an NBD export (`nbd+unix:///EXPORT?socket=PATH`,
+//! `nbd://127.0.0.1:PORT/EXPORT`), from the server's `qemu:dirty-bitmap:NAME` meta context
+//! (`qemu-nbd -B NAME`, QEMU's `block-export-add` with `bitmaps`), from the clusters of an external snapshot's overlay (`--overlay`: the disk is the
 //! overlay, the state was saved from its backing image), or, with neither, from comparing
 //! the digests of every inode. A missing, foreign or corrupt state file means a full crawl
 //! (and no events), said on stderr; the state file is then written anew, atomically.
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use origami_core::dirty::DirtyMap;
 use origami_core::image::qcow2::QCOW2_MAGIC;
+use origami_core::nbd::{is_nbd_uri, NbdClient, NbdOptions};
 use origami_core::{FileSource, Qcow2Image, ReadAt};
 use origami_introspect::frame::Frame;
 use origami_introspect::incremental::{self, FileEvent, Incremental};
@@ -31,8 +34,9 @@ pub struct StateArgs {
     /// Write the file events since the state to OUT as JSON Lines (needs --state).
     #[arg(long, value_name = "OUT.jsonl", requires = "state")]
     pub events: Option<PathBuf>,
-    /// Take the changed blocks from the qcow2 persistent dirty bitmap NAME of each disk
-    /// (it must have been enabled since the state was saved; needs --state).
+    /// Take the changed blocks from the dirty bitmap NAME of each disk: a qcow2 file's
+    /// persistent bitmap, or an NBD export's `qemu:dirty-bitmap:NAME` context (it must
+    /// have been enabled since before the state was saved; needs --state).
     #[arg(
         long,
         value_name = "NAME",
@@ -69,7 +73,10 @@ pub enum IncrementalError {
 }
 
 /// The changed blocks of each disk of `target` that `args` names a source for (a disk that
-/// is not a qcow2 file gets none: its inodes are compared).
+/// is neither a qcow2 file nor, for `--bitmap`, an NBD export gets none: its inodes are
+/// compared). An NBD export is asked over a connection of its own, loopback or Unix socket
+/// only (a remote export's bitmap is refused like a remote disk without
+/// `--allow-remote-nbd`, which this does not see).
 pub fn dirty_maps(
     target: &Target,
     args: &StateArgs,
@@ -87,6 +94,14 @@ pub fn dirty_maps(
             disk: path.display().to_string(),
             error,
         };
+        if let Some(uri) = path.to_str().filter(|p| is_nbd_uri(p)) {
+            out.push(match &args.bitmap {
+                Some(name) => Some(nbd_bitmap(uri, name).map_err(err)?),
+                // An export has no overlay clusters: its inodes are compared.
+                None => None,
+            });
+            continue;
+        }
         // Only the image's own file is read: its backing file holds no changes.
         let file = FileSource::open(path).map_err(err)?;
         let mut magic = [0u8; 4];
@@ -104,6 +119,16 @@ pub fn dirty_maps(
         }));
     }
     Ok(out)
+}
+
+/// The changed blocks QEMU dirty bitmap `name` of the NBD export at `uri` marks (its
+/// `qemu:dirty-bitmap:NAME` meta context; the server answers in its own granularity, so
+/// the map is kept at 512 bytes, never coarser than what it said).
+pub fn nbd_bitmap(uri: &str, name: &str) -> origami_core::Result<DirtyMap> {
+    let context = format!("qemu:dirty-bitmap:{name}");
+    let client = NbdClient::open(uri, &NbdOptions::default().meta_context(context))?;
+    let ranges = client.dirty_ranges(name)?;
+    DirtyMap::from_ranges(client.len(), 512, ranges)
 }
 
 /// One crawl of `target` against the state file `args.state`, which is then rewritten;

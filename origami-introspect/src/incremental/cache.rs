@@ -9,12 +9,15 @@
 //! directory's listing is reused only when the directory and every entry's inode are clean:
 //! ext4 updates a directory's modification and change times whenever an entry is added,
 //! removed or renamed, and an entry's `lstat` comes from its own inode. A file's content
-//! (its sha256, or the bytes of a small file read whole) is reused when its inode is clean:
-//! every write through the file system updates the inode's times (a write to the block
-//! device behind the file system's back is not seen, as no file system would see it).
+//! (its sha256, or the bytes of a small file read whole) is reused when its inode is clean,
+//! or when only its metadata changed (a chmod, a chown, a new link: the inode's content
+//! digest, over its size, map, modification time and generation, is the previous one):
+//! every write through the file system updates the inode's modification time or map (a
+//! write to the block device behind the file system's back is not seen, as no file system
+//! would see it).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -153,6 +156,7 @@ impl VolumeCache {
             let prev = old.as_ref().and_then(|o| o.groups.get(g));
             let mut d = GroupDigests {
                 digests: vec![0; used as usize],
+                content: vec![0; used as usize],
                 generations: vec![0; used as usize],
             };
             // Which used inodes to read: all of them, or with a dirty map only those in the
@@ -161,9 +165,10 @@ impl VolumeCache {
             match (prev, dirty) {
                 (Some(p), Some(map)) => {
                     let known = (p.digests.len() as u32).min(used);
-                    d.digests[..known as usize].copy_from_slice(&p.digests[..known as usize]);
-                    d.generations[..known as usize]
-                        .copy_from_slice(&p.generations[..known as usize]);
+                    let k = known as usize;
+                    d.digests[..k].copy_from_slice(&p.digests[..k]);
+                    d.content[..k].copy_from_slice(&p.content[..k]);
+                    d.generations[..k].copy_from_slice(&p.generations[..k]);
                     let per_block = (raw.block_size / u64::from(raw.inode_size)).max(1) as u32;
                     let mut i = 0;
                     while i < known {
@@ -184,9 +189,10 @@ impl VolumeCache {
             }
             for r in to_read {
                 report.inodes_scanned += u64::from(r.end - r.start);
-                raw.scan(source, g, r, &mut |i, digest, generation| {
-                    d.digests[i as usize] = digest;
-                    d.generations[i as usize] = generation;
+                raw.scan(source, g, r, &mut |i, x| {
+                    d.digests[i as usize] = x.all;
+                    d.content[i as usize] = x.content;
+                    d.generations[i as usize] = x.generation;
                 })?;
             }
             for i in 0..used {
@@ -284,20 +290,37 @@ impl VolumeCache {
                 .is_some_and(|(g, i)| self.groups.get(g).is_some_and(|d| i < d.digests.len()))
     }
 
-    /// The previous crawl's record of a clean inode.
+    /// Whether inode `ino`'s content is unchanged since the previous crawl: it is clean,
+    /// or only its metadata changed (its content digest, which covers its size, map,
+    /// modification time and generation, is the previous one).
+    fn content_clean(&self, ino: u64) -> bool {
+        if self.clean(ino) {
+            return true;
+        }
+        let (Some(old), Some((g, i))) = (&self.old, self.place(ino)) else {
+            return false;
+        };
+        match (old.groups.get(g), self.groups.get(g)) {
+            (Some(p), Some(n)) => i < n.content.len() && p.content.get(i) == n.content.get(i),
+            _ => false,
+        }
+    }
+
+    /// The previous crawl's record of inode `ino`'s content (its sha256, content or link
+    /// target), when that content is unchanged.
     fn old_record(&self, ino: u64) -> Option<&InodeRecord> {
-        if !self.clean(ino) {
+        if !self.content_clean(ino) {
             return None;
         }
-        self.old.as_ref()?.inodes.get(&ino)
+        self.old.as_ref()?.inodes.get(&ino).map(|r| &**r)
     }
 
     /// The previous listing of directory `ino`, when it and all its entries are clean.
     fn old_listing(&self, ino: u64) -> Option<&Vec<EntryRecord>> {
-        if self.dirty_dirs.contains(&ino) {
+        if self.dirty_dirs.contains(&ino) || !self.clean(ino) {
             return None;
         }
-        self.old_record(ino)?.listing.as_ref()
+        self.old.as_ref()?.inodes.get(&ino)?.listing.as_ref()
     }
 
     /// The inode of the file-system path `path`, found through clean listings only.
@@ -340,49 +363,61 @@ impl VolumeCache {
         if self.content_bytes.fetch_add(n, Ordering::Relaxed) + n > MAX_CONTENT_TOTAL {
             return;
         }
-        let sha = hex(&Sha256::digest(&data));
+        let sha: [u8; 32] = Sha256::digest(&data).into();
         self.record(ino, |r| {
             r.sha256 = Some(sha);
             r.content = Some(Bytes(data));
         });
     }
 
-    /// What this crawl knows of the volume, for the next one: the fresh digests, the clean
-    /// inodes' previous records (a directory's listing only when it is still valid), and
-    /// everything read this time.
+    /// What this crawl knows of the volume, for the next one: the fresh digests, the
+    /// previous records of the inodes that did not change (shared, not copied; a
+    /// directory's listing only when it is still valid; only the content's records of an
+    /// inode whose metadata alone changed), and everything read this time.
     pub(crate) fn finish(&self) -> VolumeState {
-        let mut inodes = std::collections::BTreeMap::new();
-        if let Some(o) = &self.old {
-            for (ino, rec) in &o.inodes {
-                if self.clean(*ino) {
-                    let mut rec = rec.clone();
-                    if self.dirty_dirs.contains(ino) {
-                        rec.listing = None;
+        let mut inodes: std::collections::BTreeMap<u64, Arc<InodeRecord>> = match &self.old {
+            Some(o) => o
+                .inodes
+                .iter()
+                .filter_map(|(ino, rec)| {
+                    if self.clean(*ino) {
+                        if self.dirty_dirs.contains(ino) && rec.listing.is_some() {
+                            let mut r = (**rec).clone();
+                            r.listing = None;
+                            r.dir_blocks = None;
+                            return Some((*ino, Arc::new(r)));
+                        }
+                        Some((*ino, rec.clone()))
+                    } else if self.content_clean(*ino) {
+                        let r = InodeRecord {
+                            link: rec.link.clone(),
+                            sha256: rec.sha256,
+                            content: rec.content.clone(),
+                            ..InodeRecord::default()
+                        };
+                        Some((*ino, Arc::new(r)))
+                    } else {
+                        None
                     }
-                    inodes.insert(*ino, rec);
-                }
-            }
-        }
-        for (ino, rec) in lock(&self.recorded).iter() {
-            let slot: &mut InodeRecord = inodes.entry(*ino).or_default();
+                })
+                .collect(),
+            None => std::collections::BTreeMap::new(),
+        };
+        let recorded = std::mem::take(&mut *lock(&self.recorded));
+        for (ino, rec) in recorded {
+            let slot = Arc::make_mut(inodes.entry(ino).or_default());
             if rec.listing.is_some() {
-                slot.listing = rec.listing.clone();
+                slot.listing = rec.listing;
+                slot.dir_blocks = self.dir_blocks(ino);
             }
             if rec.link.is_some() {
-                slot.link = rec.link.clone();
+                slot.link = rec.link;
             }
             if rec.sha256.is_some() {
-                slot.sha256 = rec.sha256.clone();
+                slot.sha256 = rec.sha256;
             }
             if rec.content.is_some() {
-                slot.content = rec.content.clone();
-            }
-        }
-        for (ino, slot) in inodes.iter_mut() {
-            if slot.listing.is_some()
-                && (slot.dir_blocks.is_none() || self.dirty_dirs.contains(ino))
-            {
-                slot.dir_blocks = self.dir_blocks(*ino);
+                slot.content = rec.content;
             }
         }
         VolumeState {
@@ -489,18 +524,15 @@ impl FileSystem for CachedFs {
                     limit: limit as u64,
                 });
             }
+            // Kept for the next crawl by `finish`, which keeps every clean listing.
             self.cache.count(|r| r.cache_hits += 1);
-            let out = list
+            return Ok(list
                 .iter()
                 .map(|e| DirEntry {
                     name: e.name.0.clone(),
                     stat: stat_of(e, e.ino),
                 })
-                .collect();
-            if let Some(k) = key {
-                self.cache.record(k, |r| r.listing = Some(list.clone()));
-            }
-            return Ok(out);
+                .collect());
         }
         let out = self.inner.read_dir_by_inode(path, ino, limit)?;
         self.cache.count(|r| r.dirs_read += 1);
@@ -520,11 +552,9 @@ impl FileSystem for CachedFs {
     fn read_link_by_inode(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {
         let key = self.key(path, ino);
         if let Some(k) = key {
-            if let Some(link) = self.cache.old_record(k).and_then(|r| r.link.clone()) {
+            if let Some(link) = self.cache.old_record(k).and_then(|r| r.link.as_ref()) {
                 self.cache.count(|r| r.cache_hits += 1);
-                let target = link.0.clone();
-                self.cache.record(k, |r| r.link = Some(link));
-                return Ok(target);
+                return Ok(link.0.clone());
             }
         }
         let target = self.inner.read_link_by_inode(path, ino)?;
@@ -542,15 +572,10 @@ impl FileSystem for CachedFs {
     fn open_by_inode(&self, path: &[u8], ino: u64) -> Result<Box<dyn Read + '_>> {
         let key = self.key(path, ino);
         if let Some(k) = key {
-            if let Some(rec) = self.cache.old_record(k).filter(|r| r.content.is_some()) {
+            if let Some(data) = self.cache.old_record(k).and_then(|r| r.content.as_ref()) {
+                // Served from the previous state, which `finish` carries over.
                 self.cache.count(|r| r.cache_hits += 1);
-                let rec = rec.clone();
-                let data = rec.content.clone().unwrap_or_default().0;
-                self.cache.record(k, |r| {
-                    r.content = rec.content;
-                    r.sha256 = rec.sha256;
-                });
-                return Ok(Box::new(Cursor::new(data)));
+                return Ok(Box::new(&data.0[..]));
             }
         }
         let inner = self.inner.open_by_inode(path, ino)?;
@@ -565,10 +590,9 @@ impl FileSystem for CachedFs {
 
     fn sha256_by_inode(&self, path: &[u8], ino: u64) -> Option<Result<String>> {
         let key = self.key(path, ino)?;
-        if let Some(sha) = self.cache.old_record(key).and_then(|r| r.sha256.clone()) {
+        if let Some(sha) = self.cache.old_record(key).and_then(|r| r.sha256) {
             self.cache.count(|r| r.cache_hits += 1);
-            self.cache.record(key, |r| r.sha256 = Some(sha.clone()));
-            return Some(Ok(sha));
+            return Some(Ok(hex(&sha)));
         }
         // Read and hashed here; on any error the caller reads the file itself, so that the
         // error it reports is the one a plain crawl reports.
@@ -583,9 +607,9 @@ impl FileSystem for CachedFs {
                 Err(_) => return None,
             }
         }
-        let sha = hex(&hasher.finalize());
-        self.cache.record(key, |r| r.sha256 = Some(sha.clone()));
-        Some(Ok(sha))
+        let sha: [u8; 32] = hasher.finalize().into();
+        self.cache.record(key, |r| r.sha256 = Some(sha));
+        Some(Ok(hex(&sha)))
     }
 }
 

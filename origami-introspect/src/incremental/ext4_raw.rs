@@ -221,14 +221,15 @@ impl RawExt4 {
         t.offset + u64::from(range.start) * size..t.offset + u64::from(range.end) * size
     }
 
-    /// Reads the used inodes `range` of group `g` and gives each one's digest and
-    /// generation to `each(index, digest, generation)`. Reads at most 1 MiB at a time.
+    /// Reads the used inodes `range` of group `g` and gives each one's digests and
+    /// generation ([`digest_inode`]) to `each(index, digests)`. Reads at most 1 MiB at a
+    /// time.
     pub fn scan(
         &self,
         source: &dyn ReadAt,
         g: usize,
         range: Range<u32>,
-        each: &mut dyn FnMut(u32, u64, u32),
+        each: &mut dyn FnMut(u32, InodeDigests),
     ) -> Result<()> {
         let size = self.inode_size as usize;
         let per_read = ((1usize << 20) / size).max(1) as u32;
@@ -240,8 +241,7 @@ impl RawExt4 {
             buf.resize((bytes.end - bytes.start) as usize, 0);
             source.read_at(bytes.start, &mut buf)?;
             for (k, raw) in buf.chunks_exact(size).enumerate() {
-                let (digest, generation) = digest_inode(raw);
-                each(i + k as u32, digest, generation);
+                each(i + k as u32, digest_inode(raw));
             }
             i += n;
         }
@@ -377,9 +377,27 @@ pub fn digest_ranges(
     Ok(Some(u64::from_le_bytes(d)))
 }
 
-/// The digest of a raw inode, leaving out what changes when a file is only read (the
-/// access time and, with it, the inode checksum), and its generation.
-pub fn digest_inode(raw: &[u8]) -> (u64, u32) {
+/// What [`digest_inode`] says of one raw inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InodeDigests {
+    /// The digest of the whole inode but what changes when a file is only read.
+    pub all: u64,
+    /// The digest of what says where the content lies and when it was last written.
+    pub content: u64,
+    /// `i_generation`.
+    pub generation: u32,
+}
+
+/// The digests of a raw inode:
+///
+/// - `all`: every byte but what changes when a file is only read (the access time and,
+///   with it, the inode checksum);
+/// - `content`: the file type, size, flags, block map or extent-tree root (or inline
+///   data), modification time and generation. Every write through the file system changes
+///   the modification time or the map (the rule the whole incremental crawl rests on), so
+///   an inode whose `all` changed but `content` did not (a chmod, a chown, a new link)
+///   still holds the content it held.
+pub fn digest_inode(raw: &[u8]) -> InodeDigests {
     let mut copy = [0u8; 1024];
     let n = raw.len().min(copy.len());
     let c = &mut copy[..n];
@@ -400,8 +418,30 @@ pub fn digest_inode(raw: &[u8]) -> (u64, u32) {
     let h = blake3::hash(c);
     let mut d = [0u8; 8];
     d.copy_from_slice(&h.as_bytes()[..8]);
+    // The content's part: type bits, size (low and high), mtime, flags, i_block (with
+    // generation right after), and mtime_extra when present.
+    let mut part = [0u8; 2 + 4 + 4 + 4 + 60 + 4 + 4 + 4];
+    if n >= 0x70 {
+        let mode = le16(c, 0) & 0xF000;
+        part[0..2].copy_from_slice(&mode.to_le_bytes());
+        part[2..6].copy_from_slice(&c[0x04..0x08]);
+        part[6..10].copy_from_slice(&c[0x10..0x14]);
+        part[10..14].copy_from_slice(&c[0x20..0x24]);
+        part[14..78].copy_from_slice(&c[0x28..0x68]);
+        part[78..82].copy_from_slice(&c[0x6C..0x70]);
+        if 0x8C <= extra.min(n) {
+            part[82..86].copy_from_slice(&c[0x88..0x8C]);
+        }
+    }
+    let hc = blake3::hash(&part);
+    let mut dc = [0u8; 8];
+    dc.copy_from_slice(&hc.as_bytes()[..8]);
     let generation = if n >= 0x68 { le32(c, 0x64) } else { 0 };
-    (u64::from_le_bytes(d), generation)
+    InodeDigests {
+        all: u64::from_le_bytes(d),
+        content: u64::from_le_bytes(dc),
+        generation,
+    }
 }
 
 #[cfg(test)]
@@ -413,14 +453,24 @@ mod tests {
         let mut a = vec![0u8; 256];
         a[0x80] = 32; // extra isize
         a[0x64] = 7;
-        let (d0, g) = digest_inode(&a);
-        assert_eq!(g, 7);
+        let d0 = digest_inode(&a);
+        assert_eq!(d0.generation, 7);
         a[0x08] = 1;
         a[0x8C] = 1;
         a[0x7C] = 9;
-        assert_eq!(digest_inode(&a).0, d0);
+        assert_eq!(digest_inode(&a), d0);
+        a[0x00] = 0x80; // permission bits (0o200): metadata only
+        a[0x02] = 3; // uid
+        let chmod = digest_inode(&a);
+        assert_ne!(chmod.all, d0.all);
+        assert_eq!(chmod.content, d0.content);
         a[0x10] = 1; // mtime
-        assert_ne!(digest_inode(&a).0, d0);
+        let written = digest_inode(&a);
+        assert_ne!(written.all, chmod.all);
+        assert_ne!(written.content, d0.content);
+        a[0x10] = 0;
+        a[0x30] = 1; // the extent root
+        assert_ne!(digest_inode(&a).content, d0.content);
     }
 
     #[test]

@@ -6,30 +6,35 @@
 //! ```text
 //! offset  size  field
 //! 0       16    magic "ORIGAMI-CRAWLST\n"
-//! 16      4     format version, little-endian (this build writes and reads 1)
+//! 16      4     format version, little-endian (this build writes and reads 2)
 //! 20      4     reserved, 0
 //! 24      8     payload length in bytes, little-endian
-//! 32      32    sha256 of the payload
-//! 64      ...   payload: zstd-compressed JSON of [`CrawlState`]
+//! 32      32    BLAKE3 of the payload
+//! 64      ...   payload: zstd-compressed (level 1) records of [`CrawlState`]
 //! ```
 //!
+//! The records are fixed-layout little-endian fields written by hand (no serde): numbers
+//! as `u8`/`u32`/`u64`, byte strings (names, link targets, file contents, UTF-8 text) as a
+//! `u32` length and the bytes, digests as raw bytes, every list as a `u32` count and its
+//! elements, in the order of the structs' fields below. Version 1 (zstd JSON with bytes as
+//! hex, a sha256) is refused as foreign: the crawl after an upgrade is a full one.
+//!
 //! A file of another program, another version, a wrong length or digest, a payload that
-//! does not inflate within [`MAX_DECODED`] bytes or does not parse, or whose numbers do not
-//! hang together, is a [`StateError`]: the caller crawls in full and says why. Nothing read
-//! sizes an allocation beyond those bounds.
+//! does not inflate within [`MAX_DECODED`] bytes or does not decode, or whose numbers do
+//! not hang together, is a [`StateError`]: the caller crawls in full and says why. Every
+//! count read is checked against the bytes left before anything is allocated for it.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use origami_frame::{FileItem, FileType};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The first 16 bytes of every state file.
 pub const MAGIC: &[u8; 16] = b"ORIGAMI-CRAWLST\n";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The largest state file read (bytes on disk).
 pub const MAX_FILE: u64 = 256 << 20;
 /// The largest payload once inflated.
@@ -71,38 +76,12 @@ pub enum StateError {
     },
 }
 
-/// Raw bytes (guest names, link targets, file contents), stored as hex.
+/// Raw bytes (guest names, link targets, file contents).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bytes(pub Vec<u8>);
 
-impl Serialize for Bytes {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::disk::file::hex(&self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        if s.len() % 2 != 0 {
-            return Err(serde::de::Error::custom("odd hex length"));
-        }
-        s.as_bytes()
-            .chunks_exact(2)
-            .map(|p| Some((digit(p[0])? << 4) | digit(p[1])?))
-            .collect::<Option<Vec<u8>>>()
-            .map(Bytes)
-            .ok_or_else(|| serde::de::Error::custom("not hex"))
-    }
-}
-
 /// Everything a crawl keeps for the next one.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CrawlState {
     /// A digest of the crawl options that shape the `file` section: events are computed
     /// only between crawls made with the same options.
@@ -115,7 +94,7 @@ pub struct CrawlState {
 }
 
 /// What one crawl learnt of one ext4 volume.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VolumeState {
     /// The file-system UUID.
     pub uuid: String,
@@ -129,45 +108,46 @@ pub struct VolumeState {
     pub inode_size: u32,
     /// Per block group, the digests of the used part of its inode table.
     pub groups: Vec<GroupDigests>,
-    /// What the crawl derived from each inode it read, by inode number.
-    pub inodes: BTreeMap<u64, InodeRecord>,
+    /// What the crawl derived from each inode it read, by inode number (shared: a state
+    /// carried into the next one costs no copy of its records).
+    pub inodes: BTreeMap<u64, Arc<InodeRecord>>,
 }
 
 /// The digests of one group's used inodes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupDigests {
     /// Per inode of the used part of the table: the digest of its raw bytes (access time
     /// left out, see [`super::ext4_raw::digest_inode`]).
     pub digests: Vec<u64>,
+    /// Per inode: the digest of what says where its content lies and when it was last
+    /// written (size, flags, block map or extent root, modification time, generation; see
+    /// [`super::ext4_raw::digest_inode`]): an inode whose metadata alone changed (chmod,
+    /// chown) keeps its content's records.
+    pub content: Vec<u64>,
     /// Per inode: its generation (`i_generation`), which tells a reused inode number from
     /// the same file.
     pub generations: Vec<u32>,
 }
 
 /// What a crawl derived from one inode.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InodeRecord {
     /// A directory's entries (without `.` and `..`), as listed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing: Option<Vec<EntryRecord>>,
     /// A symlink's target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<Bytes>,
-    /// A regular file's sha256 (hex).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    /// A regular file's sha256.
+    pub sha256: Option<[u8; 32]>,
     /// A small regular file's whole content, as read (config text, package databases).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Bytes>,
     /// A directory's blocks (and extent-tree blocks below its inode), as byte ranges of the
     /// volume, and the digest of what they held: a listing is reused only when they still
     /// hold the same bytes, whatever wrote them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir_blocks: Option<DirBlocks>,
 }
 
 /// Where a directory's blocks lie and the digest of their bytes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DirBlocks {
     /// Byte ranges of the volume, `[start, end)`.
     pub ranges: Vec<(u64, u64)>,
@@ -176,14 +156,13 @@ pub struct DirBlocks {
 }
 
 /// One directory entry: a name and what `lstat` gave for it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntryRecord {
     /// The name.
     pub name: Bytes,
     /// Its inode.
     pub ino: u64,
     /// Its type.
-    #[serde(rename = "type")]
     pub file_type: FileType,
     /// `st_mode & 0o7777`.
     pub mode: u32,
@@ -198,7 +177,7 @@ pub struct EntryRecord {
 }
 
 /// Which inode a frame item is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InodeKey {
     /// The volume's UUID.
     pub volume: String,
@@ -209,27 +188,441 @@ pub struct InodeKey {
 }
 
 /// A `file` item of the previous frame, with its inode where known.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileRecord {
     /// The item as the frame had it.
     pub item: FileItem,
     /// Its inode (ext4 volumes only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<InodeKey>,
 }
 
+const FILE_TYPES: [FileType; 7] = [
+    FileType::File,
+    FileType::Dir,
+    FileType::Symlink,
+    FileType::Char,
+    FileType::Block,
+    FileType::Fifo,
+    FileType::Socket,
+];
+
+fn type_code(t: FileType) -> u8 {
+    FILE_TYPES.iter().position(|&x| x == t).unwrap_or(0) as u8
+}
+
+/// The writer of the payload's records.
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    /// A count; no list a crawl makes reaches 2^32 elements (the bounds of
+    /// [`crate::Limits`] and of the inode tables are far below), and a larger one is cut,
+    /// which the reader then refuses as corrupt rather than misread.
+    fn len(&mut self, n: usize) {
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
+    }
+}
+
+/// The reader of the payload's records: every read checked against the bytes left.
+struct Dec<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+type DecResult<T> = std::result::Result<T, String>;
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> DecResult<&'a [u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                format!(
+                    "{n} bytes needed at byte {} of the inflated payload, {} left",
+                    self.at,
+                    self.buf.len() - self.at
+                )
+            })?;
+        let out = &self.buf[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u8(&mut self) -> DecResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> DecResult<u32> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self) -> DecResult<u64> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+    fn i64(&mut self) -> DecResult<i64> {
+        Ok(self.u64()? as i64)
+    }
+    /// A count of elements each at least `min` bytes long: refused when the bytes left
+    /// cannot hold them (so no allocation is sized by a count the file merely claims).
+    fn count(&mut self, min: usize) -> DecResult<usize> {
+        let at = self.at;
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min.max(1)) > self.buf.len() - self.at {
+            return Err(format!(
+                "a count of {n} at byte {at} of the inflated payload exceeds what follows"
+            ));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> DecResult<Vec<u8>> {
+        let n = self.count(1)?;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn string(&mut self) -> DecResult<String> {
+        let at = self.at;
+        String::from_utf8(self.bytes()?)
+            .map_err(|_| format!("text at byte {at} of the inflated payload is not UTF-8"))
+    }
+    fn file_type(&mut self) -> DecResult<FileType> {
+        let at = self.at;
+        let c = self.u8()?;
+        FILE_TYPES
+            .get(usize::from(c))
+            .copied()
+            .ok_or_else(|| format!("file type {c} at byte {at} of the inflated payload"))
+    }
+    fn digest(&mut self) -> DecResult<[u8; 32]> {
+        let mut d = [0u8; 32];
+        d.copy_from_slice(self.take(32)?);
+        Ok(d)
+    }
+}
+
+// Record flags of an inode.
+const HAS_LISTING: u8 = 1;
+const HAS_LINK: u8 = 2;
+const HAS_SHA: u8 = 4;
+const HAS_CONTENT: u8 = 8;
+const HAS_DIR_BLOCKS: u8 = 16;
+// Item flags of a file record.
+const ITEM_LINK: u8 = 1;
+const ITEM_SHA_RAW: u8 = 2;
+const ITEM_SHA_TEXT: u8 = 4;
+const ITEM_EXTRA: u8 = 8;
+const ITEM_KEY: u8 = 16;
+
+/// The 32 bytes of a lowercase hex sha256, when `s` is one.
+pub(crate) fn sha_from_hex(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (digit(b[2 * i])? << 4) | digit(b[2 * i + 1])?;
+    }
+    Some(out)
+}
+
 impl CrawlState {
+    fn encode(&self, e: &mut Enc) {
+        e.bytes(self.options.as_bytes());
+        e.len(self.volumes.len());
+        for v in &self.volumes {
+            e.bytes(v.uuid.as_bytes());
+            e.u64(v.block_size);
+            e.u64(v.blocks);
+            e.u32(v.inodes_per_group);
+            e.u32(v.inode_size);
+            e.len(v.groups.len());
+            for g in &v.groups {
+                e.len(g.digests.len());
+                for (i, d) in g.digests.iter().enumerate() {
+                    e.u64(*d);
+                    e.u64(g.content.get(i).copied().unwrap_or(0));
+                    e.u32(g.generations.get(i).copied().unwrap_or(0));
+                }
+            }
+            e.len(v.inodes.len());
+            for (ino, r) in &v.inodes {
+                e.u64(*ino);
+                let mut flags = 0;
+                for (has, bit) in [
+                    (r.listing.is_some(), HAS_LISTING),
+                    (r.link.is_some(), HAS_LINK),
+                    (r.sha256.is_some(), HAS_SHA),
+                    (r.content.is_some(), HAS_CONTENT),
+                    (r.dir_blocks.is_some(), HAS_DIR_BLOCKS),
+                ] {
+                    if has {
+                        flags |= bit;
+                    }
+                }
+                e.u8(flags);
+                if let Some(list) = &r.listing {
+                    e.len(list.len());
+                    for x in list {
+                        e.bytes(&x.name.0);
+                        e.u64(x.ino);
+                        e.u8(type_code(x.file_type));
+                        e.u32(x.mode);
+                        e.u32(x.uid);
+                        e.u32(x.gid);
+                        e.u64(x.size);
+                        e.u64(x.mtime as u64);
+                    }
+                }
+                if let Some(l) = &r.link {
+                    e.bytes(&l.0);
+                }
+                if let Some(s) = &r.sha256 {
+                    e.0.extend_from_slice(s);
+                }
+                if let Some(c) = &r.content {
+                    e.bytes(&c.0);
+                }
+                if let Some(b) = &r.dir_blocks {
+                    e.len(b.ranges.len());
+                    for (s, t) in &b.ranges {
+                        e.u64(*s);
+                        e.u64(*t);
+                    }
+                    e.u64(b.digest);
+                }
+            }
+        }
+        e.len(self.files.len());
+        for f in &self.files {
+            let it = &f.item;
+            let raw_sha = it.sha256.as_deref().and_then(sha_from_hex);
+            let mut flags = 0;
+            if it.link_target.is_some() {
+                flags |= ITEM_LINK;
+            }
+            match (&it.sha256, raw_sha) {
+                (Some(_), Some(_)) => flags |= ITEM_SHA_RAW,
+                (Some(_), None) => flags |= ITEM_SHA_TEXT,
+                _ => {}
+            }
+            if !it.extra.is_empty() {
+                flags |= ITEM_EXTRA;
+            }
+            if f.key.is_some() {
+                flags |= ITEM_KEY;
+            }
+            e.u8(flags);
+            e.bytes(it.path.as_bytes());
+            e.u8(type_code(it.file_type));
+            e.u32(it.mode);
+            e.u32(it.uid);
+            e.u32(it.gid);
+            e.u64(it.size);
+            e.u64(it.mtime as u64);
+            if let Some(l) = &it.link_target {
+                e.bytes(l.as_bytes());
+            }
+            match (&it.sha256, raw_sha) {
+                (Some(_), Some(raw)) => e.0.extend_from_slice(&raw),
+                (Some(s), None) => e.bytes(s.as_bytes()),
+                _ => {}
+            }
+            if !it.extra.is_empty() {
+                // Serialising a JSON map cannot fail.
+                e.bytes(&serde_json::to_vec(&it.extra).unwrap_or_default());
+            }
+            if let Some(k) = &f.key {
+                e.bytes(k.volume.as_bytes());
+                e.u64(k.ino);
+                e.u32(k.generation);
+            }
+        }
+    }
+
+    fn decode(d: &mut Dec<'_>) -> DecResult<CrawlState> {
+        let options = d.string()?;
+        let nvol = d.count(32)?;
+        if nvol > MAX_VOLUMES {
+            return Err(format!("{nvol} volumes"));
+        }
+        let mut volumes = Vec::with_capacity(nvol);
+        for _ in 0..nvol {
+            let uuid = d.string()?;
+            let block_size = d.u64()?;
+            let blocks = d.u64()?;
+            let inodes_per_group = d.u32()?;
+            let inode_size = d.u32()?;
+            let ngroups = d.count(4)?;
+            let mut groups = Vec::with_capacity(ngroups);
+            for _ in 0..ngroups {
+                let n = d.count(20)?;
+                let mut g = GroupDigests {
+                    digests: Vec::with_capacity(n),
+                    content: Vec::with_capacity(n),
+                    generations: Vec::with_capacity(n),
+                };
+                for _ in 0..n {
+                    g.digests.push(d.u64()?);
+                    g.content.push(d.u64()?);
+                    g.generations.push(d.u32()?);
+                }
+                groups.push(g);
+            }
+            let ninodes = d.count(9)?;
+            let mut inodes = BTreeMap::new();
+            for _ in 0..ninodes {
+                let at = d.at;
+                let ino = d.u64()?;
+                let flags = d.u8()?;
+                if flags & !0x1F != 0 {
+                    return Err(format!(
+                        "inode record flags {flags:#x} at byte {at} of the inflated payload"
+                    ));
+                }
+                let mut r = InodeRecord::default();
+                if flags & HAS_LISTING != 0 {
+                    let n = d.count(41)?;
+                    let mut list = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        list.push(EntryRecord {
+                            name: Bytes(d.bytes()?),
+                            ino: d.u64()?,
+                            file_type: d.file_type()?,
+                            mode: d.u32()?,
+                            uid: d.u32()?,
+                            gid: d.u32()?,
+                            size: d.u64()?,
+                            mtime: d.i64()?,
+                        });
+                    }
+                    r.listing = Some(list);
+                }
+                if flags & HAS_LINK != 0 {
+                    r.link = Some(Bytes(d.bytes()?));
+                }
+                if flags & HAS_SHA != 0 {
+                    r.sha256 = Some(d.digest()?);
+                }
+                if flags & HAS_CONTENT != 0 {
+                    r.content = Some(Bytes(d.bytes()?));
+                }
+                if flags & HAS_DIR_BLOCKS != 0 {
+                    let n = d.count(16)?;
+                    let mut ranges = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        ranges.push((d.u64()?, d.u64()?));
+                    }
+                    r.dir_blocks = Some(DirBlocks {
+                        ranges,
+                        digest: d.u64()?,
+                    });
+                }
+                if inodes.insert(ino, Arc::new(r)).is_some() {
+                    return Err(format!(
+                        "inode {ino} recorded twice (byte {at} of the inflated payload)"
+                    ));
+                }
+            }
+            volumes.push(VolumeState {
+                uuid,
+                block_size,
+                blocks,
+                inodes_per_group,
+                inode_size,
+                groups,
+                inodes,
+            });
+        }
+        let nfiles = d.count(42)?;
+        let mut files = Vec::with_capacity(nfiles);
+        for _ in 0..nfiles {
+            let at = d.at;
+            let flags = d.u8()?;
+            if flags & !0x1F != 0 || flags & (ITEM_SHA_RAW | ITEM_SHA_TEXT) == 0x6 {
+                return Err(format!(
+                    "file record flags {flags:#x} at byte {at} of the inflated payload"
+                ));
+            }
+            let mut item = FileItem {
+                path: d.string()?,
+                file_type: d.file_type()?,
+                mode: d.u32()?,
+                uid: d.u32()?,
+                gid: d.u32()?,
+                size: d.u64()?,
+                mtime: d.i64()?,
+                ..FileItem::default()
+            };
+            if flags & ITEM_LINK != 0 {
+                item.link_target = Some(d.string()?);
+            }
+            if flags & ITEM_SHA_RAW != 0 {
+                item.sha256 = Some(crate::disk::file::hex(&d.digest()?));
+            }
+            if flags & ITEM_SHA_TEXT != 0 {
+                item.sha256 = Some(d.string()?);
+            }
+            if flags & ITEM_EXTRA != 0 {
+                let at = d.at;
+                let raw = d.bytes()?;
+                item.extra = serde_json::from_slice(&raw).map_err(|e| {
+                    format!("item extras at byte {at} of the inflated payload: {e}")
+                })?;
+            }
+            let key = if flags & ITEM_KEY != 0 {
+                Some(InodeKey {
+                    volume: d.string()?,
+                    ino: d.u64()?,
+                    generation: d.u32()?,
+                })
+            } else {
+                None
+            };
+            files.push(FileRecord { item, key });
+        }
+        if d.at != d.buf.len() {
+            return Err(format!(
+                "{} bytes after the last record of the inflated payload",
+                d.buf.len() - d.at
+            ));
+        }
+        Ok(CrawlState {
+            options,
+            volumes,
+            files,
+        })
+    }
+
     /// The state as the bytes of a state file.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising plain data to JSON cannot fail; compressing into a Vec cannot either.
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        let payload = zstd::bulk::compress(&json, 3).unwrap_or_default();
+        let mut body = Enc(Vec::with_capacity(1 << 20));
+        self.encode(&mut body);
+        // Compressing into a Vec cannot fail.
+        let payload = zstd::bulk::compress(&body.0, 1).unwrap_or_default();
         let mut out = Vec::with_capacity(HEADER + payload.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&Sha256::digest(&payload));
+        out.extend_from_slice(blake3::hash(&payload).as_bytes());
         out.extend_from_slice(&payload);
         out
     }
@@ -276,26 +669,26 @@ impl CrawlState {
             ));
         }
         let payload = &bytes[HEADER..];
-        if Sha256::digest(payload)[..] != bytes[32..64] {
-            return Err(corrupt(32, "the payload's sha256 does not match".into()));
+        if blake3::hash(payload).as_bytes()[..] != bytes[32..64] {
+            return Err(corrupt(32, "the payload's BLAKE3 does not match".into()));
         }
-        let mut json = Vec::new();
+        let mut body = Vec::new();
         let inflated = zstd::stream::read::Decoder::new(payload)
-            .and_then(|d| d.take(MAX_DECODED + 1).read_to_end(&mut json));
+            .and_then(|d| d.take(MAX_DECODED + 1).read_to_end(&mut body));
         if let Err(e) = inflated {
             return Err(corrupt(
                 HEADER as u64,
                 format!("payload does not inflate: {e}"),
             ));
         }
-        if json.len() as u64 > MAX_DECODED {
+        if body.len() as u64 > MAX_DECODED {
             return Err(corrupt(
                 HEADER as u64,
                 format!("payload inflates past {MAX_DECODED} bytes"),
             ));
         }
-        let state: CrawlState = serde_json::from_slice(&json)
-            .map_err(|e| corrupt(HEADER as u64, format!("payload does not parse: {e}")))?;
+        let state = CrawlState::decode(&mut Dec { buf: &body, at: 0 })
+            .map_err(|what| corrupt(HEADER as u64, format!("payload does not decode: {what}")))?;
         state.check().map_err(|what| corrupt(HEADER as u64, what))?;
         Ok(state)
     }
@@ -314,6 +707,7 @@ impl CrawlState {
             }
             for (g, d) in v.groups.iter().enumerate() {
                 if d.digests.len() != d.generations.len()
+                    || d.digests.len() != d.content.len()
                     || d.digests.len() > v.inodes_per_group as usize
                 {
                     return Err(format!("volume {}: group {g}'s digests", v.uuid));
@@ -383,22 +777,137 @@ mod tests {
             inode_size: 256,
             groups: vec![GroupDigests {
                 digests: vec![1, 2],
+                content: vec![3, 4],
                 generations: vec![0, 9],
             }],
             ..VolumeState::default()
         };
         v.inodes.insert(
             2,
-            InodeRecord {
+            Arc::new(InodeRecord {
+                listing: Some(vec![EntryRecord {
+                    name: Bytes(b"etc".to_vec()),
+                    ino: 12,
+                    file_type: FileType::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    size: 4096,
+                    mtime: -5,
+                }]),
+                dir_blocks: Some(DirBlocks {
+                    ranges: vec![(4096, 8192)],
+                    digest: 77,
+                }),
+                ..InodeRecord::default()
+            }),
+        );
+        v.inodes.insert(
+            13,
+            Arc::new(InodeRecord {
                 link: Some(Bytes(vec![0, 255, b'a'])),
                 ..InodeRecord::default()
-            },
+            }),
         );
+        v.inodes.insert(
+            14,
+            Arc::new(InodeRecord {
+                sha256: Some([7; 32]),
+                content: Some(Bytes(b"hello\n".to_vec())),
+                ..InodeRecord::default()
+            }),
+        );
+        let mut extra = origami_frame::Extra::new();
+        extra.insert("path_hex".into(), "ff".into());
+        let files = vec![
+            FileRecord {
+                item: FileItem {
+                    path: "/etc/motd".into(),
+                    size: 6,
+                    mode: 0o644,
+                    sha256: Some(crate::disk::file::hex(&[7; 32])),
+                    ..FileItem::default()
+                },
+                key: Some(InodeKey {
+                    volume: "u".into(),
+                    ino: 14,
+                    generation: 9,
+                }),
+            },
+            FileRecord {
+                item: FileItem {
+                    path: "/l".into(),
+                    file_type: FileType::Symlink,
+                    link_target: Some("/x".into()),
+                    sha256: Some("not a digest".into()),
+                    extra,
+                    ..FileItem::default()
+                },
+                key: None,
+            },
+        ];
         CrawlState {
             options: "o".into(),
             volumes: vec![v],
-            files: Vec::new(),
+            files,
         }
+    }
+
+    /// A state file around `body` (records written by hand), its header right.
+    fn wrap(body: &[u8]) -> Vec<u8> {
+        let payload = zstd::bulk::compress(body, 1).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(blake3::hash(&payload).as_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    #[test]
+    fn lying_counts_are_refused_before_any_allocation() {
+        // Options "o", then 2^32-1 volumes; then one volume whose group claims 2^32-1
+        // inodes; then a file record cut short.
+        let mut e = Enc(Vec::new());
+        e.bytes(b"o");
+        e.u32(u32::MAX);
+        let r = CrawlState::from_bytes(Path::new("s"), &wrap(&e.0));
+        assert!(
+            matches!(r, Err(StateError::Corrupt { offset: 64, .. })),
+            "{r:?}"
+        );
+        let mut e = Enc(Vec::new());
+        e.bytes(b"o");
+        e.u32(1);
+        e.bytes(b"u");
+        e.u64(4096);
+        e.u64(10);
+        e.u32(16);
+        e.u32(256);
+        e.u32(1);
+        e.u32(u32::MAX);
+        let r = CrawlState::from_bytes(Path::new("s"), &wrap(&e.0));
+        assert!(
+            matches!(&r, Err(StateError::Corrupt { what, .. }) if what.contains("count")),
+            "{r:?}"
+        );
+        let mut good = Enc(Vec::new());
+        sample().encode(&mut good);
+        for cut in [1, good.0.len() / 2, good.0.len() - 1] {
+            let r = CrawlState::from_bytes(Path::new("s"), &wrap(&good.0[..cut]));
+            assert!(matches!(r, Err(StateError::Corrupt { .. })), "cut {cut}");
+        }
+        let mut extra = good.0.clone();
+        extra.push(0);
+        assert!(CrawlState::from_bytes(Path::new("s"), &wrap(&extra)).is_err());
+        // Version 1 (zstd JSON) is another format.
+        let mut v1 = wrap(&good.0);
+        v1[16] = 1;
+        assert!(matches!(
+            CrawlState::from_bytes(Path::new("s"), &v1),
+            Err(StateError::Foreign { .. })
+        ));
     }
 
     #[test]
