@@ -248,7 +248,8 @@ pub struct MachineResult {
     pub hits: Vec<Hit>,
 }
 
-/// Facet counts of the matching items, largest first.
+/// Facet counts of the matching items, largest first (ties by value): each facet lists at
+/// most [`SearchOptions::facet_limit`] values with how many matching items hold each.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Facets {
     /// By item kind.
@@ -259,6 +260,12 @@ pub struct Facets {
     pub os: Vec<(String, u64)>,
     /// By package name (package items only).
     pub package: Vec<(String, u64)>,
+    /// By port (connections: the local port, and the remote one when it differs and is not
+    /// 0): an item counts once under each of its ports.
+    pub port: Vec<(String, u64)>,
+    /// By user name (lowercased): a user entry's name, a process's, a file's owner, a
+    /// connection's process's user.
+    pub user: Vec<(String, u64)>,
 }
 
 /// The answer to a search.

@@ -191,7 +191,7 @@ impl ReadSide {
             });
         }
         let limit = options.facet_limit;
-        let [kind, host, os, package] = grouped.facets.map(|m| {
+        let [kind, host, os, package, port, user] = grouped.facets.map(|m| {
             let mut v: Vec<(String, u64)> = m.into_iter().collect();
             v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             v.truncate(limit);
@@ -211,6 +211,8 @@ impl ReadSide {
                 host,
                 os,
                 package,
+                port,
+                user,
             },
             took: started.elapsed(),
         })
