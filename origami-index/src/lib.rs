@@ -250,6 +250,11 @@ pub struct MachineResult {
 
 /// Facet counts of the matching items, largest first (ties by value): each facet lists at
 /// most [`SearchOptions::facet_limit`] values with how many matching items hold each.
+///
+/// A tantivy index written before `port` and `user` were fast columns (before these two
+/// facets existed) keeps its schema: `port:` and `user:` still filter it, but its `port`
+/// and `user` facets are empty until it is rebuilt into a new folder (`origami index` of
+/// the frames, or a new crawl). PostgreSQL databases need no migration.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Facets {
     /// By item kind.
