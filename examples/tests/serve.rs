@@ -196,13 +196,22 @@ fn api_search_is_the_cli_json_and_answers_match_the_demo_fleet() {
     let mut want_users: BTreeMap<String, u64> = BTreeMap::new();
     for m in machines {
         for u in m["users"].as_array().unwrap() {
-            *want_users.entry(u.as_str().unwrap().to_string()).or_default() += 1;
+            *want_users
+                .entry(u.as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     assert!(want_users.len() >= 8, "{want_users:?}");
     assert_eq!(facet(&r["facets"]["user"]), want_users);
-    assert!(facet(&r["facets"]["port"]).is_empty(), "disk frames hold no sockets");
-    let r = get(s.addr, &format!("/api/search?q={}", enc("user:bob type:user"))).json();
+    assert!(
+        facet(&r["facets"]["port"]).is_empty(),
+        "disk frames hold no sockets"
+    );
+    let r = get(
+        s.addr,
+        &format!("/api/search?q={}", enc("user:bob type:user")),
+    )
+    .json();
     let with_bob: BTreeMap<String, u64> = machines
         .iter()
         .filter(|m| m["users"].as_array().unwrap().iter().any(|u| u == "bob"))

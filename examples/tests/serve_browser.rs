@@ -411,7 +411,13 @@ fn search_facet_machine_and_diff_in_a_browser() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["users"].as_array().unwrap().iter().any(|u| u == "postgres"))
+        .filter(|m| {
+            m["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u == "postgres")
+        })
         .map(|m| m["name"].as_str().unwrap().to_string())
         .collect();
     assert!(!with_postgres.is_empty());

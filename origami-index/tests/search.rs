@@ -530,17 +530,19 @@ fn port_and_user_facets_count_the_matching_items_under_each_value() {
     };
 
     let want = count_facets(items.iter().filter(|i| kinds(&[Section::Connection])(i)));
-    assert!(want.0.len() > 5 && want.1.len() > 1, "the fleet has ports and users: {want:?}");
+    assert!(
+        want.0.len() > 5 && want.1.len() > 1,
+        "the fleet has ports and users: {want:?}"
+    );
     assert_eq!(facets("type:connection"), want);
     let want = count_facets(items.iter().filter(|i| kinds(&[Section::User])(i)));
     assert_eq!(facets("type:user"), want);
-    let want = count_facets(items.iter().filter(|i| {
-        kinds(&[Section::Process, Section::File, Section::Connection])(i)
-    }));
-    assert_eq!(
-        facets("type:process OR type:file OR type:connection"),
-        want
+    let want = count_facets(
+        items
+            .iter()
+            .filter(|i| kinds(&[Section::Process, Section::File, Section::Connection])(i)),
     );
+    assert_eq!(facets("type:process OR type:file OR type:connection"), want);
 
     // A filter on a facet value: exactly the items holding it, and the other facets
     // counted over them. A connection with two ports counts under both.
