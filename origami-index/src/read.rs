@@ -149,6 +149,7 @@ impl ReadSide {
                 hits_per_machine: options.hits_per_machine,
                 now_ns: to_ns(reference),
                 columns: &self.columns,
+                count_facets: options.facet_limit > 0,
             },
         )?;
         let mut machines: Vec<(String, f32, MachineAcc<DocAddress>)> = grouped
