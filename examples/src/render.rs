@@ -47,6 +47,8 @@ pub fn results(query: &str, r: &SearchResults) -> String {
         facet("host", &r.facets.host, &mut s);
         facet("os", &r.facets.os, &mut s);
         facet("package", &r.facets.package, &mut s);
+        facet("port", &r.facets.port, &mut s);
+        facet("user", &r.facets.user, &mut s);
     }
     s
 }

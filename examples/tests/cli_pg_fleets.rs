@@ -210,6 +210,8 @@ fn answer(r: &SearchResults) -> Answer {
             sorted(&r.facets.host),
             sorted(&r.facets.os),
             sorted(&r.facets.package),
+            sorted(&r.facets.port),
+            sorted(&r.facets.user),
         ],
     }
 }
@@ -277,6 +279,11 @@ fn queries(frames: &[Frame], t0: OffsetDateTime) -> Vec<String> {
         "$$",
         "back\\slash",
         "alice-password",
+        // Port and user facets over wider sets.
+        "type:process OR type:connection",
+        "type:file user:*",
+        "port:* type:connection",
+        "user:postgres OR user:haproxy",
     ]
     .iter()
     .map(|s| s.to_string())

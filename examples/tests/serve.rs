@@ -174,6 +174,66 @@ fn api_search_is_the_cli_json_and_answers_match_the_demo_fleet() {
     );
     assert!(!filtered.body.contains("href=\"/machines/lb-01\""));
 
+    // The user facet: each account the generator added counts once per machine it was
+    // added to (fleet.json); the three base accounts every machine has (root, daemon,
+    // nobody: make-demo-fleet.py) are left out of the query. The host facet of one user is
+    // the machines that have it.
+    let r = get(
+        s.addr,
+        &format!(
+            "/api/search?q={}&limit=0&facets=1000",
+            enc("type:user -user:root -user:daemon -user:nobody")
+        ),
+    )
+    .json();
+    let facet = |v: &Value| -> BTreeMap<String, u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_u64().unwrap()))
+            .collect()
+    };
+    let mut want_users: BTreeMap<String, u64> = BTreeMap::new();
+    for m in machines {
+        for u in m["users"].as_array().unwrap() {
+            *want_users
+                .entry(u.as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(want_users.len() >= 8, "{want_users:?}");
+    assert_eq!(facet(&r["facets"]["user"]), want_users);
+    assert!(
+        facet(&r["facets"]["port"]).is_empty(),
+        "disk frames hold no sockets"
+    );
+    let r = get(
+        s.addr,
+        &format!("/api/search?q={}", enc("user:bob type:user")),
+    )
+    .json();
+    let with_bob: BTreeMap<String, u64> = machines
+        .iter()
+        .filter(|m| m["users"].as_array().unwrap().iter().any(|u| u == "bob"))
+        .map(|m| (m["name"].as_str().unwrap().to_string(), 1))
+        .collect();
+    assert_eq!(facet(&r["facets"]["host"]), with_bob);
+    assert_eq!(
+        facet(&r["facets"]["user"]),
+        BTreeMap::from([("bob".to_string(), with_bob.len() as u64)])
+    );
+    // The page lists the same, each entry a link adding its filter.
+    let page = get(s.addr, &format!("/search?q={}", enc("type:user"))).body;
+    assert!(page.contains("<h3>user</h3>"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "href=\"/search?q=type%3Auser%20user%3Abob\" title=\"add user:bob\" \
+             data-clause=\"user:bob\">bob</a><span class=\"n\">{}</span>",
+            with_bob.len()
+        )),
+        "{page}"
+    );
+
     // Every machine's packages, and its users, as the generator installed them.
     let api_machines = get(s.addr, "/api/machines").json();
     let served: BTreeSet<String> = api_machines["machines"]
@@ -444,6 +504,18 @@ fn a_hostile_guest_is_shown_as_text() {
     );
     // The machine's crawl error shows, in red, on its search results.
     let r = get(s.addr, &pages[0]);
+    // The user facet names the hostile account, as text, with the items it owns (counted
+    // from the frame: the account, and the files and processes of its uid).
+    let f = hostile_frame();
+    let uid = f.user.iter().find(|u| u.name == PWN_FILE).unwrap().uid;
+    let owned = 1
+        + f.file.iter().filter(|x| x.uid == uid).count()
+        + f.process.iter().filter(|x| x.uid == uid).count();
+    let facet = format!(
+        "data-clause=\"user:&quot;{0}&quot;\">{0}</a><span class=\"n\">{owned}</span>",
+        html_escaped(PWN_FILE)
+    );
+    assert!(r.body.contains(&facet), "{facet} in {}", r.body);
     let err = format!(
         "<span class=\"bad\" title=\"package: dpkg status: {}\">crawl error</span>",
         html_escaped(PWN_CMD)

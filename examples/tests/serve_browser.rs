@@ -434,6 +434,45 @@ fn search_facet_machine_and_diff_in_a_browser() {
         "{then:?}"
     );
 
+    // A user facet: clicking it narrows `type:user` to the machines that have the account
+    // (fleet.json), and its count is theirs.
+    c.goto(&format!("{base}/search?q=type%3Auser"));
+    let with_postgres: Vec<String> = truth["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u == "postgres")
+        })
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!with_postgres.is_empty());
+    let sel = "a.facet[data-clause=\"user:postgres\"]";
+    assert_eq!(
+        c.eval(&format!(
+            "document.querySelector('{sel}').nextElementSibling.textContent"
+        )),
+        json!(with_postgres.len().to_string())
+    );
+    c.navigating(|c| {
+        c.eval(&format!("document.querySelector('{sel}').click()"));
+    });
+    assert_eq!(
+        c.eval("document.getElementById('q').value"),
+        json!("type:user user:postgres")
+    );
+    let mut shown = c.strings(
+        "[...document.querySelectorAll('article.machine .mname')].map(n => n.textContent)",
+    );
+    shown.sort();
+    let mut want = with_postgres.clone();
+    want.sort();
+    assert_eq!(shown, want, "machines with the postgres account");
+
     // The screenshot of the search page for the README.
     c.goto(&format!("{base}/search?q={IP}"));
     let shot = c.call("Page.captureScreenshot", json!({"format": "png"}));

@@ -248,7 +248,13 @@ pub struct MachineResult {
     pub hits: Vec<Hit>,
 }
 
-/// Facet counts of the matching items, largest first.
+/// Facet counts of the matching items, largest first (ties by value): each facet lists at
+/// most [`SearchOptions::facet_limit`] values with how many matching items hold each.
+///
+/// A tantivy index written before `port` and `user` were fast columns (before these two
+/// facets existed) keeps its schema: `port:` and `user:` still filter it, but its `port`
+/// and `user` facets are empty until it is rebuilt into a new folder (`origami index` of
+/// the frames, or a new crawl). PostgreSQL databases need no migration.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Facets {
     /// By item kind.
@@ -259,6 +265,12 @@ pub struct Facets {
     pub os: Vec<(String, u64)>,
     /// By package name (package items only).
     pub package: Vec<(String, u64)>,
+    /// By port (connections: the local port, and the remote one when it differs and is not
+    /// 0): an item counts once under each of its ports.
+    pub port: Vec<(String, u64)>,
+    /// By user name (lowercased): a user entry's name, a process's, a file's owner, a
+    /// connection's process's user.
+    pub user: Vec<(String, u64)>,
 }
 
 /// The answer to a search.

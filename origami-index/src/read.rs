@@ -149,6 +149,7 @@ impl ReadSide {
                 hits_per_machine: options.hits_per_machine,
                 now_ns: to_ns(reference),
                 columns: &self.columns,
+                count_facets: options.facet_limit > 0,
             },
         )?;
         let mut machines: Vec<(String, f32, MachineAcc<DocAddress>)> = grouped
@@ -191,7 +192,7 @@ impl ReadSide {
             });
         }
         let limit = options.facet_limit;
-        let [kind, host, os, package] = grouped.facets.map(|m| {
+        let [kind, host, os, package, port, user] = grouped.facets.map(|m| {
             let mut v: Vec<(String, u64)> = m.into_iter().collect();
             v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             v.truncate(limit);
@@ -211,6 +212,8 @@ impl ReadSide {
                 host,
                 os,
                 package,
+                port,
+                user,
             },
             took: started.elapsed(),
         })

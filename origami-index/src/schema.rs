@@ -282,9 +282,13 @@ pub(crate) fn schema() -> Schema {
     b.add_u64_field("first", INDEXED | STORED);
     b.add_text_field("name", STRING | STORED);
     b.add_text_field("path", STRING);
-    b.add_text_field("port", STRING);
+    // Facets read `port` and `user` as (multi-valued) fast columns. An index written before
+    // they were fast keeps its own schema (a tantivy schema cannot change in place): its
+    // `port:` and `user:` filters work, its port and user facets stay empty until it is
+    // rebuilt into a new folder (`origami index` of the frames, or a new crawl).
+    b.add_text_field("port", STRING | FAST);
     b.add_text_field("pkg", STRING | FAST);
-    b.add_text_field("user", STRING | STORED);
+    b.add_text_field("user", STRING | FAST | STORED);
     b.add_text_field("exact", STRING);
     b.add_text_field("text", text_opts);
     b.add_text_field("item", STORED);

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use origami_index::frame::{Connection, Frame, Process};
+use origami_index::frame::{Connection, Frame, Process, User};
 use origami_index::postgres::PgOptions;
 use origami_index::{Index, PostgresIndex, Search, SearchOptions, SearchResults, TantivyIndex};
 use origami_testsupport::postgres::PgCluster;
@@ -34,6 +34,14 @@ fn hostile_frame(at: OffsetDateTime) -> Frame {
             ..Default::default()
         });
     }
+    // The account of uid 0 here, so that the processes and the connection carry it too.
+    f.user.push(User {
+        name: "O'Brien%_\\x".into(),
+        uid: 0,
+        home: "/root".into(),
+        shell: "/bin/sh".into(),
+        ..Default::default()
+    });
     f.connection.push(Connection {
         protocol: "tcp".into(),
         local_address: "10.9.9.9".into(),
@@ -118,6 +126,8 @@ fn answer(r: &SearchResults) -> Answer {
             sorted(&r.facets.host),
             sorted(&r.facets.os),
             sorted(&r.facets.package),
+            sorted(&r.facets.port),
+            sorted(&r.facets.user),
         ],
     }
 }
@@ -194,6 +204,16 @@ fn queries(fleet: &Fleet) -> Vec<String> {
         "name:\"100%_done\"",
         "key:1",
         "10.9.9.9:5432",
+        // Port and user facets and filters.
+        "port:443 OR port:80",
+        "port:5*",
+        "type:connection -port:22",
+        "user:postgres type:connection",
+        "user:root -type:file",
+        "user:*o*",
+        "type:process OR type:connection",
+        "user:\"o'brien%_\\x\"",
+        "user:o'brien*",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -436,6 +436,167 @@ fn field_filters_exclusion_or_phrases_wildcards() {
     assert_eq!(r.facets.host.iter().map(|h| h.1).sum::<u64>(), have as u64);
 }
 
+/// What the port and user facets count for one item, worked out here from its frame: its
+/// distinct ports (a connection's local port, and its remote port unless 0) and its users
+/// (a user entry's name; the owner of a process or a file; the user of a connection's
+/// process), lowercased.
+struct FacetItem {
+    system: String,
+    section: Section,
+    ports: BTreeSet<String>,
+    users: BTreeSet<String>,
+}
+
+fn facet_items(frames: &[Frame]) -> Vec<FacetItem> {
+    let mut out = Vec::new();
+    for f in frames {
+        let name_of: BTreeMap<u32, String> = f
+            .user
+            .iter()
+            .map(|u| (u.uid, u.name.to_lowercase()))
+            .collect();
+        let uid_of: BTreeMap<u32, u32> = f.process.iter().map(|p| (p.pid, p.uid)).collect();
+        let mut push = |section, ports: BTreeSet<String>, user: Option<&String>| {
+            out.push(FacetItem {
+                system: f.system().to_string(),
+                section,
+                ports,
+                users: user.into_iter().cloned().collect(),
+            })
+        };
+        for u in &f.user {
+            push(Section::User, BTreeSet::new(), Some(&u.name.to_lowercase()));
+        }
+        for p in &f.process {
+            push(Section::Process, BTreeSet::new(), name_of.get(&p.uid));
+        }
+        for x in &f.file {
+            push(Section::File, BTreeSet::new(), name_of.get(&x.uid));
+        }
+        for c in &f.connection {
+            let mut ports = BTreeSet::from([c.local_port.to_string()]);
+            if c.remote_port != 0 {
+                ports.insert(c.remote_port.to_string());
+            }
+            let user = c
+                .pid
+                .and_then(|pid| uid_of.get(&pid))
+                .and_then(|uid| name_of.get(uid));
+            push(Section::Connection, ports, user);
+        }
+    }
+    out
+}
+
+/// Counts of each port and each user over `items`.
+fn count_facets<'a>(
+    items: impl Iterator<Item = &'a FacetItem>,
+) -> (BTreeMap<String, u64>, BTreeMap<String, u64>, u64) {
+    let (mut ports, mut users, mut n) = (BTreeMap::new(), BTreeMap::new(), 0);
+    for it in items {
+        n += 1;
+        for p in &it.ports {
+            *ports.entry(p.clone()).or_default() += 1;
+        }
+        for u in &it.users {
+            *users.entry(u.clone()).or_default() += 1;
+        }
+    }
+    (ports, users, n)
+}
+
+#[test]
+fn port_and_user_facets_count_the_matching_items_under_each_value() {
+    let fx = origami_testsupport::require_fixtures!();
+    let frames = fleet(fx);
+    let index = index_of(&frames);
+    let items = facet_items(&frames);
+    let facets = |q: &str| {
+        let r = index.search(q, &everything()).unwrap();
+        let m = |v: &[(String, u64)]| v.iter().cloned().collect::<BTreeMap<_, _>>();
+        // Largest first, ties by value.
+        for v in [&r.facets.port, &r.facets.user] {
+            assert!(
+                v.windows(2)
+                    .all(|w| w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0)),
+                "{q}: {v:?}"
+            );
+        }
+        (m(&r.facets.port), m(&r.facets.user), r.total_hits)
+    };
+    let kinds = |k: &[Section]| {
+        let k = k.to_vec();
+        move |i: &FacetItem| k.contains(&i.section)
+    };
+
+    let want = count_facets(items.iter().filter(|i| kinds(&[Section::Connection])(i)));
+    assert!(
+        want.0.len() > 5 && want.1.len() > 1,
+        "the fleet has ports and users: {want:?}"
+    );
+    assert_eq!(facets("type:connection"), want);
+    let want = count_facets(items.iter().filter(|i| kinds(&[Section::User])(i)));
+    assert_eq!(facets("type:user"), want);
+    let want = count_facets(
+        items
+            .iter()
+            .filter(|i| kinds(&[Section::Process, Section::File, Section::Connection])(i)),
+    );
+    assert_eq!(facets("type:process OR type:file OR type:connection"), want);
+
+    // A filter on a facet value: exactly the items holding it, and the other facets
+    // counted over them. A connection with two ports counts under both.
+    let (busiest, _) = count_facets(items.iter())
+        .0
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .unwrap();
+    let want = count_facets(items.iter().filter(|i| i.ports.contains(&busiest)));
+    let got = facets(&format!("port:{busiest}"));
+    assert_eq!(got, want);
+    assert_eq!(got.0.get(&busiest), Some(&want.2));
+    for user in ["root", "alice"] {
+        let want = count_facets(items.iter().filter(|i| i.users.contains(user)));
+        assert!(want.2 > 0, "{user} owns something");
+        assert_eq!(facets(&format!("user:{user}")), want, "user:{user}");
+        assert_eq!(
+            facets(&format!("user:{user} type:connection")),
+            count_facets(
+                items
+                    .iter()
+                    .filter(|i| i.users.contains(user) && i.section == Section::Connection)
+            ),
+            "user:{user} type:connection"
+        );
+    }
+    // One machine's connections.
+    let sys = &items.iter().find(|i| !i.ports.is_empty()).unwrap().system;
+    assert_eq!(
+        facets(&format!("system:{sys} type:connection")),
+        count_facets(
+            items
+                .iter()
+                .filter(|i| &i.system == sys && i.section == Section::Connection)
+        )
+    );
+    // The facet limit keeps the largest.
+    let r = index
+        .search(
+            "type:connection",
+            &SearchOptions {
+                facet_limit: 2,
+                ..everything()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.facets.port.len(), 2);
+    let all = facets("type:connection").0;
+    let mut top: Vec<(String, u64)> = all.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(2);
+    assert_eq!(r.facets.port, top);
+}
+
 #[test]
 fn malformed_queries_are_errors_with_columns() {
     let index = TantivyIndex::in_ram().unwrap();
@@ -836,6 +997,22 @@ fn an_index_written_with_the_former_schema_still_opens_and_works() {
     let keys: BTreeSet<String> = r.machines[0].hits.iter().map(|h| h.key.clone()).collect();
     let want: BTreeSet<String> = e1.process.iter().map(|p| p.key()).collect();
     assert_eq!(keys, want);
+    // `port` and `user` are no fast columns there: their filters work, their facets are
+    // empty (until the index is rebuilt).
+    let c = &e1.connection[0];
+    let r = index
+        .search(
+            &format!("system:{sys} port:{} type:connection", c.local_port),
+            &everything(),
+        )
+        .unwrap();
+    assert!(r.machines[0].hits.iter().any(|h| h.key == c.key()));
+    assert!(r.facets.port.is_empty() && r.facets.user.is_empty());
+    assert!(!index
+        .search("user:root", &everything())
+        .unwrap()
+        .machines
+        .is_empty());
     drop(index);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -23,6 +23,8 @@ pub const MAX_LIMIT: usize = 100;
 pub const MAX_HITS: usize = 200;
 /// Deepest paging offset (machines).
 pub const MAX_OFFSET: usize = 100_000;
+/// Most values a facet lists.
+pub const MAX_FACET_VALUES: usize = 1_000;
 
 /// A request the API or a page cannot answer, and why.
 #[derive(Debug)]
@@ -117,13 +119,15 @@ fn num_param(req: &Request, name: &str, default: usize, max: usize) -> Result<us
 }
 
 /// The search a request asks for: the query text and the options, with the defaults of
-/// `origami search` (10 machines, 5 hits each).
+/// `origami search` (10 machines, 5 hits each, 10 values a facet; parameters `limit`,
+/// `offset`, `hits`, `facets`, `as_of`).
 pub fn search_request(req: &Request) -> Result<(String, SearchOptions), Fail> {
     let q = req.param("q").unwrap_or("").trim().to_string();
     let options = SearchOptions {
         limit: num_param(req, "limit", 10, MAX_LIMIT)?,
         offset: num_param(req, "offset", 0, MAX_OFFSET)?,
         hits_per_machine: num_param(req, "hits", 5, MAX_HITS)?,
+        facet_limit: num_param(req, "facets", 10, MAX_FACET_VALUES)?,
         as_of: time_param(req, "as_of")?,
         ..SearchOptions::default()
     };

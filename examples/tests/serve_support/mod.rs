@@ -216,7 +216,8 @@ pub const PWN_PKG: &str = "\"><svg onload=window.__pwned=1>";
 pub const PWN_SYSTEM: &str = "evil-01";
 
 /// A frame whose guest is hostile: a file, a process command line, a package, a user's
-/// shell, a config file's text and a crawl error made to break out of HTML.
+/// name and another's shell, a config file's text and a crawl error made to break out of
+/// HTML.
 pub fn hostile_frame() -> Frame {
     let mut f = Frame::new(PWN_SYSTEM);
     f.meta.hostname = Some(format!("evil{PWN_PKG}"));
@@ -245,6 +246,16 @@ pub fn hostile_frame() -> Frame {
         version: "1.0".into(),
         arch: "amd64".into(),
         manager: "dpkg".into(),
+        ..Default::default()
+    });
+    // uid 0, the default owner of the file and the processes: its name shows in the user
+    // facet.
+    f.user.push(User {
+        name: PWN_FILE.into(),
+        uid: 0,
+        gid: 0,
+        home: "/root".into(),
+        shell: "/bin/sh".into(),
         ..Default::default()
     });
     f.user.push(User {

@@ -35,8 +35,8 @@
 //! Limits, where PostgreSQL differs from tantivy: a `tsvector` keeps positions up to 16,383
 //! and 256 positions per lexeme, so a phrase deep into a very long text (a large config
 //! file) can miss; ranking is not BM25 (see [`query`]); a search reads every matching
-//! row's (system, kind, host, os, package, time) to group and count them, as the tantivy
-//! collector reads its fast columns, which costs more over a network.
+//! row's (system, kind, host, os, package, ports, users, time) to group and count them,
+//! as the tantivy collector reads its fast columns, which costs more over a network.
 
 mod ingest;
 pub mod query;
@@ -480,14 +480,15 @@ impl PostgresIndex {
         };
         let time = q.time_filter(as_of, parsed.changed, reference);
         let sql = format!(
-            "SELECT system, kind, host, os, pkg, valid_from, ({score})::float4, key_id, valid_to \
-             FROM origami_items WHERE {time} AND {cond}"
+            "SELECT system, kind, host, os, pkg, valid_from, ({score})::float4, key_id, valid_to, \
+             ports, users FROM origami_items WHERE {time} AND {cond}"
         );
         let rows = client.query(&sql, &q.refs())?;
         // Rows by index; machines keep the best `hits_per_machine` rows.
         let k = options.hits_per_machine;
         let mut machines: HashMap<String, MachineAcc<usize>> = HashMap::new();
-        let mut facets: [HashMap<String, u64>; 4] = Default::default();
+        let mut facets: [HashMap<String, u64>; 6] = Default::default();
+        let mut multi: Vec<&str> = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             let system: &str = row.get(0);
             let kind: &str = row.get(1);
@@ -505,11 +506,19 @@ impl PostgresIndex {
                 .enumerate()
             {
                 if let (Some(v), Some(m)) = (v, facets.get_mut(j)) {
-                    match m.get_mut(v) {
-                        Some(c) => *c += 1,
-                        None => {
-                            m.insert(v.to_string(), 1);
-                        }
+                    count(m, v);
+                }
+            }
+            // Ports and users: each distinct value of the row once, as the tantivy
+            // collector counts its multi-valued columns.
+            for (j, col) in [(4, 9), (5, 10)] {
+                multi.clear();
+                multi.extend(row.get::<_, Vec<&str>>(col));
+                multi.sort_unstable();
+                multi.dedup();
+                if let Some(m) = facets.get_mut(j) {
+                    for v in &multi {
+                        count(m, v);
                     }
                 }
             }
@@ -554,7 +563,7 @@ impl PostgresIndex {
             });
         }
         let limit = options.facet_limit;
-        let [kind, host, os, package] = facets.map(|m| {
+        let [kind, host, os, package, port, user] = facets.map(|m| {
             let mut v: Vec<(String, u64)> = m.into_iter().collect();
             v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             v.truncate(limit);
@@ -574,6 +583,8 @@ impl PostgresIndex {
                 host,
                 os,
                 package,
+                port,
+                user,
             },
             took: started.elapsed(),
         })
@@ -632,6 +643,16 @@ impl PostgresIndex {
             });
         }
         Ok(hits)
+    }
+}
+
+/// One more item under facet value `v`.
+fn count(m: &mut HashMap<String, u64>, v: &str) {
+    match m.get_mut(v) {
+        Some(c) => *c += 1,
+        None => {
+            m.insert(v.to_string(), 1);
+        }
     }
 }
 

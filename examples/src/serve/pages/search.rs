@@ -123,6 +123,7 @@ fn search_url(q: &str, req: &Request) -> Url {
         .q_opt("as_of", req.param_nonempty("as_of"))
         .q_opt("hits", req.param_nonempty("hits"))
         .q_opt("limit", req.param_nonempty("limit"))
+        .q_opt("facets", req.param_nonempty("facets"))
 }
 
 /// `/` and `/search?q=`.
@@ -140,6 +141,7 @@ pub fn search_page(app: &App, req: &Request) -> Response {
         .q_opt("limit", req.param_nonempty("limit"))
         .q_opt("hits", req.param_nonempty("hits"))
         .q_opt("offset", req.param_nonempty("offset"))
+        .q_opt("facets", req.param_nonempty("facets"))
         .q_opt("as_of", as_of);
     let mut m = Html::new();
     let r = match api::search(app, &q, &options) {
@@ -398,11 +400,13 @@ type FacetGroup<'a> = (&'static str, &'static str, &'a [(String, u64)]);
 /// there.
 fn facets(m: &mut Html, q: &str, r: &SearchResults, req: &Request) {
     m.lit("<aside class=\"facets\">");
-    let groups: [FacetGroup<'_>; 4] = [
+    let groups: [FacetGroup<'_>; 6] = [
         ("kind", "type", &r.facets.kind),
         ("host", "host", &r.facets.host),
         ("os", "os", &r.facets.os),
         ("package", "pkg", &r.facets.package),
+        ("port", "port", &r.facets.port),
+        ("user", "user", &r.facets.user),
     ];
     for (title, field, values) in groups {
         if values.is_empty() {
