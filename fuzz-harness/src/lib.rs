@@ -59,7 +59,7 @@ pub use packages::{apk_installed, rpm_db, rpm_header};
 #[cfg(feature = "guest")]
 pub use volume::{lvm_metadata, pv_with_metadata};
 #[cfg(feature = "guest")]
-pub use windows::{fs_ntfs, registry_hive};
+pub use windows::{fs_ntfs, ntfs_lznt1, registry_hive};
 
 /// A target's body: returns when the input passes, panics when it does not.
 pub type Target = fn(&[u8]);
@@ -81,6 +81,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fs_fat", fs_fat),
     #[cfg(feature = "guest")]
     ("fs_xfs", fs_xfs),
+    #[cfg(feature = "guest")]
     ("fs_ntfs", fs_ntfs),
     #[cfg(feature = "guest")]
     ("gpt", gpt),
@@ -102,6 +103,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("memory_kdump", memory_kdump),
     #[cfg(feature = "guest")]
     ("memory_lime", memory_lime),
+    #[cfg(feature = "guest")]
+    ("ntfs_lznt1", ntfs_lznt1),
     #[cfg(feature = "guest")]
     ("os_release", os_release),
     #[cfg(feature = "guest")]

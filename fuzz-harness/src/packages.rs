@@ -8,7 +8,6 @@ use origami_introspect::disk::package::{apk, rpm};
 pub fn rpm_header(data: &[u8]) {
     use rpm::header::{tag, Header};
     if let Ok(p) = rpm::parse_package(data) {
-        assert!(!p.name.is_empty() || p.name.is_empty());
         let _ = rpm::to_package(p);
     }
     if let Ok(h) = Header::parse(data) {

@@ -30,6 +30,22 @@ pub fn fs_ntfs(data: &[u8]) {
     }
 }
 
+/// Any bytes as LZNT1 data, decompressed twice: as NTFS reads a 64 KiB compression unit
+/// (chunks padded to 4096 bytes) and as a plain buffer with a 1 MiB bound. Output within
+/// its bound, a padded success a whole number of chunks (or the whole unit), errors typed
+/// with an offset inside the input; never a panic.
+pub fn ntfs_lznt1(data: &[u8]) {
+    use origami_introspect::fs::ntfs::lznt1::{decompress, CHUNK};
+    for (limit, pad) in [(64 << 10, true), (1 << 20, false)] {
+        let mut out = Vec::new();
+        match decompress(data, &mut out, limit, pad) {
+            Ok(()) => assert!(!pad || out.len() % CHUNK == 0 || out.len() == limit),
+            Err(e) => assert!(e.offset < data.len(), "{e}"),
+        }
+        assert!(out.len() <= limit);
+    }
+}
+
 /// A registry hive, parsed and walked whole (every key to depth 16, at most 4096 keys, and
 /// every value): errors, never a crash, an unbounded allocation or a hang. First byte: bit 0
 /// set, the rest is the hive itself; clear, the rest patches the fixture's SYSTEM hive.

@@ -179,7 +179,7 @@ macro_rules! replay_tests {
 replay_tests! {
     "guest": qcow2, vmdk, vhdx, mbr, gpt;
     "guest": memory_elf, memory_kdump, memory_lime, page_walk, vmcoreinfo;
-    "guest": fs_ext4, fs_fat, fs_xfs, fs_btrfs, fs_ntfs, registry_hive;
+    "guest": fs_ext4, fs_fat, fs_xfs, fs_btrfs, fs_ntfs, ntfs_lznt1, registry_hive;
     "guest": linux_btf, linux_isf, linux_kallsyms;
     "guest": dpkg_status, passwd_group, os_release, frame_jsonl;
     "guest": lvm_metadata, rpm_header, rpm_db, apk_installed;

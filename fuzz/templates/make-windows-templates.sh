@@ -3,7 +3,11 @@
 #   ntfs.img    a 2 MiB NTFS volume (mkntfs) with directories, files (resident and not), an
 #               alternate data stream, a hard link and a directory (/Many) whose index
 #               has an INDX block, placed as the Windows fixture places
-#               them (scripts/fixtures/windows/build.py: libntfs-3g and ntfscp, no mount);
+#               them (scripts/fixtures/windows/build.py: libntfs-3g and ntfscp, no mount),
+#               then /Compressed: LZNT1-compressed files, written through ntfs-3g's FUSE
+#               driver with its `compression` option (the only ntfs-3g path that writes
+#               compressed files; needs /dev/fuse): 8 KiB units compressed, stored whole
+#               and left sparse;
 #   system.hive the Windows fixture's SYSTEM hive (hivexregedit --merge of SYSTEM.reg).
 # Usage: make-windows-templates.sh   (writes beside itself; needs ntfs-3g, libwin-hivex-perl)
 set -euo pipefail
@@ -34,5 +38,21 @@ v = build.Ntfs(img)
 v.link("Users/alice/Documents/link.txt", "Users/alice/Documents/notes.txt")
 v.close()
 PY
+mkdir "$work/mnt"
+ntfs-3g -o compression "$work/ntfs.img" "$work/mnt"
+python3 - "$work/mnt" "$win" <<'PY'
+import os, struct, sys
+sys.path.insert(0, sys.argv[2])
+import build
+d = os.path.join(sys.argv[1], "Compressed")
+os.mkdir(d)
+os.setxattr(d, "system.ntfs_attrib_be", struct.pack(">I", 0x810))  # directory, compressed
+text = b"".join(b"line %d of a compressible file\r\n" % i for i in range(800))
+with open(os.path.join(d, "text.txt"), "wb") as f:
+    f.write(text[:20000])
+with open(os.path.join(d, "mixed.bin"), "wb") as f:
+    f.write(text[:8192] + bytes(8192) + build.det_bytes("mixed", 8192) + text[:100])
+PY
+fusermount -u "$work/mnt"
 cp "$work/ntfs.img" "$here/ntfs.img"
 cp "$work/SYSTEM" "$here/system.hive"

@@ -13,20 +13,26 @@
 //! modification and access times, its attribute flags, hard-link count, alternate data
 //! streams and reparse tag ([`NtfsMeta`]). A reparse point (junction, symlink, deduplicated
 //! file) is reported and never followed: a junction's target may lie on another volume.
-//! A file whose unnamed `$DATA` is LZNT1-compressed or EFS-encrypted (attribute flags
-//! `0x0001`, `0x4000`; `+c` and `+e` in its attribute letters) is listed with its size, but
-//! reading its content is an error naming the flag: the `ntfs` crate would return the
-//! stored (compressed or encrypted) clusters, and a hash of those would be wrong.
+//! A file whose unnamed `$DATA` is LZNT1-compressed (attribute flag `0x0001`, `+c` in its
+//! attribute letters) is read through its compression units ([`lznt1`]): a unit whose
+//! clusters are all allocated is stored as it is, one with none is zeros, one with some is
+//! LZNT1 data decompressing to the whole unit. One that is EFS-encrypted (`0x4000`, `+e`)
+//! is listed with its size, but reading its content is an error naming the flag: the
+//! `ntfs` crate would return the stored (encrypted) clusters, and a hash of those would be
+//! wrong.
 //! The file-system metadata files of the root (`$MFT`, `$LogFile`, ..., `$Extend`: MFT
 //! records 0 to 15) are not listed; they are the volume's own structures, not guest files.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
+use ntfs::attribute_value::NtfsAttributeValue;
 use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
-use ntfs::{Ntfs, NtfsAttributeFlags, NtfsAttributeType, NtfsFile, NtfsReadSeek};
+use ntfs::{Ntfs, NtfsAttribute, NtfsAttributeFlags, NtfsAttributeType, NtfsFile, NtfsReadSeek};
 use origami_core::ReadAt;
 use origami_frame::FileType;
+
+pub mod lznt1;
 
 use super::{guarded, path::display_path, DirEntry, FileSystem, FsInfo, FsKind, Stat};
 use crate::error::{Error, Result};
@@ -43,6 +49,11 @@ const MAX_ATTRIBUTES: usize = 4096;
 pub const METADATA_READ_BUDGET: u64 = 64 << 20;
 /// Alternate data streams listed per file.
 const MAX_STREAMS: usize = 256;
+/// The largest compression unit read (Windows and ntfs-3g write 16 clusters of at most
+/// 4 KiB: 64 KiB).
+const MAX_COMPRESSION_UNIT: u64 = 1 << 20;
+/// The most data runs read from one compressed attribute.
+const MAX_RUNS: usize = 1 << 16;
 
 /// True when `boot` (the first 512 bytes) carries the NTFS OEM id.
 pub(crate) fn looks_like_ntfs(boot: &[u8; 512]) -> bool {
@@ -527,24 +538,17 @@ impl NtfsFs {
         };
         let attr = item.to_attribute().map_err(|e| self.err(path, e))?;
         let flags = attr.flags();
-        for (flag, what) in [
-            (
-                NtfsAttributeFlags::COMPRESSED,
-                "LZNT1-compressed (flag 0x0001)",
-            ),
-            (NtfsAttributeFlags::ENCRYPTED, "EFS-encrypted (flag 0x4000)"),
-        ] {
-            if flags.contains(flag) && !attr.is_resident() {
-                return Err(Error::FileSystem {
-                    source_name: self.info.source.clone(),
-                    fs: FS,
-                    path: Some(display_path(path)),
-                    what: format!(
-                        "MFT record {rec}: its $DATA is {what}, which this reader does not \
-                         decode; the content is not read"
-                    ),
-                });
-            }
+        if flags.contains(NtfsAttributeFlags::ENCRYPTED) && !attr.is_resident() {
+            return Err(self.data_err(
+                rec,
+                path,
+                "its $DATA is EFS-encrypted (flag 0x4000), which this reader does not \
+                 decode; the content is not read"
+                    .into(),
+            ));
+        }
+        if flags.contains(NtfsAttributeFlags::COMPRESSED) && !attr.is_resident() {
+            return self.read_compressed(&attr, &mut io, rec, path, pos, buf);
         }
         let mut value = attr.value(&mut io).map_err(|e| self.err(path, e))?;
         if pos >= value.len() {
@@ -564,6 +568,168 @@ impl NtfsFs {
             }
         }
         Ok(n)
+    }
+}
+
+impl NtfsFs {
+    fn data_err(&self, rec: u64, path: &[u8], what: String) -> Error {
+        Error::FileSystem {
+            source_name: self.info.source.clone(),
+            fs: FS,
+            path: Some(display_path(path)),
+            what: format!("MFT record {rec}: {what}"),
+        }
+    }
+
+    /// The compression unit of a compressed non-resident attribute, in clusters: the
+    /// exponent at offset 0x22 of its header (not exposed by the `ntfs` crate, so read
+    /// from the volume; where that byte sits in an update-sequence slot of the record, the
+    /// value every writer uses, 4).
+    fn compression_unit(&self, attr: &NtfsAttribute<'_, '_>, rec: u64, path: &[u8]) -> Result<u64> {
+        let at = attr
+            .position()
+            .value()
+            .and_then(|p| p.get().checked_add(0x22))
+            .ok_or_else(|| self.data_err(rec, path, "compressed $DATA has no position".into()))?;
+        let exponent = if at % 512 >= 510 {
+            4
+        } else {
+            let mut b = [0u8; 1];
+            self.source.read_at(at, &mut b)?;
+            u32::from(b[0])
+        };
+        let cluster = u64::from(self.boot.cluster_size);
+        let unit = (exponent < 16).then(|| cluster << exponent);
+        match unit {
+            Some(u) if exponent > 0 && u <= MAX_COMPRESSION_UNIT => Ok(1 << exponent),
+            _ => Err(self.data_err(
+                rec,
+                path,
+                format!(
+                    "compressed $DATA (header at offset {}) has a compression unit of 2^{exponent} \
+                     clusters of {cluster} bytes, not 2 to {MAX_COMPRESSION_UNIT} bytes",
+                    at - 0x22
+                ),
+            )),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `pos` of the LZNT1-compressed non-resident `attr`
+    /// (record `rec`'s unnamed `$DATA`), one compression unit at a time.
+    fn read_compressed(
+        &self,
+        attr: &NtfsAttribute<'_, '_>,
+        io: &mut BudgetIo<'_>,
+        rec: u64,
+        path: &[u8],
+        pos: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let unit_clusters = self.compression_unit(attr, rec, path)?;
+        let cluster = u64::from(self.boot.cluster_size);
+        let unit_bytes = unit_clusters * cluster;
+        let value = attr.value(io).map_err(|e| self.err(path, e))?;
+        let NtfsAttributeValue::NonResident(value) = value else {
+            return Err(self.data_err(
+                rec,
+                path,
+                "compressed $DATA spread over an attribute list is not decoded".into(),
+            ));
+        };
+        let size = value.len();
+        if pos >= size || buf.is_empty() {
+            return Ok(0);
+        }
+        // The runs as (first VCN, clusters, byte position or None for sparse).
+        let mut runs: Vec<(u64, u64, Option<u64>)> = Vec::new();
+        let mut vcn = 0u64;
+        for run in value.data_runs() {
+            let run = run.map_err(|e| self.err(path, e))?;
+            if runs.len() >= MAX_RUNS {
+                return Err(Error::LimitExceeded {
+                    what: format!(
+                        "data runs of the compressed $DATA of MFT record {rec} ({})",
+                        display_path(path)
+                    ),
+                    limit: MAX_RUNS as u64,
+                });
+            }
+            let clusters = run.allocated_size() / cluster;
+            runs.push((vcn, clusters, run.data_position().value().map(|p| p.get())));
+            vcn = vcn.saturating_add(clusters);
+        }
+        let want = (buf.len() as u64).min(size - pos);
+        let mut done = 0u64;
+        let mut unit = Vec::new();
+        let mut packed = Vec::new();
+        while done < want {
+            let at = pos + done;
+            let index = at / unit_bytes;
+            self.read_unit(
+                &runs,
+                index * unit_clusters,
+                unit_clusters,
+                &mut unit,
+                &mut packed,
+            )
+            .map_err(|what| {
+                self.data_err(
+                    rec,
+                    path,
+                    format!(
+                        "compression unit {index} (byte {}): {what}",
+                        index * unit_bytes
+                    ),
+                )
+            })?;
+            let from = (at - index * unit_bytes) as usize;
+            let n = (unit.len() - from).min((want - done) as usize);
+            buf[done as usize..done as usize + n].copy_from_slice(&unit[from..from + n]);
+            done += n as u64;
+        }
+        Ok(done as usize)
+    }
+
+    /// Fills `unit` with the decompressed compression unit of `clusters` clusters from
+    /// VCN `first`: all clusters allocated, stored as they are; none, zeros; some, LZNT1
+    /// data (read into `packed`) decompressing to the unit.
+    fn read_unit(
+        &self,
+        runs: &[(u64, u64, Option<u64>)],
+        first: u64,
+        clusters: u64,
+        unit: &mut Vec<u8>,
+        packed: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        let cluster = u64::from(self.boot.cluster_size);
+        let unit_bytes = (clusters * cluster) as usize;
+        packed.clear();
+        let end = first + clusters;
+        for &(start, n, position) in runs {
+            let (lo, hi) = (start.max(first), (start + n).min(end));
+            if lo >= hi {
+                continue;
+            }
+            let Some(p) = position else { continue };
+            let from = (lo - start)
+                .checked_mul(cluster)
+                .and_then(|o| o.checked_add(p))
+                .ok_or("a run's position overflows")?;
+            let len = ((hi - lo) * cluster) as usize;
+            let old = packed.len();
+            packed.resize(old + len, 0);
+            self.source
+                .read_at(from, &mut packed[old..])
+                .map_err(|e| format!("clusters at byte {from}: {e}"))?;
+        }
+        unit.clear();
+        if packed.len() == unit_bytes {
+            std::mem::swap(unit, packed);
+        } else if !packed.is_empty() {
+            lznt1::decompress(packed, unit, unit_bytes, true).map_err(|e| e.to_string())?;
+        }
+        unit.resize(unit_bytes, 0);
+        Ok(())
     }
 }
 
