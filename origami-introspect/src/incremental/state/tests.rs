@@ -178,4 +178,3 @@ fn every_damage_is_an_error() {
         Err(StateError::Foreign { .. })
     ));
 }
-
