@@ -35,7 +35,12 @@
 //!   (goal < 1%). The host's load average is printed with the figures: on a shared 2-core
 //!   host, the watcher's own CPU time competes with the TCG vCPU threads.
 //!
-//! The two guests are booted one after the other (each takes a minute or two under TCG),
+//! The slowdown is measured twice: with the fixture's two vCPUs (on a 2-core host the
+//! watcher's CPU time then comes straight out of the vCPU threads), and on a third guest
+//! booted with one vCPU, so that the watcher has a host core of its own as it would on a
+//! hypervisor host with cores to spare.
+//!
+//! The guests are booted one after the other (each takes a minute or two under TCG),
 //! so only one runs while measured; an idle TCG guest still takes some host CPU for its
 //! timers, which the figures include. Throughput is printed as crawls/s (`elem/s`).
 //!
@@ -313,7 +318,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 /// The guest's own speed watched at 100 Hz vs not watched, alternating 8-s phases.
-fn guest_slowdown(vm: &mut FixtureVm, source: &MemorySource) {
+fn guest_slowdown(vm: &mut FixtureVm, source: &MemorySource, label: &str) {
     // A CPU+memory loop; its clock is the guest's /proc/uptime (read without forking).
     let awk = r#"awk 'BEGIN { n = 0; getline u < "/proc/uptime"; close("/proc/uptime"); split(u, f, " "); t0 = f[1]; while (1) { for (i = 0; i < 500; i++) { j = (i * 7919 + n * 31) % 65536; a[j] = a[(j * 31) % 65536] + i } n++; if (n % 4 == 0) { getline u < "/proc/uptime"; close("/proc/uptime"); split(u, f, " "); if (f[1] - t0 >= 1) { printf "@@IPS %.1f %s\n", n / (f[1] - t0), f[1]; n = 0; t0 = f[1]; fflush() } } } }' &"#;
     vm.console_send(awk);
@@ -362,7 +367,7 @@ fn guest_slowdown(vm: &mut FixtureVm, source: &MemorySource) {
     };
     let se = (sem(&off_phase).powi(2) + sem(&on_phase).powi(2)).sqrt();
     println!(
-        "live/guest_slowdown/proc_pid_mem: not watched {a:.1} it/s ({} samples in {} phases), \
+        "live/guest_slowdown/proc_pid_mem ({label}): not watched {a:.1} it/s ({} samples in {} phases), \
          watched at 100 Hz {b:.1} it/s ({} samples in {} phases, {ticks} ticks, {partial} partial): \
          slowdown {:.2}% +- {:.2}% (standard error of the difference of the phase means); load {}",
         off.len(),
@@ -411,7 +416,22 @@ fn live(c: &mut Criterion) {
         bench_watcher(c, "proc_pid_mem", mem.clone());
         let source = MemorySource::new(mem.name(), mem);
         event_latency(&mut vm, &source);
-        guest_slowdown(&mut vm, &source);
+        guest_slowdown(&mut vm, &source, "-smp 2: both host cores run vCPUs");
+    }
+    {
+        // The same with one vCPU, so that the watcher has a host core of its own, as on a
+        // hypervisor host with cores to spare (a later `-smp` overrides the fixture's).
+        let options = VmOptions {
+            backing: RamBacking::Anonymous,
+            console_shell: true,
+            extra_args: vec!["-smp".into(), "1".into()],
+            ..VmOptions::default()
+        };
+        let mut vm = FixtureVm::boot_with(fx, "origami-bench-live-smp1", "", BOOT, &options);
+        vm.wait_for_console(CONSOLE_SHELL, BOOT);
+        let mem = Arc::new(MemoryDump::attach_qemu_pid(vm.pid()).expect("attach"));
+        let source = MemorySource::new(mem.name(), mem);
+        guest_slowdown(&mut vm, &source, "-smp 1: the watcher has a host core of its own");
         println!("load average after: {}", loadavg());
     }
 }
