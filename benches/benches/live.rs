@@ -431,7 +431,11 @@ fn live(c: &mut Criterion) {
         vm.wait_for_console(CONSOLE_SHELL, BOOT);
         let mem = Arc::new(MemoryDump::attach_qemu_pid(vm.pid()).expect("attach"));
         let source = MemorySource::new(mem.name(), mem);
-        guest_slowdown(&mut vm, &source, "-smp 1: the watcher has a host core of its own");
+        guest_slowdown(
+            &mut vm,
+            &source,
+            "-smp 1: the watcher has a host core of its own",
+        );
         println!("load average after: {}", loadavg());
     }
 }
