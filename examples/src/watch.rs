@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use origami_core::memory::{DumpFormat, MemoryDump, PhysicalMemory, RamLayout};
 use origami_introspect::linux::LinuxOptions;
-use origami_introspect::watch::{Event, Tick, WatchOptions, Watcher};
+use origami_introspect::watch::{Event, Schedule, Tick, WatchOptions, Watcher};
 use origami_introspect::MemorySource;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -217,17 +217,14 @@ pub fn run(args: &WatchArgs, out: &mut dyn Write) -> Result<(), WatchError> {
     let started = Instant::now();
     let (mut crawls, mut partial) = (0u64, 0u64);
     let mut system: Option<String> = args.name.clone();
-    let mut next = Instant::now();
+    // A fixed rate; a crawl that overruns is followed at once, without a burst; a new
+    // process seen in the middle of `execve` is re-read early (see `Schedule`).
+    let mut schedule = Schedule::new(args.interval);
+    let mut next = None;
     loop {
-        // A fixed rate; a crawl that overruns is followed at once, without a burst.
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else {
-            next = now;
-        }
-        next += args.interval;
+        let due = Schedule::wait(next);
         let tick = watcher.tick();
+        next = Some(schedule.next(due, &tick));
         crawls += 1;
         if tick.partial() {
             partial += 1;

@@ -56,6 +56,9 @@
 //! ```
 
 pub mod diff;
+mod schedule;
+
+pub use schedule::Schedule;
 pub mod event;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -185,9 +188,25 @@ pub struct Tick {
     pub events: Vec<Event>,
     /// The sections withheld because they stayed torn (or could not be read at all).
     pub torn: Vec<TornSection>,
+    /// New processes seen in the middle of `execve`, reported by a later tick once out of
+    /// it ([`Schedule`] re-reads early for them).
+    pub in_execve: usize,
 }
 
 impl Tick {
+    /// A tick that read nothing and saw no change (for tests and examples).
+    pub fn empty(number: u64) -> Tick {
+        Tick {
+            number,
+            time: SystemTime::now(),
+            duration: Duration::ZERO,
+            attempts: 0,
+            events: Vec::new(),
+            torn: Vec::new(),
+            in_execve: 0,
+        }
+    }
+
     /// True when a section was withheld: its events are not in this tick (they come with
     /// the next good one, compared with the last good state).
     pub fn partial(&self) -> bool {
@@ -360,6 +379,7 @@ impl Watcher {
         }
         let mut events = Vec::new();
         let report = self.options.report_existing;
+        let mut in_execve = 0;
         if let Some(p) = procs {
             let (next, ev) = diff::processes(
                 self.state.processes.as_ref(),
@@ -374,6 +394,12 @@ impl Watcher {
                 },
                 report,
             );
+            if let Some(set) = &in_exec {
+                in_execve = next
+                    .iter()
+                    .filter(|(id, t)| !t.reported && set.contains(*id))
+                    .count();
+            }
             self.state.processes = Some(next);
             events.extend(ev);
         }
@@ -406,6 +432,7 @@ impl Watcher {
                 .filter(|(s, _)| pending.contains(s))
                 .map(|(section, reason)| TornSection { section, reason })
                 .collect(),
+            in_execve,
         }
     }
 
@@ -540,12 +567,13 @@ impl Watcher {
     }
 
     /// An iterator of ticks, one every `interval` at a fixed rate (the first at once);
-    /// when a tick overruns, the next starts at once rather than bursting to catch up.
-    /// It never ends: bound it with `take`, or stop iterating.
+    /// when a tick overruns, the next starts at once rather than bursting to catch up;
+    /// a tick that saw a new process in the middle of `execve` is followed by one early
+    /// re-read (see [`Schedule`]). It never ends: bound it with `take`, or stop iterating.
     pub fn ticks(&mut self, interval: Duration) -> Ticks<'_> {
         Ticks {
             watcher: self,
-            interval,
+            schedule: Schedule::new(interval),
             next: None,
         }
     }
@@ -598,7 +626,7 @@ fn first_error(errors: &[crate::error::Error]) -> String {
 #[derive(Debug)]
 pub struct Ticks<'w> {
     watcher: &'w mut Watcher,
-    interval: Duration,
+    schedule: Schedule,
     next: Option<Instant>,
 }
 
@@ -606,16 +634,9 @@ impl Iterator for Ticks<'_> {
     type Item = Tick;
 
     fn next(&mut self) -> Option<Tick> {
-        let now = Instant::now();
-        let due = match self.next {
-            Some(at) if at > now => {
-                std::thread::sleep(at - now);
-                at
-            }
-            _ => now,
-        };
+        let due = Schedule::wait(self.next);
         let tick = self.watcher.tick();
-        self.next = Some(due + self.interval);
+        self.next = Some(self.schedule.next(due, &tick));
         Some(tick)
     }
 }
