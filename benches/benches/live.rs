@@ -44,8 +44,10 @@
 //! a guest booted with one vCPU, QEMU pinned to host CPU 0 and the watcher to the others,
 //! so that the watcher has a host core of its own as it would on a hypervisor host that
 //! keeps housekeeping cores apart from the vCPUs. `ORIGAMI_LIVE_PARTS` (a comma list of
-//! `throughput`, `latency`, `slowdown`) runs only some of the parts, `ORIGAMI_LIVE_SMP`
-//! (`1` or `2`) only one of the two guests.
+//! `throughput`, `latency`, `slowdown`, and `noise`, not run by default: the guest loop's
+//! rate second by second for a minute, unwatched) runs only some of the parts,
+//! `ORIGAMI_LIVE_SMP` (`1` or `2`) only one of the two guests; `ORIGAMI_LIVE_LOOP=md5`
+//! makes the guest's loop busybox `md5sum` over 16 MiB in its RAM instead of awk.
 //!
 //! The guests are booted one after the other (each takes a minute or two under TCG),
 //! so only one runs while measured; an idle TCG guest still takes some host CPU for its
