@@ -571,7 +571,7 @@ impl Crawler {
                         frame.record_error("disk", note.clone());
                     }
                     hook.assembled(&assembly.tree);
-                    self.crawl_tree_with(&assembly.tree, &mut frame, &budget);
+                    self.crawl_tree_with(&assembly.tree, &mut frame, &budget, hook);
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),
             }
@@ -643,12 +643,19 @@ impl Crawler {
     /// hashed on the crawler's threads, all sharing `tree`).
     pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
         let budget = Budget::new(self.options.limits.memory);
-        self.crawl_tree_with(tree, frame, &budget);
+        self.crawl_tree_with(tree, frame, &budget, &NoHook);
     }
 
     /// As [`crawl_tree`](Self::crawl_tree), on a crawl's memory `budget`; each section has
-    /// its own [`Deadline`] of [`Limits::section_time`].
-    fn crawl_tree_with(&self, tree: &GuestTree, frame: &mut Frame, budget: &Budget) {
+    /// its own [`Deadline`] of [`Limits::section_time`]; the `file` section is made by
+    /// `hook` (a plain crawl's walks the tree).
+    fn crawl_tree_with(
+        &self,
+        tree: &GuestTree,
+        frame: &mut Frame,
+        budget: &Budget,
+        hook: &dyn VolumeHook,
+    ) {
         let o = &self.options;
         // A Windows guest: the registry is read once for os, packages, users, services and
         // network config; the file section walks the tree as for any guest.
@@ -753,7 +760,7 @@ impl Crawler {
                         budget: budget.clone(),
                         deadline,
                     };
-                    let (f, e) = file::crawl(tree, &opts);
+                    let (f, e) = hook.file_section(tree, &opts);
                     frame.file = f;
                     e
                 }

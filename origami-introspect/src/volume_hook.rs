@@ -5,6 +5,10 @@ use std::sync::Arc;
 
 use origami_core::ReadAt;
 
+use origami_frame::FileItem;
+
+use crate::disk::file::FileOptions;
+use crate::error::Error;
 use crate::fs::{FileSystem, GuestTree};
 
 /// What a crawl may do with each file system it opens before the guest's tree is
@@ -27,6 +31,11 @@ pub(crate) trait VolumeHook: Sync {
     /// Sees the assembled tree (its mounts) before the sections run.
     fn assembled(&self, tree: &GuestTree) {
         let _ = tree;
+    }
+    /// Makes the `file` section of `tree` (the default walks it,
+    /// [`crate::disk::file::crawl`]); an incremental crawl patches the previous one.
+    fn file_section(&self, tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Error>) {
+        crate::disk::file::crawl(tree, options)
     }
 }
 

@@ -316,7 +316,7 @@ impl VolumeCache {
     }
 
     /// The previous listing of directory `ino`, when it and all its entries are clean.
-    fn old_listing(&self, ino: u64) -> Option<&Vec<EntryRecord>> {
+    pub(crate) fn old_listing(&self, ino: u64) -> Option<&Vec<EntryRecord>> {
         if self.dirty_dirs.contains(&ino) || !self.clean(ino) {
             return None;
         }
