@@ -293,7 +293,7 @@ impl VolumeCache {
     /// Whether inode `ino`'s content is unchanged since the previous crawl: it is clean,
     /// or only its metadata changed (its content digest, which covers its size, map,
     /// modification time and generation, is the previous one).
-    fn content_clean(&self, ino: u64) -> bool {
+    pub(crate) fn content_clean(&self, ino: u64) -> bool {
         if self.clean(ino) {
             return true;
         }

@@ -161,6 +161,30 @@ impl Walk<'_> {
         same_volume.then_some((start, end))
     }
 
+    /// Whether the previous item `i` is the item of the entry at `path` whose metadata is
+    /// `st`: the same path, inode (number and generation) and metadata, on an ext4
+    /// volume whose cache says the inode's content did not change (so its link target
+    /// and sha256 are the previous ones).
+    fn same_entry(&self, i: usize, path: &[u8], st: &Stat) -> bool {
+        let Some(old) = self.old.get(i) else {
+            return false;
+        };
+        let (Some(key), Some(cache)) = (&old.key, self.volume(path)) else {
+            return false;
+        };
+        let it = &old.item;
+        st.ino != 0
+            && key.volume == cache.uuid()
+            && key.ino == st.ino
+            && Some(key.generation) == cache.generation(st.ino)
+            && cache.content_clean(st.ino)
+            && st.fat_attrs.is_empty()
+            && st.ntfs.is_none()
+            && *raw_path(it) == *path
+            && (it.file_type, it.mode, it.uid, it.gid, it.size, it.mtime)
+                == (st.file_type, st.mode, st.uid, st.gid, st.size, st.mtime)
+    }
+
     /// Counts an item and, for a directory, queues it as the walk does; `None` at a bound
     /// or a directory met twice (the walk would report it).
     fn push(&mut self, record: FileRecord, path: Vec<u8>, depth: usize, ino: u64) -> Option<()> {
@@ -235,8 +259,23 @@ impl Walk<'_> {
             } else {
                 let limit = self.options.limits.max_dir_entries;
                 let entries = self.tree.read_dir_by_inode(&dir, ino, limit).ok()?;
+                // The previous block at this path, to carry the items of entries that did
+                // not change over (both are in name order).
+                let (mut j, end) = match self.blocks.get(&dir) {
+                    Some(&(_, s, e)) if !self.mount_parents.contains(&dir) => (s, e),
+                    _ => (0, 0),
+                };
                 for entry in entries {
                     let path = join_path(&dir, &entry.name);
+                    while j < end && *raw_path(&self.old[j].item) < *path {
+                        j += 1;
+                    }
+                    if j < end && self.same_entry(j, &path, &entry.stat) {
+                        let r = self.old[j].clone();
+                        self.out.carried[j] = true;
+                        self.push(r, path, depth, entry.stat.ino)?;
+                        continue;
+                    }
                     let r = self.fresh(&path, &entry.stat)?;
                     self.push(r, path, depth, entry.stat.ino)?;
                 }
