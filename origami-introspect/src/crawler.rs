@@ -110,6 +110,11 @@ impl CrawlOptions {
         &self.limits
     }
 
+    /// How disks are opened (image formats, allowed folders, NBD client options).
+    pub fn disk(&self) -> &DiskOptions {
+        &self.disk
+    }
+
     /// What shapes the `file` section (hashing, exclusions, walk bounds), as text: two
     /// crawls' file sections compare item by item only when this is the same.
     pub(crate) fn file_fingerprint(&self) -> String {
@@ -257,12 +262,18 @@ pub struct DiskOptions {
 
 /// A disk image as a [`ReadAt`]: raw, qcow2 (backing chains followed), VMDK or VHDX, told
 /// apart by their magic. A raw image is memory-mapped when asked.
-fn open_image(path: &Path, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
+fn open_image(
+    path: &Path,
+    options: &DiskOptions,
+    images: &mut Vec<Arc<origami_core::Image>>,
+) -> Result<Arc<dyn ReadAt>> {
     let image = origami_core::Image::open_with(path, &options.image)?;
     if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
         return Ok(Arc::new(origami_core::MmapSource::open(path)?));
     }
-    Ok(Arc::new(image))
+    let image = Arc::new(image);
+    images.push(image.clone());
+    Ok(image)
 }
 
 /// A caller's reader under the name the caller gave it, so that errors name the disk.
@@ -284,9 +295,15 @@ impl ReadAt for NamedReader {
 }
 
 /// A disk's bytes: the image file opened, or the caller's reader.
-fn open_disk(disk: &Disk, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
+/// Images opened from a path go to `images` too (to be checked for writes after the
+/// crawl).
+fn open_disk(
+    disk: &Disk,
+    options: &DiskOptions,
+    images: &mut Vec<Arc<origami_core::Image>>,
+) -> Result<Arc<dyn ReadAt>> {
     match disk {
-        Disk::Path(path) => open_image(path, options),
+        Disk::Path(path) => open_image(path, options, images),
         Disk::Reader { name, reader } => Ok(Arc::new(NamedReader {
             name: name.clone(),
             inner: reader.clone(),
@@ -445,22 +462,24 @@ pub fn open_guest_with(
     limits: &Limits,
     budget: &Budget,
 ) -> Result<(Assembly, Vec<Error>)> {
-    open_guest_hooked(disks, options, limits, budget, &NoHook)
+    open_guest_hooked(disks, options, limits, budget, &NoHook, &mut Vec::new())
 }
 
-/// As [`open_guest_with`], each file system opened passed through `hook`.
+/// As [`open_guest_with`], each file system opened passed through `hook`, each image
+/// file opened put in `images`.
 fn open_guest_hooked(
     disks: &[Disk],
     options: DiskOptions,
     limits: &Limits,
     budget: &Budget,
     hook: &dyn VolumeHook,
+    images: &mut Vec<Arc<origami_core::Image>>,
 ) -> Result<(Assembly, Vec<Error>)> {
     let mut found = Vec::new();
     let mut problems = Vec::new();
     let mut pvs = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
-        let image = open_disk(disk, &options)?;
+        let image = open_disk(disk, &options, images)?;
         let (v, e) = disk_volumes(image, i, options.ext4, &mut pvs, hook);
         found.extend(v);
         problems.extend(e);
@@ -519,9 +538,11 @@ impl Crawler {
         &self.options
     }
 
-    /// Crawls `target` into a frame. Only a target with neither disk nor memory is an
-    /// error: a disk or dump that cannot be read, or a section that fails, is recorded in
-    /// `_frame.errors` and the rest goes on.
+    /// Crawls `target` into a frame. Only a target with neither disk nor memory, or a
+    /// qcow2 image whose metadata changed while it was read (something writes it: the
+    /// frame could mix two states; `ChangedWhileRead`), is an error: a disk or dump that
+    /// cannot be read, or a section that fails, is recorded in `_frame.errors` and the
+    /// rest goes on.
     pub fn crawl(&self, target: &Target) -> Result<Frame> {
         self.crawl_hooked(target, &NoHook)
     }
@@ -554,12 +575,14 @@ impl Crawler {
             .any(|s| self.options.sections.contains(s));
         if !target.disks.is_empty() && wants_disk {
             let t = Instant::now();
+            let mut images = Vec::new();
             let opened = open_guest_hooked(
                 &target.disks,
                 self.options.disk.clone(),
                 &self.options.limits,
                 &budget,
                 hook,
+                &mut images,
             );
             frame.meta.timings.insert("disk".into(), millis(t));
             match opened {
@@ -574,6 +597,11 @@ impl Crawler {
                     self.crawl_tree_with(&assembly.tree, &mut frame, &budget, hook);
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),
+            }
+            // A qcow2 file written while it was read (a running VM's disk read directly)
+            // may have given a frame mixed from two states: refused, never returned.
+            for image in &images {
+                image.check_unchanged()?;
             }
         }
         if let Some(memory) = &target.memory {

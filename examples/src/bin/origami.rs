@@ -450,7 +450,7 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     let crawler = Crawler::new(options);
     let frame = if a.incremental.state.is_some() {
         use origami_examples::incremental as inc;
-        let dirty = inc::dirty_maps(&target, &a.incremental)?;
+        let dirty = inc::dirty_maps(&crawler, &target, &a.incremental)?;
         inc::crawl(&crawler, &target, &a.incremental, &dirty, &mut |n| {
             eprintln!("origami: {n}")
         })?
