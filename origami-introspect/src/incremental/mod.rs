@@ -252,10 +252,18 @@ pub fn crawl(
     let mut notes = std::mem::take(&mut *lock(&hook.notes));
     let mounts = std::mem::take(&mut *lock(&hook.mounts));
     let volumes: Vec<VolumeState> = caches.iter().map(|c| c.finish()).collect();
-    let patched = lock(&hook.patched).take();
     let complete = hook.complete.load(std::sync::atomic::Ordering::Relaxed);
-    let files = match &patched {
-        Some(p) => p.records.clone(),
+    let mut patched = lock(&hook.patched).take();
+    let files = match &mut patched {
+        // Moved out: the events below need only the fresh ones, cloned first.
+        Some(p) => {
+            p.made = p
+                .fresh
+                .iter()
+                .filter_map(|&i| p.records.get(i).cloned())
+                .collect();
+            std::mem::take(&mut p.records)
+        }
         None => keyed(&frame, &volumes, &caches, &mounts),
     };
     let mut comparable = false;
@@ -281,12 +289,7 @@ pub fn crawl(
                             .filter(|(_, &c)| !c)
                             .map(|(r, _)| r.clone())
                             .collect();
-                        let made: Vec<FileRecord> = x
-                            .fresh
-                            .iter()
-                            .filter_map(|&i| x.records.get(i).cloned())
-                            .collect();
-                        file_events(&gone, &made)
+                        file_events(&gone, &x.made)
                     }
                     None => file_events(&p.files, &files),
                 }

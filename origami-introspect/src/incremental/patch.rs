@@ -42,6 +42,8 @@ pub(crate) struct Patched {
     pub(crate) fresh: Vec<usize>,
     /// Per item of the previous section: whether it was carried over.
     pub(crate) carried: Vec<bool>,
+    /// The records made again (filled by the caller before `records` moves on).
+    pub(crate) made: Vec<FileRecord>,
 }
 
 /// The raw bytes of a frame item's path (`path_hex` when the name is not UTF-8).
@@ -316,6 +318,7 @@ pub(crate) fn patch(
             records: Vec::with_capacity(old.files.len() + 64),
             fresh: Vec::new(),
             carried: vec![false; old.files.len()],
+            made: Vec::new(),
         },
         jobs: Vec::new(),
         entered: HashSet::new(),
