@@ -110,6 +110,11 @@ impl CrawlOptions {
         &self.limits
     }
 
+    /// The threads a crawl works on (hashing files, scanning inode tables).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// How disks are opened (image formats, allowed folders, NBD client options).
     pub fn disk(&self) -> &DiskOptions {
         &self.disk

@@ -97,6 +97,8 @@ struct Hook<'a> {
     previous: Option<&'a CrawlState>,
     /// The digest of this crawl's options.
     options: String,
+    /// Threads to scan inode tables on (the crawler's).
+    threads: usize,
     /// The `file` section, when patched from the previous one.
     patched: Mutex<Option<patch::Patched>>,
     /// Whether the `file` section was made whole (no error or bound met).
@@ -153,7 +155,14 @@ impl VolumeHook for Hook<'_> {
             }
             _ => None,
         };
-        let prepared = VolumeCache::prepare(source, &info, previous, dirty.as_ref(), &mut notes);
+        let prepared = VolumeCache::prepare(
+            source,
+            &info,
+            previous,
+            dirty.as_ref(),
+            self.threads,
+            &mut notes,
+        );
         let out: Box<dyn FileSystem> = match prepared {
             Ok(cache) => {
                 let cache = Arc::new(cache);
@@ -240,6 +249,7 @@ pub fn crawl(
     let hook = Hook {
         previous,
         options: options.clone(),
+        threads: crawler.options().threads(),
         patched: Mutex::new(None),
         complete: std::sync::atomic::AtomicBool::new(false),
         dirty,
