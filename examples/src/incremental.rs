@@ -74,11 +74,11 @@ pub enum IncrementalError {
 
 /// The changed blocks of each disk of `target` that `args` names a source for (a disk that
 /// is neither a qcow2 file nor, for `--bitmap`, an NBD export gets none: its inodes are
-/// compared). An NBD export is asked over a connection of its own, with the NBD options
-/// `crawler` opens disks with: loopback or Unix socket only unless they allow remote hosts
-/// (`--allow-remote-nbd`), as for the disk itself.
+/// compared). An NBD export is asked over a connection of its own with `nbd` (loopback
+/// or Unix socket only unless it allows remote hosts, as `--allow-remote-nbd` does for the
+/// disk itself).
 pub fn dirty_maps(
-    crawler: &Crawler,
+    nbd: &NbdOptions,
     target: &Target,
     args: &StateArgs,
 ) -> Result<Vec<Option<DirtyMap>>, IncrementalError> {
@@ -97,9 +97,7 @@ pub fn dirty_maps(
         };
         if let Some(uri) = path.to_str().filter(|p| is_nbd_uri(p)) {
             out.push(match &args.bitmap {
-                Some(name) => {
-                    Some(nbd_bitmap(uri, name, crawler.options().disk().image.nbd()).map_err(err)?)
-                }
+                Some(name) => Some(nbd_bitmap(uri, name, nbd).map_err(err)?),
                 // An export has no overlay clusters: its inodes are compared.
                 None => None,
             });
@@ -186,7 +184,8 @@ pub fn watch(
     let mut crawls = 0u64;
     let mut next = Instant::now();
     loop {
-        let dirty = dirty_maps(crawler, target, args)?;
+        // `origami watch` opens loopback and Unix-socket exports only.
+        let dirty = dirty_maps(&NbdOptions::default(), target, args)?;
         let result = crawl(crawler, target, args, &dirty, &mut |n| {
             eprintln!("origami: {n}")
         })?;

@@ -325,29 +325,26 @@ fn nbd_dirty_bitmap_drives_the_incremental_crawl() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The dirty bitmap of an NBD export is asked with the crawler's NBD options: a host that
-/// is not loopback is refused as for the disk itself, unless `--allow-remote-nbd`
-/// (`allow_remote_nbd`) allows it (then the connection is tried: 0.0.0.0 is not loopback
+/// The dirty bitmap of an NBD export is asked with the NBD options given: a host that
+/// is not loopback is refused as for the disk itself, unless the options allow it as
+/// `--allow-remote-nbd` does (then the connection is tried: 0.0.0.0 is not loopback
 /// and, with nothing listening on port 1, refuses at once).
 #[test]
 fn a_remote_exports_bitmap_follows_allow_remote_nbd() {
+    use origami_core::nbd::NbdOptions;
     use origami_examples::incremental::{dirty_maps, StateArgs};
-    use origami_introspect::{CrawlOptions, Crawler, Target};
+    use origami_introspect::Target;
     let target = Target::disk("nbd://0.0.0.0:1/export");
     let args = StateArgs {
         state: Some("unused.state".into()),
         bitmap: Some("b0".into()),
         ..StateArgs::default()
     };
-    let strict = Crawler::new(CrawlOptions::default());
-    let e = dirty_maps(&strict, &target, &args).unwrap_err().to_string();
+    let e = dirty_maps(&NbdOptions::default(), &target, &args)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a loopback address"), "{e}");
-    let open = Crawler::new(
-        CrawlOptions::builder()
-            .allow_remote_nbd(true)
-            .build()
-            .unwrap(),
-    );
+    let open = NbdOptions::default().allow_remote(true);
     let e = dirty_maps(&open, &target, &args).unwrap_err().to_string();
     assert!(!e.contains("not a loopback address"), "{e}");
     assert!(e.contains("0.0.0.0"), "{e}");

@@ -114,12 +114,6 @@ impl CrawlOptions {
     pub fn threads(&self) -> usize {
         self.threads
     }
-
-    /// How disks are opened (image formats, allowed folders, NBD client options).
-    pub fn disk(&self) -> &DiskOptions {
-        &self.disk
-    }
-
     /// What shapes the `file` section (hashing, exclusions, walk bounds), as text: two
     /// crawls' file sections compare item by item only when this is the same.
     pub(crate) fn file_fingerprint(&self) -> String {
@@ -267,11 +261,7 @@ pub struct DiskOptions {
 
 /// A disk image as a [`ReadAt`]: raw, qcow2 (backing chains followed), VMDK or VHDX, told
 /// apart by their magic. A raw image is memory-mapped when asked.
-fn open_image(
-    path: &Path,
-    options: &DiskOptions,
-    images: &mut Vec<Arc<origami_core::Image>>,
-) -> Result<Arc<dyn ReadAt>> {
+fn open_image(path: &Path, options: &DiskOptions, images: &mut Images) -> Result<Arc<dyn ReadAt>> {
     let image = origami_core::Image::open_with(path, &options.image)?;
     if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
         return Ok(Arc::new(origami_core::MmapSource::open(path)?));
@@ -299,14 +289,11 @@ impl ReadAt for NamedReader {
     }
 }
 
-/// A disk's bytes: the image file opened, or the caller's reader.
-/// Images opened from a path go to `images` too (to be checked for writes after the
-/// crawl).
-fn open_disk(
-    disk: &Disk,
-    options: &DiskOptions,
-    images: &mut Vec<Arc<origami_core::Image>>,
-) -> Result<Arc<dyn ReadAt>> {
+/// Image files opened, to check for writes after the crawl.
+type Images = Vec<Arc<origami_core::Image>>;
+
+/// A disk's bytes: the image file opened (also put in `images`), or the caller's reader.
+fn open_disk(disk: &Disk, options: &DiskOptions, images: &mut Images) -> Result<Arc<dyn ReadAt>> {
     match disk {
         Disk::Path(path) => open_image(path, options, images),
         Disk::Reader { name, reader } => Ok(Arc::new(NamedReader {
@@ -470,15 +457,14 @@ pub fn open_guest_with(
     open_guest_hooked(disks, options, limits, budget, &NoHook, &mut Vec::new())
 }
 
-/// As [`open_guest_with`], each file system opened passed through `hook`, each image
-/// file opened put in `images`.
+/// As [`open_guest_with`], file systems passed through `hook`, image files put in `images`.
 fn open_guest_hooked(
     disks: &[Disk],
     options: DiskOptions,
     limits: &Limits,
     budget: &Budget,
     hook: &dyn VolumeHook,
-    images: &mut Vec<Arc<origami_core::Image>>,
+    images: &mut Images,
 ) -> Result<(Assembly, Vec<Error>)> {
     let mut found = Vec::new();
     let mut problems = Vec::new();
@@ -543,11 +529,10 @@ impl Crawler {
         &self.options
     }
 
-    /// Crawls `target` into a frame. Only a target with neither disk nor memory, or a
-    /// qcow2 image whose metadata changed while it was read (something writes it: the
-    /// frame could mix two states; `ChangedWhileRead`), is an error: a disk or dump that
-    /// cannot be read, or a section that fails, is recorded in `_frame.errors` and the
-    /// rest goes on.
+    /// Crawls `target` into a frame. Only a target with neither disk nor memory, or a qcow2
+    /// image written while read (`ChangedWhileRead`: the frame could mix two states), is an
+    /// error: a disk or dump that cannot be read, or a section that fails, is recorded in
+    /// `_frame.errors` and the rest goes on.
     pub fn crawl(&self, target: &Target) -> Result<Frame> {
         self.crawl_hooked(target, &NoHook)
     }
@@ -603,8 +588,7 @@ impl Crawler {
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),
             }
-            // A qcow2 file written while it was read (a running VM's disk read directly)
-            // may have given a frame mixed from two states: refused, never returned.
+            // A qcow2 written while read (a running VM's disk) may mix two states: refused.
             for image in &images {
                 image.check_unchanged()?;
             }
@@ -680,8 +664,7 @@ impl Crawler {
     }
 
     /// As [`crawl_tree`](Self::crawl_tree), on a crawl's memory `budget`; each section has
-    /// its own [`Deadline`] of [`Limits::section_time`]; the `file` section is made by
-    /// `hook` (a plain crawl's walks the tree).
+    /// its own [`Deadline`] of [`Limits::section_time`]; `hook` makes the `file` section.
     fn crawl_tree_with(
         &self,
         tree: &GuestTree,
