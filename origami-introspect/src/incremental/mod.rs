@@ -8,9 +8,12 @@
 //! disk (a qcow2 persistent dirty bitmap, an external snapshot's overlay, an NBD dirty
 //! bitmap: only the marked inode-table blocks are read) or, without one, by digesting every
 //! used inode again; it then runs the very same sections as a full crawl, on file systems
-//! that answer from the state for what did not change ([`cache`]). The frame is therefore
-//! the full crawl's, field by field; what it costs is the inode tables (or their dirty
-//! blocks), the changed directories and files, and the sections' own work on cached bytes.
+//! that answer from the state for what did not change ([`cache`]), except the `file`
+//! section, which carries the previous section's items over for every directory and entry
+//! the cache would answer from the state and makes the rest again (`patch.rs`; any walk
+//! error or bound means a plain walk). The frame is therefore the full crawl's, field by
+//! field; what it costs is the inode tables (or their dirty blocks), the changed
+//! directories and files, and the other sections' own work on cached bytes.
 //!
 //! Limits: ext4 only (FAT, XFS, btrfs and NTFS volumes are read in full, and a note says
 //! so); a file system whose journal needs replaying is read in full (its inode tables may
