@@ -111,6 +111,10 @@ fn incremental_crawl(c: &mut Criterion) {
     let target = Target::disk(&after);
     // Each way must give the full crawl's frame before it is timed.
     let full = crawler.crawl(&target).unwrap();
+    eprintln!(
+        "incremental bench: full crawl timings {:?}",
+        full.meta.timings
+    );
     let strip = |f: &origami_introspect::frame::Frame| {
         let mut v: serde_json::Value = serde_json::from_str(&f.to_json()).unwrap();
         for k in ["timestamp", "duration_ms", "timings"] {
@@ -123,9 +127,10 @@ fn incremental_crawl(c: &mut Criterion) {
         assert_eq!(strip(&r.frame), strip(&full));
         assert!(!r.events.is_empty());
         eprintln!(
-            "incremental bench: {} events; {:?}",
+            "incremental bench: {} events; {:?}; timings {:?}",
             r.events.len(),
-            r.report.volumes
+            r.report.volumes,
+            r.frame.meta.timings
         );
     }
     let state_file = dir.join("state");

@@ -74,10 +74,11 @@ pub enum IncrementalError {
 
 /// The changed blocks of each disk of `target` that `args` names a source for (a disk that
 /// is neither a qcow2 file nor, for `--bitmap`, an NBD export gets none: its inodes are
-/// compared). An NBD export is asked over a connection of its own, loopback or Unix socket
-/// only (a remote export's bitmap is refused like a remote disk without
-/// `--allow-remote-nbd`, which this does not see).
+/// compared). An NBD export is asked over a connection of its own with `nbd` (loopback
+/// or Unix socket only unless it allows remote hosts, as `--allow-remote-nbd` does for the
+/// disk itself).
 pub fn dirty_maps(
+    nbd: &NbdOptions,
     target: &Target,
     args: &StateArgs,
 ) -> Result<Vec<Option<DirtyMap>>, IncrementalError> {
@@ -96,7 +97,7 @@ pub fn dirty_maps(
         };
         if let Some(uri) = path.to_str().filter(|p| is_nbd_uri(p)) {
             out.push(match &args.bitmap {
-                Some(name) => Some(nbd_bitmap(uri, name).map_err(err)?),
+                Some(name) => Some(nbd_bitmap(uri, name, nbd).map_err(err)?),
                 // An export has no overlay clusters: its inodes are compared.
                 None => None,
             });
@@ -123,10 +124,11 @@ pub fn dirty_maps(
 
 /// The changed blocks QEMU dirty bitmap `name` of the NBD export at `uri` marks (its
 /// `qemu:dirty-bitmap:NAME` meta context; the server answers in its own granularity, so
-/// the map is kept at 512 bytes, never coarser than what it said).
-pub fn nbd_bitmap(uri: &str, name: &str) -> origami_core::Result<DirtyMap> {
+/// the map is kept at 512 bytes, never coarser than what it said), connecting with
+/// `options` (whether a remote host is allowed; the meta context is added).
+pub fn nbd_bitmap(uri: &str, name: &str, options: &NbdOptions) -> origami_core::Result<DirtyMap> {
     let context = format!("qemu:dirty-bitmap:{name}");
-    let client = NbdClient::open(uri, &NbdOptions::default().meta_context(context))?;
+    let client = NbdClient::open(uri, &options.clone().meta_context(context))?;
     let ranges = client.dirty_ranges(name)?;
     DirtyMap::from_ranges(client.len(), 512, ranges)
 }
@@ -182,7 +184,8 @@ pub fn watch(
     let mut crawls = 0u64;
     let mut next = Instant::now();
     loop {
-        let dirty = dirty_maps(target, args)?;
+        // `origami watch` opens loopback and Unix-socket exports only.
+        let dirty = dirty_maps(&NbdOptions::default(), target, args)?;
         let result = crawl(crawler, target, args, &dirty, &mut |n| {
             eprintln!("origami: {n}")
         })?;

@@ -257,7 +257,12 @@ fn nbd_dirty_bitmap_drives_the_incremental_crawl() {
     );
 
     let server = QemuNbd::serve(&disk, "qcow2", "disk", Listen::Unix, &["-B", "b0"]);
-    let map = origami_examples::incremental::nbd_bitmap(&server.uri, "b0").unwrap();
+    let map = origami_examples::incremental::nbd_bitmap(
+        &server.uri,
+        "b0",
+        &origami_core::nbd::NbdOptions::default(),
+    )
+    .unwrap();
     for w in &written {
         assert!(map.intersects(w.clone()), "{w:?} written, not in {map:?}");
     }
@@ -318,4 +323,29 @@ fn nbd_dirty_bitmap_drives_the_incremental_crawl() {
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The dirty bitmap of an NBD export is asked with the NBD options given: a host that
+/// is not loopback is refused as for the disk itself, unless the options allow it as
+/// `--allow-remote-nbd` does (then the connection is tried: 0.0.0.0 is not loopback
+/// and, with nothing listening on port 1, refuses at once).
+#[test]
+fn a_remote_exports_bitmap_follows_allow_remote_nbd() {
+    use origami_core::nbd::NbdOptions;
+    use origami_examples::incremental::{dirty_maps, StateArgs};
+    use origami_introspect::Target;
+    let target = Target::disk("nbd://0.0.0.0:1/export");
+    let args = StateArgs {
+        state: Some("unused.state".into()),
+        bitmap: Some("b0".into()),
+        ..StateArgs::default()
+    };
+    let e = dirty_maps(&NbdOptions::default(), &target, &args)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a loopback address"), "{e}");
+    let open = NbdOptions::default().allow_remote(true);
+    let e = dirty_maps(&open, &target, &args).unwrap_err().to_string();
+    assert!(!e.contains("not a loopback address"), "{e}");
+    assert!(e.contains("0.0.0.0"), "{e}");
 }

@@ -110,6 +110,10 @@ impl CrawlOptions {
         &self.limits
     }
 
+    /// The threads a crawl works on (hashing files, scanning inode tables).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
     /// What shapes the `file` section (hashing, exclusions, walk bounds), as text: two
     /// crawls' file sections compare item by item only when this is the same.
     pub(crate) fn file_fingerprint(&self) -> String {
@@ -257,12 +261,14 @@ pub struct DiskOptions {
 
 /// A disk image as a [`ReadAt`]: raw, qcow2 (backing chains followed), VMDK or VHDX, told
 /// apart by their magic. A raw image is memory-mapped when asked.
-fn open_image(path: &Path, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
+fn open_image(path: &Path, options: &DiskOptions, images: &mut Images) -> Result<Arc<dyn ReadAt>> {
     let image = origami_core::Image::open_with(path, &options.image)?;
     if options.memory_map && image.format() == origami_core::ImageFormat::Raw {
         return Ok(Arc::new(origami_core::MmapSource::open(path)?));
     }
-    Ok(Arc::new(image))
+    let image = Arc::new(image);
+    images.push(image.clone());
+    Ok(image)
 }
 
 /// A caller's reader under the name the caller gave it, so that errors name the disk.
@@ -283,10 +289,13 @@ impl ReadAt for NamedReader {
     }
 }
 
-/// A disk's bytes: the image file opened, or the caller's reader.
-fn open_disk(disk: &Disk, options: &DiskOptions) -> Result<Arc<dyn ReadAt>> {
+/// Image files opened, to check for writes after the crawl.
+type Images = Vec<Arc<origami_core::Image>>;
+
+/// A disk's bytes: the image file opened (also put in `images`), or the caller's reader.
+fn open_disk(disk: &Disk, options: &DiskOptions, images: &mut Images) -> Result<Arc<dyn ReadAt>> {
     match disk {
-        Disk::Path(path) => open_image(path, options),
+        Disk::Path(path) => open_image(path, options, images),
         Disk::Reader { name, reader } => Ok(Arc::new(NamedReader {
             name: name.clone(),
             inner: reader.clone(),
@@ -445,22 +454,23 @@ pub fn open_guest_with(
     limits: &Limits,
     budget: &Budget,
 ) -> Result<(Assembly, Vec<Error>)> {
-    open_guest_hooked(disks, options, limits, budget, &NoHook)
+    open_guest_hooked(disks, options, limits, budget, &NoHook, &mut Vec::new())
 }
 
-/// As [`open_guest_with`], each file system opened passed through `hook`.
+/// As [`open_guest_with`], file systems passed through `hook`, image files put in `images`.
 fn open_guest_hooked(
     disks: &[Disk],
     options: DiskOptions,
     limits: &Limits,
     budget: &Budget,
     hook: &dyn VolumeHook,
+    images: &mut Images,
 ) -> Result<(Assembly, Vec<Error>)> {
     let mut found = Vec::new();
     let mut problems = Vec::new();
     let mut pvs = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
-        let image = open_disk(disk, &options)?;
+        let image = open_disk(disk, &options, images)?;
         let (v, e) = disk_volumes(image, i, options.ext4, &mut pvs, hook);
         found.extend(v);
         problems.extend(e);
@@ -519,7 +529,8 @@ impl Crawler {
         &self.options
     }
 
-    /// Crawls `target` into a frame. Only a target with neither disk nor memory is an
+    /// Crawls `target` into a frame. Only a target with neither disk nor memory, or a qcow2
+    /// image written while read (`ChangedWhileRead`: the frame could mix two states), is an
     /// error: a disk or dump that cannot be read, or a section that fails, is recorded in
     /// `_frame.errors` and the rest goes on.
     pub fn crawl(&self, target: &Target) -> Result<Frame> {
@@ -554,12 +565,14 @@ impl Crawler {
             .any(|s| self.options.sections.contains(s));
         if !target.disks.is_empty() && wants_disk {
             let t = Instant::now();
+            let mut images = Vec::new();
             let opened = open_guest_hooked(
                 &target.disks,
                 self.options.disk.clone(),
                 &self.options.limits,
                 &budget,
                 hook,
+                &mut images,
             );
             frame.meta.timings.insert("disk".into(), millis(t));
             match opened {
@@ -571,9 +584,13 @@ impl Crawler {
                         frame.record_error("disk", note.clone());
                     }
                     hook.assembled(&assembly.tree);
-                    self.crawl_tree_with(&assembly.tree, &mut frame, &budget);
+                    self.crawl_tree_with(&assembly.tree, &mut frame, &budget, hook);
                 }
                 Err(e) => frame.record_error("disk", e.to_string()),
+            }
+            // A qcow2 written while read (a running VM's disk) may mix two states: refused.
+            for image in &images {
+                image.check_unchanged()?;
             }
         }
         if let Some(memory) = &target.memory {
@@ -643,12 +660,18 @@ impl Crawler {
     /// hashed on the crawler's threads, all sharing `tree`).
     pub fn crawl_tree(&self, tree: &GuestTree, frame: &mut Frame) {
         let budget = Budget::new(self.options.limits.memory);
-        self.crawl_tree_with(tree, frame, &budget);
+        self.crawl_tree_with(tree, frame, &budget, &NoHook);
     }
 
     /// As [`crawl_tree`](Self::crawl_tree), on a crawl's memory `budget`; each section has
-    /// its own [`Deadline`] of [`Limits::section_time`].
-    fn crawl_tree_with(&self, tree: &GuestTree, frame: &mut Frame, budget: &Budget) {
+    /// its own [`Deadline`] of [`Limits::section_time`]; `hook` makes the `file` section.
+    fn crawl_tree_with(
+        &self,
+        tree: &GuestTree,
+        frame: &mut Frame,
+        budget: &Budget,
+        hook: &dyn VolumeHook,
+    ) {
         let o = &self.options;
         // A Windows guest: the registry is read once for os, packages, users, services and
         // network config; the file section walks the tree as for any guest.
@@ -753,7 +776,7 @@ impl Crawler {
                         budget: budget.clone(),
                         deadline,
                     };
-                    let (f, e) = file::crawl(tree, &opts);
+                    let (f, e) = hook.file_section(tree, &opts);
                     frame.file = f;
                     e
                 }

@@ -256,6 +256,13 @@ fn check(
         root.inodes_changed > 0 && root.cache_hits > 0,
         "{name}: {root:?}"
     );
+    // The file section is patched: most of its items carried over, the changed
+    // directories' (and the ESP's, FAT being read in full) made again.
+    let r = &got.report;
+    assert!(
+        r.file_patched && r.file_items_carried > 10 * r.file_items_made,
+        "{name}: {r:?}"
+    );
     // The ESP (FAT) is read in full, and the report says so.
     assert!(
         got.report.notes.iter().any(|n| n.contains("vfat")),

@@ -41,6 +41,13 @@ fn an_unchanged_disk_is_read_from_the_state() {
         assert_eq!(comparable(&again.frame), comparable(&full), "{image}");
         assert!(again.events.is_empty(), "{image}: {:?}", again.events);
         assert!(again.report.events);
+        // Nothing changed: every ext4 directory's items carried over.
+        assert!(again.report.file_patched, "{image}: {:?}", again.report);
+        assert!(
+            again.report.file_items_carried > 20 * again.report.file_items_made,
+            "{image}: {:?}",
+            again.report
+        );
         for v in &again.report.volumes {
             assert_eq!(v.source, Some(ChangeSource::Digests), "{image}");
             assert_eq!((v.inodes_changed, v.dirs_read), (0, 0), "{image}: {v:?}");

@@ -450,7 +450,8 @@ fn cmd_crawl(a: CrawlArgs) -> Result<ExitCode> {
     let crawler = Crawler::new(options);
     let frame = if a.incremental.state.is_some() {
         use origami_examples::incremental as inc;
-        let dirty = inc::dirty_maps(&target, &a.incremental)?;
+        let nbd = origami_core::nbd::NbdOptions::default().allow_remote(a.knobs.allow_remote_nbd);
+        let dirty = inc::dirty_maps(&nbd, &target, &a.incremental)?;
         inc::crawl(&crawler, &target, &a.incremental, &dirty, &mut |n| {
             eprintln!("origami: {n}")
         })?

@@ -105,7 +105,7 @@ fn sha256_by_inode(
 
 /// Hashes the files of `jobs` (item index, canonical path, inode number) on `threads`
 /// threads (the calling thread one of them), all reading `tree`.
-fn hash_all(
+pub(crate) fn hash_all(
     tree: &GuestTree,
     jobs: &[(usize, Vec<u8>, u64)],
     threads: usize,
@@ -171,6 +171,33 @@ fn ntfs_fields(extra: &mut serde_json::Map<String, Value>, n: &crate::fs::NtfsMe
     }
 }
 
+/// The item of the entry at canonical `path` (shown as `text`) whose metadata is `st`,
+/// without its link target or sha256.
+pub(crate) fn entry_item(text: String, path: &[u8], st: &crate::fs::Stat) -> FileItem {
+    let mut item = FileItem {
+        path: text,
+        file_type: st.file_type,
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        size: st.size,
+        mtime: st.mtime,
+        ..FileItem::default()
+    };
+    if std::str::from_utf8(path).is_err() {
+        item.extra
+            .insert("path_hex".into(), Value::String(hex(path)));
+    }
+    if !st.fat_attrs.is_empty() {
+        item.extra
+            .insert("fat_attrs".into(), Value::String(st.fat_attrs.clone()));
+    }
+    if let Some(n) = &st.ntfs {
+        ntfs_fields(&mut item.extra, n);
+    }
+    item
+}
+
 /// Lists the guest tree, with the problems met (unreadable directories or files, bounds).
 /// Files are hashed on `options.hash_threads` threads sharing `tree`.
 pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Error>) {
@@ -197,27 +224,7 @@ pub fn crawl(tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Err
             }
         }
         let st = entry.stat;
-        let mut item = FileItem {
-            path: text,
-            file_type: st.file_type,
-            mode: st.mode,
-            uid: st.uid,
-            gid: st.gid,
-            size: st.size,
-            mtime: st.mtime,
-            ..FileItem::default()
-        };
-        if std::str::from_utf8(entry.path).is_err() {
-            item.extra
-                .insert("path_hex".into(), Value::String(hex(entry.path)));
-        }
-        if !st.fat_attrs.is_empty() {
-            item.extra
-                .insert("fat_attrs".into(), Value::String(st.fat_attrs.clone()));
-        }
-        if let Some(n) = &st.ntfs {
-            ntfs_fields(&mut item.extra, n);
-        }
+        let mut item = entry_item(text, entry.path, st);
         let mut problem = None;
         match st.file_type {
             FileType::Symlink => match tree.read_link_by_inode(entry.path, st.ino) {

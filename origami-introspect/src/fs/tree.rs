@@ -132,7 +132,7 @@ impl GuestTree {
     }
 
     /// The index in `mounts` of the mount holding canonical `path` (its longest mount point).
-    fn mount_index(&self, path: &[u8]) -> usize {
+    pub(crate) fn mount_index(&self, path: &[u8]) -> usize {
         let mut best: Option<(usize, &Mount)> = None;
         for (i, m) in self.mounts.iter().enumerate() {
             let inside = m.point == b"/"
@@ -294,7 +294,12 @@ impl GuestTree {
 
     /// The entries of the directory at canonical `dir`, whose [`Stat::ino`] is `ino` (0
     /// when unknown), mounted file systems shown at their mount points, sorted by name.
-    fn read_dir_by_inode(&self, dir: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
+    pub(crate) fn read_dir_by_inode(
+        &self,
+        dir: &[u8],
+        ino: u64,
+        limit: usize,
+    ) -> Result<Vec<DirEntry>> {
         let (m, inner) = self.locate(dir);
         let mut entries =
             m.fs.read_dir_by_inode(&inner, ino, limit)

@@ -99,6 +99,7 @@ impl VolumeCache {
         info: &FsInfo,
         previous: Option<&VolumeState>,
         dirty: Option<&DirtyMap>,
+        threads: usize,
         notes: &mut Vec<String>,
     ) -> Result<VolumeCache> {
         let source = &**volume;
@@ -151,6 +152,8 @@ impl VolumeCache {
         });
         let mut groups = Vec::with_capacity(raw.groups.len());
         let mut changed = HashSet::new();
+        // The inodes to read, as (group, range) pieces scanned on `threads` threads.
+        let mut jobs: Vec<(usize, std::ops::Range<u32>)> = Vec::new();
         for (g, table) in raw.groups.iter().enumerate() {
             let used = table.used;
             let prev = old.as_ref().and_then(|o| o.groups.get(g));
@@ -189,12 +192,29 @@ impl VolumeCache {
             }
             for r in to_read {
                 report.inodes_scanned += u64::from(r.end - r.start);
-                raw.scan(source, g, r, &mut |i, x| {
-                    d.digests[i as usize] = x.all;
-                    d.content[i as usize] = x.content;
-                    d.generations[i as usize] = x.generation;
-                })?;
+                let mut at = r.start;
+                while at < r.end {
+                    let end = r.end.min(at.saturating_add(SCAN_JOB));
+                    jobs.push((g, at..end));
+                    at = end;
+                }
             }
+            groups.push(d);
+        }
+        for (g, start, found) in scan_all(&raw, source, &jobs, threads)? {
+            let Some(d) = groups.get_mut(g) else { continue };
+            for (k, x) in found.into_iter().enumerate() {
+                let i = start as usize + k;
+                if i < d.digests.len() {
+                    d.digests[i] = x.all;
+                    d.content[i] = x.content;
+                    d.generations[i] = x.generation;
+                }
+            }
+        }
+        for (g, d) in groups.iter().enumerate() {
+            let used = d.digests.len() as u32;
+            let prev = old.as_ref().and_then(|o| o.groups.get(g));
             for i in 0..used {
                 let same =
                     prev.is_some_and(|p| p.digests.get(i as usize) == Some(&d.digests[i as usize]));
@@ -208,7 +228,6 @@ impl VolumeCache {
                     changed.insert(raw.ino(g, i));
                 }
             }
-            groups.push(d);
         }
         let mut dirty_dirs: HashSet<u64> = changed.clone();
         if let Some(o) = &old {
@@ -293,7 +312,7 @@ impl VolumeCache {
     /// Whether inode `ino`'s content is unchanged since the previous crawl: it is clean,
     /// or only its metadata changed (its content digest, which covers its size, map,
     /// modification time and generation, is the previous one).
-    fn content_clean(&self, ino: u64) -> bool {
+    pub(crate) fn content_clean(&self, ino: u64) -> bool {
         if self.clean(ino) {
             return true;
         }
@@ -316,7 +335,7 @@ impl VolumeCache {
     }
 
     /// The previous listing of directory `ino`, when it and all its entries are clean.
-    fn old_listing(&self, ino: u64) -> Option<&Vec<EntryRecord>> {
+    pub(crate) fn old_listing(&self, ino: u64) -> Option<&Vec<EntryRecord>> {
         if self.dirty_dirs.contains(&ino) || !self.clean(ino) {
             return None;
         }
@@ -448,6 +467,53 @@ impl VolumeCache {
     pub(crate) fn report(&self) -> VolumeReport {
         lock(&self.report).clone()
     }
+}
+
+/// The most inodes one scanning job reads.
+const SCAN_JOB: u32 = 1024;
+
+/// The digests of the inodes of `jobs` (group, range of its table), read and digested on
+/// `threads` threads (the calling thread one of them): per job, its group, first inode and
+/// digests; the first read error fails it all.
+fn scan_all(
+    raw: &RawExt4,
+    source: &dyn ReadAt,
+    jobs: &[(usize, std::ops::Range<u32>)],
+    threads: usize,
+) -> Result<Vec<(usize, u32, Vec<super::ext4_raw::InodeDigests>)>> {
+    let next = AtomicU64::new(0);
+    let work = || -> Result<Vec<(usize, u32, Vec<super::ext4_raw::InodeDigests>)>> {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+            let Some((g, r)) = jobs.get(i) else {
+                return Ok(out);
+            };
+            let mut found = Vec::with_capacity((r.end - r.start) as usize);
+            raw.scan(source, *g, r.clone(), &mut |_, x| found.push(x))?;
+            out.push((*g, r.start, found));
+        }
+    };
+    let threads = threads.min(jobs.len());
+    if threads <= 1 {
+        return work();
+    }
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work()?;
+        for t in others {
+            match t.join() {
+                Ok(part) => all.extend(part?),
+                Err(_) => {
+                    return Err(Error::LimitExceeded {
+                        what: "an inode-scanning thread stopped".into(),
+                        limit: 0,
+                    })
+                }
+            }
+        }
+        Ok(all)
+    })
 }
 
 fn entry_record(e: &DirEntry) -> Option<EntryRecord> {

@@ -8,9 +8,12 @@
 //! disk (a qcow2 persistent dirty bitmap, an external snapshot's overlay, an NBD dirty
 //! bitmap: only the marked inode-table blocks are read) or, without one, by digesting every
 //! used inode again; it then runs the very same sections as a full crawl, on file systems
-//! that answer from the state for what did not change ([`cache`]). The frame is therefore
-//! the full crawl's, field by field; what it costs is the inode tables (or their dirty
-//! blocks), the changed directories and files, and the sections' own work on cached bytes.
+//! that answer from the state for what did not change ([`cache`]), except the `file`
+//! section, which carries the previous section's items over for every directory and entry
+//! the cache would answer from the state and makes the rest again (`patch.rs`; any walk
+//! error or bound means a plain walk). The frame is therefore the full crawl's, field by
+//! field; what it costs is the inode tables (or their dirty blocks), the changed
+//! directories and files, and the other sections' own work on cached bytes.
 //!
 //! Limits: ext4 only (FAT, XFS, btrfs and NTFS volumes are read in full, and a note says
 //! so); a file system whose journal needs replaying is read in full (its inode tables may
@@ -36,6 +39,7 @@
 pub mod cache;
 pub mod events;
 pub mod ext4_raw;
+mod patch;
 pub mod state;
 
 use std::collections::HashMap;
@@ -44,13 +48,14 @@ use std::sync::{Arc, Mutex};
 
 use origami_core::dirty::DirtyMap;
 use origami_core::ReadAt;
-use origami_frame::Frame;
+use origami_frame::{FileItem, Frame};
 
 pub use cache::{ChangeSource, VolumeReport};
 pub use events::{file_events, FileEvent};
 pub use state::{CrawlState, FileRecord, InodeKey, StateError, VolumeState};
 
-use crate::error::Result;
+use crate::disk::file::FileOptions;
+use crate::error::{Error, Result};
 use crate::fs::{FileSystem, FsKind, GuestTree};
 use crate::volume_hook::VolumeHook;
 use crate::{Crawler, Target};
@@ -78,6 +83,13 @@ pub struct Report {
     pub volumes: Vec<VolumeReport>,
     /// Whether `events` compares with the previous state (same file systems and options).
     pub events: bool,
+    /// Whether the `file` section was patched from the previous state's (its unchanged
+    /// directories' items carried over) rather than walked in full.
+    pub file_patched: bool,
+    /// Items of the `file` section carried over from the previous state.
+    pub file_items_carried: u64,
+    /// Items of the `file` section made again (0 when walked in full: all were).
+    pub file_items_made: u64,
 }
 
 /// A mount of the assembled tree: its point, its file system's UUID and kind.
@@ -86,6 +98,14 @@ type MountRow = (Vec<u8>, Option<String>, FsKind);
 /// The hook that puts a cache in front of each ext4 volume.
 struct Hook<'a> {
     previous: Option<&'a CrawlState>,
+    /// The digest of this crawl's options.
+    options: String,
+    /// Threads to scan inode tables on (the crawler's).
+    threads: usize,
+    /// The `file` section, when patched from the previous one.
+    patched: Mutex<Option<patch::Patched>>,
+    /// Whether the `file` section was made whole (no error or bound met).
+    complete: std::sync::atomic::AtomicBool,
     dirty: &'a [Option<DirtyMap>],
     caches: Mutex<Vec<Arc<VolumeCache>>>,
     notes: Mutex<Vec<String>>,
@@ -138,7 +158,14 @@ impl VolumeHook for Hook<'_> {
             }
             _ => None,
         };
-        let prepared = VolumeCache::prepare(source, &info, previous, dirty.as_ref(), &mut notes);
+        let prepared = VolumeCache::prepare(
+            source,
+            &info,
+            previous,
+            dirty.as_ref(),
+            self.threads,
+            &mut notes,
+        );
         let out: Box<dyn FileSystem> = match prepared {
             Ok(cache) => {
                 let cache = Arc::new(cache);
@@ -160,6 +187,22 @@ impl VolumeHook for Hook<'_> {
             .iter()
             .map(|m| (m.point.clone(), m.info.uuid.clone(), m.info.kind))
             .collect();
+    }
+
+    fn file_section(&self, tree: &GuestTree, options: &FileOptions) -> (Vec<FileItem>, Vec<Error>) {
+        use std::sync::atomic::Ordering;
+        if let Some(prev) = self.previous.filter(|p| p.options == self.options) {
+            let caches = lock(&self.caches).clone();
+            if let Some(p) = patch::patch(tree, options, prev, &caches) {
+                let items = p.records.iter().map(|r| r.item.clone()).collect();
+                *lock(&self.patched) = Some(p);
+                self.complete.store(true, Ordering::Relaxed);
+                return (items, Vec::new());
+            }
+        }
+        let (items, errors) = crate::disk::file::crawl(tree, options);
+        self.complete.store(errors.is_empty(), Ordering::Relaxed);
+        (items, errors)
     }
 }
 
@@ -195,19 +238,6 @@ fn paths_of(state: &VolumeState) -> HashMap<Vec<u8>, u64> {
     out
 }
 
-/// The raw bytes of a frame item's path (`path_hex` when the name is not UTF-8).
-fn raw_path(item: &origami_frame::FileItem) -> Vec<u8> {
-    if let Some(h) = item.extra.get("path_hex").and_then(|v| v.as_str()) {
-        let bytes: Option<Vec<u8>> = (0..h.len() / 2)
-            .map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
-            .collect();
-        if let Some(b) = bytes {
-            return b;
-        }
-    }
-    item.path.as_bytes().to_vec()
-}
-
 /// Crawls `target` as [`Crawler::crawl`] does, using `previous` (a state an earlier crawl
 /// of the same disks returned) to read only what changed, and `dirty` (per disk of the
 /// target, in order: the map of what changed on it since `previous`, when known). Without
@@ -218,8 +248,13 @@ pub fn crawl(
     previous: Option<&CrawlState>,
     dirty: &[Option<DirtyMap>],
 ) -> Result<Incremental> {
+    let options = options_digest(crawler);
     let hook = Hook {
         previous,
+        options: options.clone(),
+        threads: crawler.options().threads(),
+        patched: Mutex::new(None),
+        complete: std::sync::atomic::AtomicBool::new(false),
         dirty,
         caches: Mutex::new(Vec::new()),
         notes: Mutex::new(Vec::new()),
@@ -230,16 +265,96 @@ pub fn crawl(
     let mut notes = std::mem::take(&mut *lock(&hook.notes));
     let mounts = std::mem::take(&mut *lock(&hook.mounts));
     let volumes: Vec<VolumeState> = caches.iter().map(|c| c.finish()).collect();
+    let complete = hook.complete.load(std::sync::atomic::Ordering::Relaxed);
+    let mut patched = lock(&hook.patched).take();
+    let files = match &mut patched {
+        // Moved out: the events below need only the fresh ones, cloned first.
+        Some(p) => {
+            p.made = p
+                .fresh
+                .iter()
+                .filter_map(|&i| p.records.get(i).cloned())
+                .collect();
+            std::mem::take(&mut p.records)
+        }
+        None => keyed(&frame, &volumes, &caches, &mounts),
+    };
+    let mut comparable = false;
+    let events = match previous {
+        Some(p) if p.options != options => {
+            notes.push("the state was saved by a crawl with other options: no file events".into());
+            Vec::new()
+        }
+        Some(p) => {
+            let all_known = caches
+                .iter()
+                .all(|c| p.volumes.iter().any(|v| v.uuid == c.uuid()));
+            if all_known && !caches.is_empty() {
+                comparable = true;
+                match &patched {
+                    // The items carried over are the same, at the same paths, on both
+                    // sides: the events are those of the rest.
+                    Some(x) => {
+                        let gone: Vec<FileRecord> = p
+                            .files
+                            .iter()
+                            .zip(&x.carried)
+                            .filter(|(_, &c)| !c)
+                            .map(|(r, _)| r.clone())
+                            .collect();
+                        file_events(&gone, &x.made)
+                    }
+                    None => file_events(&p.files, &files),
+                }
+            } else {
+                notes.push(
+                    "the state describes other file systems than these: no file events".into(),
+                );
+                Vec::new()
+            }
+        }
+        None => Vec::new(),
+    };
+    let report = Report {
+        notes,
+        volumes: caches.iter().map(|c| c.report()).collect(),
+        events: comparable,
+        file_patched: patched.is_some(),
+        file_items_carried: patched
+            .as_ref()
+            .map_or(0, |p| p.carried.iter().filter(|&&c| c).count() as u64),
+        file_items_made: patched.as_ref().map_or(0, |p| p.fresh.len() as u64),
+    };
+    Ok(Incremental {
+        frame,
+        state: CrawlState {
+            options,
+            volumes,
+            files,
+            files_complete: complete,
+        },
+        events,
+        report,
+    })
+}
+
+/// The frame's `file` items, each with its inode where the listings of `volumes` say it.
+fn keyed(
+    frame: &Frame,
+    volumes: &[VolumeState],
+    caches: &[Arc<VolumeCache>],
+    mounts: &[MountRow],
+) -> Vec<FileRecord> {
     let paths: HashMap<&str, HashMap<Vec<u8>, u64>> = volumes
         .iter()
         .map(|v| (v.uuid.as_str(), paths_of(v)))
         .collect();
-    let files: Vec<FileRecord> = frame
+    frame
         .file
         .iter()
         .map(|item| {
-            let raw = raw_path(item);
-            let key = mount_of(&mounts, &raw).and_then(|(point, uuid)| {
+            let raw = patch::raw_path(item);
+            let key = mount_of(mounts, &raw).and_then(|(point, uuid)| {
                 let inner = inner_path(&raw, point);
                 let ino = *paths.get(uuid)?.get(&inner)?;
                 let cache = caches.iter().find(|c| c.uuid() == uuid)?;
@@ -254,45 +369,7 @@ pub fn crawl(
                 key,
             }
         })
-        .collect();
-    let options = options_digest(crawler);
-    let mut comparable = false;
-    let events = match previous {
-        Some(p) if p.options != options => {
-            notes.push("the state was saved by a crawl with other options: no file events".into());
-            Vec::new()
-        }
-        Some(p) => {
-            let all_known = caches
-                .iter()
-                .all(|c| p.volumes.iter().any(|v| v.uuid == c.uuid()));
-            if all_known && !caches.is_empty() {
-                comparable = true;
-                file_events(&p.files, &files)
-            } else {
-                notes.push(
-                    "the state describes other file systems than these: no file events".into(),
-                );
-                Vec::new()
-            }
-        }
-        None => Vec::new(),
-    };
-    let report = Report {
-        notes,
-        volumes: caches.iter().map(|c| c.report()).collect(),
-        events: comparable,
-    };
-    Ok(Incremental {
-        frame,
-        state: CrawlState {
-            options,
-            volumes,
-            files,
-        },
-        events,
-        report,
-    })
+        .collect()
 }
 
 /// The ext4 mount holding guest path `path` (its longest mount point), with the volume's

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //! 0       16    magic "ORIGAMI-CRAWLST\n"
-//! 16      4     format version, little-endian (this build writes and reads 2)
+//! 16      4     format version, little-endian (this build writes and reads 3)
 //! 20      4     reserved, 0
 //! 24      8     payload length in bytes, little-endian
 //! 32      32    BLAKE3 of the payload
@@ -16,8 +16,9 @@
 //! The records are fixed-layout little-endian fields written by hand (no serde): numbers
 //! as `u8`/`u32`/`u64`, byte strings (names, link targets, file contents, UTF-8 text) as a
 //! `u32` length and the bytes, digests as raw bytes, every list as a `u32` count and its
-//! elements, in the order of the structs' fields below. Version 1 (zstd JSON with bytes as
-//! hex, a sha256) is refused as foreign: the crawl after an upgrade is a full one.
+//! elements, in the order of the structs' fields below (a `bool` as one byte, 0 or 1).
+//! Versions 1 (zstd JSON with bytes as hex, a sha256) and 2 (no `files_complete`) are
+//! refused as foreign: the crawl after an upgrade is a full one.
 //!
 //! A file of another program, another version, a wrong length or digest, a payload that
 //! does not inflate within [`MAX_DECODED`] bytes or does not decode, or whose numbers do
@@ -34,7 +35,7 @@ use origami_frame::{FileItem, FileType};
 /// The first 16 bytes of every state file.
 pub const MAGIC: &[u8; 16] = b"ORIGAMI-CRAWLST\n";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The largest state file read (bytes on disk).
 pub const MAX_FILE: u64 = 256 << 20;
 /// The largest payload once inflated.
@@ -91,6 +92,9 @@ pub struct CrawlState {
     /// The previous frame's `file` section, each item with its inode where known: what
     /// the next crawl's file events are computed against.
     pub files: Vec<FileRecord>,
+    /// Whether `files` is the whole `file` section of a crawl whose walk met no error or
+    /// bound: only then may the next crawl patch it instead of walking the tree again.
+    pub files_complete: bool,
 }
 
 /// What one crawl learnt of one ext4 volume.
@@ -346,6 +350,7 @@ pub(crate) fn sha_from_hex(s: &str) -> Option<[u8; 32]> {
 impl CrawlState {
     fn encode(&self, e: &mut Enc) {
         e.bytes(self.options.as_bytes());
+        e.u8(u8::from(self.files_complete));
         e.len(self.volumes.len());
         for v in &self.volumes {
             e.bytes(v.uuid.as_bytes());
@@ -459,6 +464,11 @@ impl CrawlState {
 
     fn decode(d: &mut Dec<'_>) -> DecResult<CrawlState> {
         let options = d.string()?;
+        let files_complete = match d.u8()? {
+            0 => false,
+            1 => true,
+            b => return Err(format!("files_complete byte {b}")),
+        };
         let nvol = d.count(32)?;
         if nvol > MAX_VOLUMES {
             return Err(format!("{nvol} volumes"));
@@ -608,6 +618,7 @@ impl CrawlState {
             options,
             volumes,
             files,
+            files_complete,
         })
     }
 

@@ -83,6 +83,7 @@ fn sample() -> CrawlState {
         options: "o".into(),
         volumes: vec![v],
         files,
+        files_complete: true,
     }
 }
 
@@ -104,6 +105,7 @@ fn lying_counts_are_refused_before_any_allocation() {
     // inodes; then a file record cut short.
     let mut e = Enc(Vec::new());
     e.bytes(b"o");
+    e.u8(1);
     e.u32(u32::MAX);
     let r = CrawlState::from_bytes(Path::new("s"), &wrap(&e.0));
     assert!(
@@ -112,6 +114,7 @@ fn lying_counts_are_refused_before_any_allocation() {
     );
     let mut e = Enc(Vec::new());
     e.bytes(b"o");
+    e.u8(1);
     e.u32(1);
     e.bytes(b"u");
     e.u64(4096);
