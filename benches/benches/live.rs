@@ -309,24 +309,6 @@ fn event_latency(vm: &mut FixtureVm, source: &MemorySource, label: &str) {
     );
 }
 
-/// The guest loop's reports on the console after byte `from`: (iterations, guest seconds)
-/// per report.
-fn reports_since(vm: &FixtureVm, from: usize) -> Vec<(f64, f64)> {
-    let text = vm.console_text();
-    text.get(from..)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("@@IPS "))
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let n = f.next()?.parse().ok()?;
-            let t0: f64 = f.next()?.parse().ok()?;
-            let t1: f64 = f.next()?.parse().ok()?;
-            (t1 > t0).then_some((n, t1 - t0))
-        })
-        .collect()
-}
-
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
@@ -642,10 +624,10 @@ fn start_guest_loop(vm: &mut FixtureVm) {
 /// guest's speed moves by itself (TCG, the guest's own timers, the host).
 fn guest_noise(vm: &mut FixtureVm, label: &str) {
     start_guest_loop(vm);
-    let from = vm.console_text().len();
+    let mut tail = ConsoleTail::new(vm);
     std::thread::sleep(Duration::from_secs(60));
-    let got = reports_since(vm, from);
-    let rates: Vec<f64> = got.iter().map(|(n, t)| n / t).collect();
+    tail.poll(0.0);
+    let rates: Vec<f64> = tail.reports.iter().map(|r| r.n / (r.t1 - r.t0)).collect();
     println!(
         "live/guest_noise ({label}): {} reports, mean {:.2} it/s, spread {:.2}%: {}",
         rates.len(),
