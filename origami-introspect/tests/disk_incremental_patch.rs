@@ -8,7 +8,10 @@
 //!   other inode: carrying a block by path alone would give the other directory's items);
 //! - a walk bound (`max_entries`) met only after the change: the section must be the
 //!   plain walk's, with its error;
-//! - a state whose section was cut by that bound is never patched.
+//! - a state whose section was cut by that bound is never patched;
+//! - an entry's inode changes (chmod, chown, a new size) while its directory's blocks do
+//!   not: the directory is listed from its previous listing with that entry's `lstat`
+//!   read again (taking the previous one would keep the old mode, owner and size).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -146,5 +149,39 @@ fn a_walk_bound_met_after_the_change_is_the_plain_walks() {
     let third = incremental::crawl(&crawler, &target, Some(&again.state), &[]).unwrap();
     assert!(!third.report.file_patched, "{:?}", third.report);
     assert_eq!(comparable(&third.frame), comparable(&full));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_changed_entry_in_an_unchanged_directory_is_stat_again() {
+    let Some(fx) = origami_testsupport::fixtures() else {
+        return;
+    };
+    if !origami_testsupport::require_program("debugfs") {
+        return;
+    }
+    let dir = scratch("entry");
+    let image = dir.join("rootfs.ext4");
+    std::fs::copy(fx.path("debian/rootfs.ext4"), &image).unwrap();
+    let crawler = hashing(None);
+    let target = Target::disk(&image);
+    let first = incremental::crawl(&crawler, &target, None, &[]).unwrap();
+    // Inode fields only: no directory block is written.
+    debugfs(
+        &image,
+        "set_inode_field /etc/hostname mode 0100600\n\
+         set_inode_field /etc/hostname uid 4321\n\
+         set_inode_field /etc/debian_version size 3\n",
+    );
+    let full = crawler.crawl(&target).unwrap();
+    let item = |f: &Frame, p: &str| f.file.iter().find(|i| i.path == p).cloned().unwrap();
+    let hostname = item(&full, "/etc/hostname");
+    assert_eq!((hostname.mode, hostname.uid), (0o600, 4321));
+    assert_eq!(item(&full, "/etc/debian_version").size, 3);
+    let r = incremental::crawl(&crawler, &target, Some(&first.state), &[]).unwrap();
+    assert_eq!(comparable(&r.frame), comparable(&full));
+    let v = &r.report.volumes[0];
+    assert!(v.dirs_patched >= 1 && v.dirs_read == 0, "{v:?}");
+    assert_eq!(r.events.len(), 2, "{:?}", r.events);
     let _ = std::fs::remove_dir_all(&dir);
 }

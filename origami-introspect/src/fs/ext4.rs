@@ -232,7 +232,24 @@ impl FileSystem for Ext4Fs {
         self.read_dir_by_inode(path, 0, limit)
     }
 
+    fn lstat_by_inode(&self, path: &[u8], ino: u64) -> Result<Stat> {
+        match known_inode(ino) {
+            Some(i) => self.guard(path, || Ok(stat_of(&self.fs.metadata_by_inode(i)?, ino))),
+            None => self.lstat(path),
+        }
+    }
+
     fn read_dir_by_inode(&self, path: &[u8], ino: u64, limit: usize) -> Result<Vec<DirEntry>> {
+        self.read_dir_known(path, ino, limit, &|_, _| None)
+    }
+
+    fn read_dir_known(
+        &self,
+        path: &[u8],
+        ino: u64,
+        limit: usize,
+        known: &dyn Fn(u64, &[u8]) -> Option<Stat>,
+    ) -> Result<Vec<DirEntry>> {
         let mut out = Vec::new();
         let mut over = false;
         self.guard(path, || {
@@ -251,10 +268,14 @@ impl FileSystem for Ext4Fs {
                     over = true;
                     break;
                 }
-                let m = entry.metadata()?;
+                let number = u64::from(entry.inode_number());
+                let stat = match known(number, name) {
+                    Some(st) => st,
+                    None => stat_of(&entry.metadata()?, number),
+                };
                 out.push(DirEntry {
                     name: name.to_vec(),
-                    stat: stat_of(&m, u64::from(entry.inode_number())),
+                    stat,
                 });
             }
             Ok(())

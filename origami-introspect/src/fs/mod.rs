@@ -157,6 +157,26 @@ pub trait FileSystem: Send + Sync {
         let _ = ino;
         self.read_dir(path, limit)
     }
+    /// What [`FileSystem::read_dir_by_inode`] gives as the [`Stat`] of an entry at `path`
+    /// whose inode is `ino` (not 0). The default `lstat`s `path`.
+    fn lstat_by_inode(&self, path: &[u8], ino: u64) -> Result<Stat> {
+        let mut st = self.lstat(path)?;
+        st.ino = ino;
+        Ok(st)
+    }
+    /// As [`FileSystem::read_dir_by_inode`], but an entry whose metadata `known(inode,
+    /// name)` gives (a caller that knows the entry's inode did not change) is not
+    /// `lstat`ed: its [`Stat`] is the one given. The default ignores `known`.
+    fn read_dir_known(
+        &self,
+        path: &[u8],
+        ino: u64,
+        limit: usize,
+        known: &dyn Fn(u64, &[u8]) -> Option<Stat>,
+    ) -> Result<Vec<DirEntry>> {
+        let _ = known;
+        self.read_dir_by_inode(path, ino, limit)
+    }
     /// As [`FileSystem::read_link`], by inode when `ino` is not 0 (see
     /// [`FileSystem::read_dir_by_inode`]).
     fn read_link_by_inode(&self, path: &[u8], ino: u64) -> Result<Vec<u8>> {

@@ -25,7 +25,7 @@ use origami_core::dirty::DirtyMap;
 use origami_core::ReadAt;
 use sha2::{Digest, Sha256};
 
-use super::ext4_raw::{digest_ranges, RawExt4, ROOT_INO};
+use super::ext4_raw::{digest_ranges, InodeDigests, RawExt4, Scanned, ROOT_INO};
 use super::state::{Bytes, DirBlocks, EntryRecord, GroupDigests, InodeRecord, VolumeState};
 use crate::disk::file::hex;
 use crate::error::{Error, Result};
@@ -57,12 +57,17 @@ pub struct VolumeReport {
     pub uuid: String,
     /// How the changes were found (`None` until known).
     pub source: Option<ChangeSource>,
-    /// Inodes whose raw bytes were read and digested.
+    /// Inode-table blocks read and digested (all of them, or those a dirty map marks).
+    pub table_blocks_read: u64,
+    /// Inodes digested one by one: those of the blocks read whose digest changed.
     pub inodes_scanned: u64,
     /// Inodes found changed (new, removed or modified).
     pub inodes_changed: u64,
     /// Directories whose listing was read again.
     pub dirs_read: u64,
+    /// Directories whose blocks did not change but some entries' inodes did: listed from
+    /// the previous listing, only the changed entries' metadata read.
+    pub dirs_patched: u64,
     /// Regular files whose content was read (hashed or read whole).
     pub files_read: u64,
     /// Directories whose inode was unchanged but whose blocks were not (a writer that
@@ -81,10 +86,13 @@ pub(crate) struct VolumeCache {
     source: Arc<dyn ReadAt>,
     uuid: String,
     raw: RawExt4,
-    old: Option<VolumeState>,
+    key: [u8; 32],
+    old: Option<Arc<VolumeState>>,
     groups: Vec<GroupDigests>,
     changed: HashSet<u64>,
     dirty_dirs: HashSet<u64>,
+    /// Directories listed again from their previous listing (see `prepare`).
+    patchable: HashSet<u64>,
     recorded: Mutex<HashMap<u64, InodeRecord>>,
     content_bytes: AtomicU64,
     report: Mutex<VolumeReport>,
@@ -97,7 +105,8 @@ impl VolumeCache {
     pub(crate) fn prepare(
         volume: &Arc<dyn ReadAt>,
         info: &FsInfo,
-        previous: Option<&VolumeState>,
+        key: &[u8; 32],
+        previous: Option<&Arc<VolumeState>>,
         dirty: Option<&DirtyMap>,
         threads: usize,
         notes: &mut Vec<String>,
@@ -152,59 +161,114 @@ impl VolumeCache {
         });
         let mut groups = Vec::with_capacity(raw.groups.len());
         let mut changed = HashSet::new();
-        // The inodes to read, as (group, range) pieces scanned on `threads` threads.
+        let pb = raw.per_block();
+        // The inode-table blocks to read, as (group, range of blocks) pieces scanned on
+        // `threads` threads.
         let mut jobs: Vec<(usize, std::ops::Range<u32>)> = Vec::new();
         for (g, table) in raw.groups.iter().enumerate() {
             let used = table.used;
+            let nblocks = used.div_ceil(pb);
             let prev = old.as_ref().and_then(|o| o.groups.get(g));
+            // Start from the previous digests where they cover the same inodes: what is not
+            // read again (a block the dirty map does not mark, or that holds what it held)
+            // keeps them.
             let mut d = GroupDigests {
                 digests: vec![0; used as usize],
                 content: vec![0; used as usize],
                 generations: vec![0; used as usize],
+                blocks: vec![0; nblocks as usize],
             };
-            // Which used inodes to read: all of them, or with a dirty map only those in the
-            // marked blocks and those the previous crawl did not have.
+            let mut first_unknown = 0;
+            if let Some(p) = prev {
+                let known = p.digests.len().min(used as usize);
+                if p.content.len() >= known && p.generations.len() >= known {
+                    d.digests[..known].copy_from_slice(&p.digests[..known]);
+                    d.content[..known].copy_from_slice(&p.content[..known]);
+                    d.generations[..known].copy_from_slice(&p.generations[..known]);
+                    // Only blocks whose used inodes all were known keep their digest.
+                    first_unknown = known_blocks(known as u32, used, pb, p.blocks.len());
+                    let k = first_unknown as usize;
+                    d.blocks[..k].copy_from_slice(&p.blocks[..k]);
+                }
+            }
+            // Which blocks to read: with a dirty map the marked ones and those the
+            // previous crawl did not know; else all of them.
             let mut to_read: Vec<std::ops::Range<u32>> = Vec::new();
             match (prev, dirty) {
-                (Some(p), Some(map)) => {
-                    let known = (p.digests.len() as u32).min(used);
-                    let k = known as usize;
-                    d.digests[..k].copy_from_slice(&p.digests[..k]);
-                    d.content[..k].copy_from_slice(&p.content[..k]);
-                    d.generations[..k].copy_from_slice(&p.generations[..k]);
-                    let per_block = (raw.block_size / u64::from(raw.inode_size)).max(1) as u32;
-                    let mut i = 0;
-                    while i < known {
-                        let end = (i + per_block).min(known);
-                        if map.intersects(raw.table_bytes(g, i..end)) {
+                (Some(_), Some(map)) => {
+                    for b in 0..first_unknown {
+                        if map.intersects(raw.table_bytes(g, raw.block_inodes(g, b))) {
                             match to_read.last_mut() {
-                                Some(r) if r.end == i => r.end = end,
-                                _ => to_read.push(i..end),
+                                Some(r) if r.end == b => r.end = b + 1,
+                                _ => to_read.push(b..b + 1),
                             }
                         }
-                        i = end;
                     }
-                    if known < used {
-                        to_read.push(known..used);
+                    if first_unknown < nblocks {
+                        to_read.push(first_unknown..nblocks);
                     }
                 }
-                _ => to_read.push(0..used),
+                _ => to_read.push(0..nblocks),
             }
+            let job = (SCAN_JOB / pb).max(1);
             for r in to_read {
-                report.inodes_scanned += u64::from(r.end - r.start);
                 let mut at = r.start;
                 while at < r.end {
-                    let end = r.end.min(at.saturating_add(SCAN_JOB));
+                    let end = r.end.min(at.saturating_add(job));
                     jobs.push((g, at..end));
                     at = end;
                 }
             }
             groups.push(d);
         }
-        for (g, start, found) in scan_all(&raw, source, &jobs, threads)? {
+        let known: Vec<u32> = raw
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, t)| {
+                let prev = old.as_ref().and_then(|o| o.groups.get(g));
+                prev.map_or(0, |p| {
+                    let k = p.digests.len().min(t.used as usize) as u32;
+                    known_blocks(k, t.used, pb, p.blocks.len())
+                })
+            })
+            .collect();
+        let previous_block = |g: usize, b: u32| {
+            if b < *known.get(g)? {
+                old.as_ref()?.groups.get(g)?.blocks.get(b as usize).copied()
+            } else {
+                None
+            }
+        };
+        let previous_inode = |g: usize, i: u32| {
+            let p = old.as_ref()?.groups.get(g)?;
+            let i = i as usize;
+            Some(InodeDigests {
+                all: *p.digests.get(i)?,
+                content: *p.content.get(i)?,
+                generation: *p.generations.get(i)?,
+            })
+        };
+        let scanned = scan_all(
+            &raw,
+            source,
+            key,
+            &jobs,
+            threads,
+            &previous_block,
+            &previous_inode,
+        )?;
+        for (g, found) in scanned {
             let Some(d) = groups.get_mut(g) else { continue };
-            for (k, x) in found.into_iter().enumerate() {
-                let i = start as usize + k;
+            report.table_blocks_read += found.blocks.len() as u64;
+            for (b, digest) in found.blocks {
+                if let Some(slot) = d.blocks.get_mut(b as usize) {
+                    *slot = digest;
+                }
+            }
+            report.inodes_scanned += found.inodes.len() as u64;
+            for (i, x) in found.inodes {
+                let i = i as usize;
                 if i < d.digests.len() {
                     d.digests[i] = x.all;
                     d.content[i] = x.content;
@@ -215,36 +279,41 @@ impl VolumeCache {
         for (g, d) in groups.iter().enumerate() {
             let used = d.digests.len() as u32;
             let prev = old.as_ref().and_then(|o| o.groups.get(g));
+            let Some(p) = prev else {
+                changed.extend((0..used).map(|i| raw.ino(g, i)));
+                continue;
+            };
             for i in 0..used {
-                let same =
-                    prev.is_some_and(|p| p.digests.get(i as usize) == Some(&d.digests[i as usize]));
-                if !same {
+                if p.digests.get(i as usize) != Some(&d.digests[i as usize]) {
                     changed.insert(raw.ino(g, i));
                 }
             }
             // Inodes used before and no longer in the used part: changed too.
-            if let Some(p) = prev {
-                for i in used..p.digests.len() as u32 {
-                    changed.insert(raw.ino(g, i));
-                }
+            for i in used..p.digests.len() as u32 {
+                changed.insert(raw.ino(g, i));
             }
         }
         let mut dirty_dirs: HashSet<u64> = changed.clone();
+        // Directories whose own inode and blocks are unchanged but some entry's inode is
+        // not: their entries (names, inodes) are the previous ones; only those entries'
+        // `lstat` is read again ([`CachedFs`]).
+        let mut patchable: HashSet<u64> = HashSet::new();
         if let Some(o) = &old {
             for (dir, rec) in &o.inodes {
                 if let Some(list) = &rec.listing {
-                    if list.iter().any(|e| changed.contains(&e.ino)) {
+                    if !changed.contains(dir) && list.iter().any(|e| changed.contains(&e.ino)) {
                         dirty_dirs.insert(*dir);
+                        patchable.insert(*dir);
                     }
                 }
             }
         }
-        // A listing is reused only if the directory's blocks (and extent-tree blocks)
-        // still hold what they held: digested again, unless a dirty map says they were not
-        // written.
+        // A listing is reused (or patched) only if the directory's blocks (and extent-tree
+        // blocks) still hold what they held: digested again, unless a dirty map says they
+        // were not written.
         if let Some(o) = &old {
             for (dir, rec) in &o.inodes {
-                if rec.listing.is_none() || dirty_dirs.contains(dir) {
+                if rec.listing.is_none() || changed.contains(dir) {
                     continue;
                 }
                 let same = match &rec.dir_blocks {
@@ -255,11 +324,12 @@ impl VolumeCache {
                         let untouched =
                             dirty.is_some_and(|m| !ranges.iter().any(|r| m.intersects(r.clone())));
                         untouched
-                            || digest_ranges(source, &ranges, MAX_DIR_BYTES)? == Some(b.digest)
+                            || digest_ranges(source, key, &ranges, MAX_DIR_BYTES)? == Some(b.digest)
                     }
                 };
                 if !same {
                     dirty_dirs.insert(*dir);
+                    patchable.remove(dir);
                     report.dirs_changed_blocks += 1;
                 }
             }
@@ -273,10 +343,12 @@ impl VolumeCache {
             source: volume.clone(),
             uuid: raw.uuid.clone(),
             raw,
+            key: *key,
             old,
             groups,
             changed,
             dirty_dirs,
+            patchable,
             recorded: Mutex::new(HashMap::new()),
             content_bytes: AtomicU64::new(0),
             report: Mutex::new(report),
@@ -300,13 +372,15 @@ impl VolumeCache {
         Some(((idx / ipg) as usize, (idx % ipg) as usize))
     }
 
+    /// Whether inode `ino` lies in the used part of an inode table.
+    fn in_tables(&self, ino: u64) -> bool {
+        self.place(ino)
+            .is_some_and(|(g, i)| self.groups.get(g).is_some_and(|d| i < d.digests.len()))
+    }
+
     /// Whether inode `ino` is unchanged since the previous crawl.
     fn clean(&self, ino: u64) -> bool {
-        self.old.is_some()
-            && !self.changed.contains(&ino)
-            && self
-                .place(ino)
-                .is_some_and(|(g, i)| self.groups.get(g).is_some_and(|d| i < d.digests.len()))
+        self.old.is_some() && !self.changed.contains(&ino) && self.in_tables(ino)
     }
 
     /// Whether inode `ino`'s content is unchanged since the previous crawl: it is clean,
@@ -339,6 +413,12 @@ impl VolumeCache {
         if self.dirty_dirs.contains(&ino) || !self.clean(ino) {
             return None;
         }
+        self.old.as_ref()?.inodes.get(&ino)?.listing.as_ref()
+    }
+
+    /// The previous listing of directory `ino`, whether or not it still holds (its entries'
+    /// `lstat` hold for those whose inode is clean).
+    fn previous_listing(&self, ino: u64) -> Option<&Vec<EntryRecord>> {
         self.old.as_ref()?.inodes.get(&ino)?.listing.as_ref()
     }
 
@@ -394,40 +474,55 @@ impl VolumeCache {
     /// directory's listing only when it is still valid; only the content's records of an
     /// inode whose metadata alone changed), and everything read this time.
     pub(crate) fn finish(&self) -> VolumeState {
-        let mut inodes: std::collections::BTreeMap<u64, Arc<InodeRecord>> = match &self.old {
-            Some(o) => o
-                .inodes
-                .iter()
-                .filter_map(|(ino, rec)| {
-                    if self.clean(*ino) {
-                        if self.dirty_dirs.contains(ino) && rec.listing.is_some() {
-                            let mut r = (**rec).clone();
-                            r.listing = None;
-                            r.dir_blocks = None;
-                            return Some((*ino, Arc::new(r)));
-                        }
-                        Some((*ino, rec.clone()))
-                    } else if self.content_clean(*ino) {
-                        let r = InodeRecord {
-                            link: rec.link.clone(),
-                            sha256: rec.sha256,
-                            content: rec.content.clone(),
-                            ..InodeRecord::default()
-                        };
-                        Some((*ino, Arc::new(r)))
-                    } else {
-                        None
-                    }
-                })
-                .collect(),
-            None => std::collections::BTreeMap::new(),
-        };
+        // The previous map, shared; then only what changed is updated. Every inode whose
+        // record no longer holds is in `dirty_dirs` (which holds the changed inodes), but
+        // for records of inodes outside the used part of the tables (which no crawl
+        // makes: a state from elsewhere), which `clean` never lets be used.
+        let mut inodes = self
+            .old
+            .as_ref()
+            .map(|o| o.inodes.clone())
+            .unwrap_or_default();
+        for &ino in &self.dirty_dirs {
+            let Some(rec) = inodes.get(&ino).cloned() else {
+                continue;
+            };
+            if self.clean(ino) {
+                if rec.listing.is_some() {
+                    let mut r = (*rec).clone();
+                    r.listing = None;
+                    r.dir_blocks = None;
+                    inodes.insert(ino, Arc::new(r));
+                }
+            } else if self.content_clean(ino) {
+                let r = InodeRecord {
+                    link: rec.link.clone(),
+                    sha256: rec.sha256,
+                    content: rec.content.clone(),
+                    ..InodeRecord::default()
+                };
+                inodes.insert(ino, Arc::new(r));
+            } else {
+                inodes.remove(&ino);
+            }
+        }
         let recorded = std::mem::take(&mut *lock(&self.recorded));
         for (ino, rec) in recorded {
+            if !self.in_tables(ino) {
+                continue;
+            }
             let slot = Arc::make_mut(inodes.entry(ino).or_default());
             if rec.listing.is_some() {
                 slot.listing = rec.listing;
-                slot.dir_blocks = self.dir_blocks(ino);
+                // A patched listing's blocks were found unchanged: their record holds.
+                slot.dir_blocks = match self.patchable.contains(&ino) {
+                    true => self
+                        .old
+                        .as_ref()
+                        .and_then(|o| o.inodes.get(&ino))
+                        .and_then(|r| r.dir_blocks.clone()),
+                    false => self.dir_blocks(ino),
+                };
             }
             if rec.link.is_some() {
                 slot.link = rec.link;
@@ -456,7 +551,7 @@ impl VolumeCache {
         let source = &*self.source;
         let raw = self.raw.read_inode(source, ino).ok()?;
         let ranges = self.raw.extent_ranges(source, &raw).ok()??;
-        let digest = digest_ranges(source, &ranges, MAX_DIR_BYTES).ok()??;
+        let digest = digest_ranges(source, &self.key, &ranges, MAX_DIR_BYTES).ok()??;
         Some(DirBlocks {
             ranges: ranges.iter().map(|r| (r.start, r.end)).collect(),
             digest,
@@ -469,29 +564,54 @@ impl VolumeCache {
     }
 }
 
+/// How many of a group's first inode-table blocks had all their used inodes known to the
+/// previous crawl, which saw `known` of the `used` inodes now used and kept `blocks` block
+/// digests (the last block counts when it is partial and all of it was known: its
+/// previous digest then covers the same bytes, or differs).
+fn known_blocks(known: u32, used: u32, per_block: u32, blocks: usize) -> u32 {
+    let whole = if known >= used {
+        used.div_ceil(per_block)
+    } else {
+        known / per_block
+    };
+    whole.min(u32::try_from(blocks).unwrap_or(u32::MAX))
+}
+
 /// The most inodes one scanning job reads.
 const SCAN_JOB: u32 = 1024;
 
-/// The digests of the inodes of `jobs` (group, range of its table), read and digested on
-/// `threads` threads (the calling thread one of them): per job, its group, first inode and
-/// digests; the first read error fails it all.
+/// The inode-table blocks of `jobs` (group, range of its blocks), read and digested on
+/// `threads` threads (the calling thread one of them), `previous(group, block)` giving
+/// the digests a block had ([`RawExt4::scan`]): per job, its group and what was found; the
+/// first read error fails it all.
 fn scan_all(
     raw: &RawExt4,
     source: &dyn ReadAt,
+    key: &[u8; 32],
     jobs: &[(usize, std::ops::Range<u32>)],
     threads: usize,
-) -> Result<Vec<(usize, u32, Vec<super::ext4_raw::InodeDigests>)>> {
+    previous: &(dyn Fn(usize, u32) -> Option<u64> + Sync),
+    previous_inode: &(dyn Fn(usize, u32) -> Option<InodeDigests> + Sync),
+) -> Result<Vec<(usize, Scanned)>> {
     let next = AtomicU64::new(0);
-    let work = || -> Result<Vec<(usize, u32, Vec<super::ext4_raw::InodeDigests>)>> {
+    let work = || -> Result<Vec<(usize, Scanned)>> {
         let mut out = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed) as usize;
             let Some((g, r)) = jobs.get(i) else {
                 return Ok(out);
             };
-            let mut found = Vec::with_capacity((r.end - r.start) as usize);
-            raw.scan(source, *g, r.clone(), &mut |_, x| found.push(x))?;
-            out.push((*g, r.start, found));
+            let mut found = Scanned::default();
+            raw.scan(
+                source,
+                key,
+                *g,
+                r.clone(),
+                &|b| previous(*g, b),
+                &|i| previous_inode(*g, i),
+                &mut found,
+            )?;
+            out.push((*g, found));
         }
     };
     let threads = threads.min(jobs.len());
@@ -553,6 +673,34 @@ pub(crate) struct CachedFs {
 }
 
 impl CachedFs {
+    /// The entries of directory `path` (inode `ino`) when its inode and blocks did not
+    /// change but some entries' inodes did: the previous listing's names and inodes, the
+    /// `lstat` of each changed entry read again. `None` (the caller lists it) otherwise, or
+    /// at any error or bound, so that errors are those of a plain listing.
+    fn patched_listing(&self, path: &[u8], ino: u64, limit: usize) -> Option<Vec<DirEntry>> {
+        if !self.cache.patchable.contains(&ino) || !self.cache.clean(ino) {
+            return None;
+        }
+        let list = self.cache.previous_listing(ino)?;
+        if list.len() > limit {
+            return None;
+        }
+        let mut out = Vec::with_capacity(list.len());
+        for e in list {
+            let stat = if self.cache.clean(e.ino) {
+                stat_of(e, e.ino)
+            } else {
+                let at = crate::fs::join_path(path, &e.name.0);
+                self.inner.lstat_by_inode(&at, e.ino).ok()?
+            };
+            out.push(DirEntry {
+                name: e.name.0.clone(),
+                stat,
+            });
+        }
+        Some(out)
+    }
+
     /// The inode to key `path` by: the caller's, else found through clean listings.
     fn key(&self, path: &[u8], ino: u64) -> Option<u64> {
         if ino != 0 {
@@ -600,7 +748,31 @@ impl FileSystem for CachedFs {
                 })
                 .collect());
         }
-        let out = self.inner.read_dir_by_inode(path, ino, limit)?;
+        if let Some(out) = key.and_then(|k| self.patched_listing(path, k, limit)) {
+            self.cache.count(|r| r.dirs_patched += 1);
+            if let Some(k) = key {
+                let list: Option<Vec<EntryRecord>> = out.iter().map(entry_record).collect();
+                if let Some(list) = list {
+                    self.cache.record(k, |r| r.listing = Some(list));
+                }
+            }
+            return Ok(out);
+        }
+        // Listed again; an entry whose inode did not change keeps the `lstat` the previous
+        // listing of this directory gave it (it comes from the inode alone).
+        let out = match key.and_then(|k| self.cache.previous_listing(k)) {
+            Some(list) => {
+                let by_ino: HashMap<u64, &EntryRecord> = list.iter().map(|e| (e.ino, e)).collect();
+                let known = |i: u64, _: &[u8]| {
+                    if !self.cache.clean(i) {
+                        return None;
+                    }
+                    by_ino.get(&i).map(|e| stat_of(e, i))
+                };
+                self.inner.read_dir_known(path, ino, limit, &known)?
+            }
+            None => self.inner.read_dir_by_inode(path, ino, limit)?,
+        };
         self.cache.count(|r| r.dirs_read += 1);
         if let Some(k) = key.or((path == b"/").then_some(ROOT_INO)) {
             let list: Option<Vec<EntryRecord>> = out.iter().map(entry_record).collect();
@@ -665,7 +837,8 @@ impl FileSystem for CachedFs {
         let mut reader = self.inner.open_by_inode(path, ino).ok()?;
         self.cache.count(|r| r.files_read += 1);
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 << 10];
+        // Small: most files a re-crawl hashes are (a large one costs its reads anyway).
+        let mut buf = [0u8; 16 << 10];
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => break,

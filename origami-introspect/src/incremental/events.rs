@@ -129,13 +129,15 @@ fn follows_a_directory(old: &str, new: &str, dirs: &HashMap<&str, &str>) -> bool
 }
 
 /// The events that turn `old` into `new` (both a frame's `file` section, with inodes).
-pub fn file_events(old: &[FileRecord], new: &[FileRecord]) -> Vec<FileEvent> {
+pub fn file_events<R: std::borrow::Borrow<FileRecord>>(old: &[R], new: &[R]) -> Vec<FileEvent> {
+    let old: Vec<&FileRecord> = old.iter().map(|r| r.borrow()).collect();
+    let new: Vec<&FileRecord> = new.iter().map(|r| r.borrow()).collect();
     let old_paths: HashMap<&str, &FileRecord> =
-        old.iter().map(|r| (r.item.path.as_str(), r)).collect();
+        old.iter().map(|r| (r.item.path.as_str(), *r)).collect();
     let new_paths: HashMap<&str, &FileRecord> =
-        new.iter().map(|r| (r.item.path.as_str(), r)).collect();
+        new.iter().map(|r| (r.item.path.as_str(), *r)).collect();
     let mut out = Vec::new();
-    for n in new {
+    for &n in &new {
         if let Some(o) = old_paths.get(n.item.path.as_str()) {
             if o.item.file_type != n.item.file_type {
                 out.push(FileEvent::FileDeleted {
@@ -151,7 +153,7 @@ pub fn file_events(old: &[FileRecord], new: &[FileRecord]) -> Vec<FileEvent> {
     }
     // Gone paths by inode, to pair with appeared ones.
     let mut gone: BTreeMap<&InodeKey, Vec<&FileRecord>> = BTreeMap::new();
-    for o in old {
+    for &o in &old {
         if !new_paths.contains_key(o.item.path.as_str()) {
             if let Some(k) = &o.key {
                 gone.entry(k).or_default().push(o);
@@ -160,7 +162,7 @@ pub fn file_events(old: &[FileRecord], new: &[FileRecord]) -> Vec<FileEvent> {
     }
     let mut renames: Vec<(&FileRecord, &FileRecord)> = Vec::new();
     let mut paired: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for n in new {
+    for &n in &new {
         if old_paths.contains_key(n.item.path.as_str()) {
             continue;
         }

@@ -221,32 +221,99 @@ impl RawExt4 {
         t.offset + u64::from(range.start) * size..t.offset + u64::from(range.end) * size
     }
 
-    /// Reads the used inodes `range` of group `g` and gives each one's digests and
-    /// generation ([`digest_inode`]) to `each(index, digests)`. Reads at most 1 MiB at a
-    /// time.
+    /// Inodes per block of an inode table (the unit of [`RawExt4::scan`]'s block digests).
+    pub fn per_block(&self) -> u32 {
+        (self.block_size / u64::from(self.inode_size)).clamp(1, 1 << 16) as u32
+    }
+
+    /// The used inodes of block `b` of group `g`'s inode table.
+    pub fn block_inodes(&self, g: usize, b: u32) -> Range<u32> {
+        let used = self.groups.get(g).map_or(0, |t| t.used);
+        let pb = self.per_block();
+        let start = b.saturating_mul(pb).min(used);
+        start..start.saturating_add(pb).min(used)
+    }
+
+    /// Reads the blocks `blocks` of group `g`'s inode table (their used inodes) and digests
+    /// each with `key` ([`digest_block`]). A block whose digest `previous(b)` gives back held
+    /// what it held: its inodes are not digested one by one; every other block's inodes
+    /// are ([`digest_inode`], the content's digest taken from `previous_inode(index)` when
+    /// the whole inode's is the previous one) and go to `out`, as each block's digest.
+    /// Reads at most 1 MiB at a time.
     pub fn scan(
         &self,
         source: &dyn ReadAt,
+        key: &[u8; 32],
         g: usize,
-        range: Range<u32>,
-        each: &mut dyn FnMut(u32, InodeDigests),
+        blocks: Range<u32>,
+        previous: &dyn Fn(u32) -> Option<u64>,
+        previous_inode: &dyn Fn(u32) -> Option<InodeDigests>,
+        out: &mut Scanned,
     ) -> Result<()> {
         let size = self.inode_size as usize;
-        let per_read = ((1usize << 20) / size).max(1) as u32;
+        let pb = self.per_block();
+        let per_read = ((1u32 << 20) / (pb * self.inode_size).max(1)).max(1);
         let mut buf = Vec::new();
-        let mut i = range.start;
-        while i < range.end {
-            let n = per_read.min(range.end - i);
-            let bytes = self.table_bytes(g, i..i + n);
+        let mut b = blocks.start;
+        while b < blocks.end {
+            let n = per_read.min(blocks.end - b);
+            let first = self.block_inodes(g, b);
+            let last = self.block_inodes(g, b + n - 1);
+            if first.start >= last.end {
+                break;
+            }
+            let bytes = self.table_bytes(g, first.start..last.end);
             buf.resize((bytes.end - bytes.start) as usize, 0);
             source.read_at(bytes.start, &mut buf)?;
-            for (k, raw) in buf.chunks_exact(size).enumerate() {
-                each(i + k as u32, digest_inode(raw));
+            for k in b..b + n {
+                let r = self.block_inodes(g, k);
+                let at = (r.start - first.start) as usize * size;
+                let Some(raw) = buf.get(at..at + (r.end - r.start) as usize * size) else {
+                    break;
+                };
+                if raw.is_empty() {
+                    continue;
+                }
+                let d = digest_block(key, raw);
+                out.blocks.push((k, d));
+                if previous(k) == Some(d) {
+                    continue;
+                }
+                for (j, inode) in raw.chunks_exact(size).enumerate() {
+                    let i = r.start + j as u32;
+                    let all = digest_all(key, inode);
+                    let d = match previous_inode(i) {
+                        Some(p) if p.all == all => p,
+                        _ => digest_inode(key, inode),
+                    };
+                    out.inodes.push((i, d));
+                }
             }
-            i += n;
+            b += n;
         }
         Ok(())
     }
+}
+
+/// What [`RawExt4::scan`] found: each block's digest, and the digests of the inodes of the
+/// blocks that changed.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// (block of the table, its digest).
+    pub blocks: Vec<(u32, u64)>,
+    /// (inode index in the table, its digests), for the blocks whose digest changed.
+    pub inodes: Vec<(u32, InodeDigests)>,
+}
+
+/// The keyed digest of the raw bytes of (the used part of) an inode-table block.
+pub fn digest_block(key: &[u8; 32], raw: &[u8]) -> u64 {
+    first_u64(blake3::keyed_hash(key, raw))
+}
+
+fn first_u64(h: blake3::Hash) -> u64 {
+    let mut d = [0u8; 8];
+    d.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(d)
 }
 
 const EXTENTS_FL: u32 = 0x8_0000;
@@ -353,6 +420,7 @@ impl RawExt4 {
 /// The digest of the bytes of `ranges` (at most `limit` bytes; `None` past it).
 pub fn digest_ranges(
     source: &dyn ReadAt,
+    key: &[u8; 32],
     ranges: &[Range<u64>],
     limit: u64,
 ) -> Result<Option<u64>> {
@@ -360,7 +428,7 @@ pub fn digest_ranges(
     if total > limit {
         return Ok(None);
     }
-    let mut h = blake3::Hasher::new();
+    let mut h = blake3::Hasher::new_keyed(key);
     let mut buf = Vec::new();
     for r in ranges {
         let mut at = r.start;
@@ -372,9 +440,35 @@ pub fn digest_ranges(
             at += n;
         }
     }
-    let mut d = [0u8; 8];
-    d.copy_from_slice(&h.finalize().as_bytes()[..8]);
-    Ok(Some(u64::from_le_bytes(d)))
+    Ok(Some(first_u64(h.finalize())))
+}
+
+/// The `all` digest of [`digest_inode`] alone.
+pub fn digest_all(key: &[u8; 32], raw: &[u8]) -> u64 {
+    digest_masked(key, raw, &mut [0u8; 1024]).0
+}
+
+/// Copies `raw` (its first 1 KiB) into `copy` with what changes when a file is only read
+/// zeroed (the access time and, with it, the inode checksum), and digests that: the digest
+/// and the length copied.
+fn digest_masked(key: &[u8; 32], raw: &[u8], copy: &mut [u8; 1024]) -> (u64, usize) {
+    let n = raw.len().min(copy.len());
+    let c = &mut copy[..n];
+    c.copy_from_slice(&raw[..n]);
+    // i_atime, l_i_checksum_lo.
+    for r in [0x08..0x0C, 0x7C..0x7E] {
+        if let Some(f) = c.get_mut(r) {
+            f.fill(0);
+        }
+    }
+    // i_checksum_hi and i_atime_extra, when the extra part covers them.
+    let extra = 128 + usize::from(le16(c, 0x80).min(1024));
+    for r in [0x82..0x84, 0x8C..0x90] {
+        if r.end <= extra.min(n) {
+            c[r].fill(0);
+        }
+    }
+    (first_u64(blake3::keyed_hash(key, c)), n)
 }
 
 /// What [`digest_inode`] says of one raw inode.
@@ -397,27 +491,11 @@ pub struct InodeDigests {
 ///   the modification time or the map (the rule the whole incremental crawl rests on), so
 ///   an inode whose `all` changed but `content` did not (a chmod, a chown, a new link)
 ///   still holds the content it held.
-pub fn digest_inode(raw: &[u8]) -> InodeDigests {
+pub fn digest_inode(key: &[u8; 32], raw: &[u8]) -> InodeDigests {
     let mut copy = [0u8; 1024];
-    let n = raw.len().min(copy.len());
-    let c = &mut copy[..n];
-    c.copy_from_slice(&raw[..n]);
-    // i_atime, l_i_checksum_lo.
-    for r in [0x08..0x0C, 0x7C..0x7E] {
-        if let Some(f) = c.get_mut(r) {
-            f.fill(0);
-        }
-    }
-    // i_checksum_hi and i_atime_extra, when the extra part covers them.
+    let (all, n) = digest_masked(key, raw, &mut copy);
+    let c = &copy[..n];
     let extra = 128 + usize::from(le16(c, 0x80).min(1024));
-    for r in [0x82..0x84, 0x8C..0x90] {
-        if r.end <= extra.min(n) {
-            c[r].fill(0);
-        }
-    }
-    let h = blake3::hash(c);
-    let mut d = [0u8; 8];
-    d.copy_from_slice(&h.as_bytes()[..8]);
     // The content's part: type bits, size (low and high), mtime, flags, i_block (with
     // generation right after), and mtime_extra when present.
     let mut part = [0u8; 2 + 4 + 4 + 4 + 60 + 4 + 4 + 4];
@@ -433,13 +511,11 @@ pub fn digest_inode(raw: &[u8]) -> InodeDigests {
             part[82..86].copy_from_slice(&c[0x88..0x8C]);
         }
     }
-    let hc = blake3::hash(&part);
-    let mut dc = [0u8; 8];
-    dc.copy_from_slice(&hc.as_bytes()[..8]);
+    let content = first_u64(blake3::keyed_hash(key, &part));
     let generation = if n >= 0x68 { le32(c, 0x64) } else { 0 };
     InodeDigests {
-        all: u64::from_le_bytes(d),
-        content: u64::from_le_bytes(dc),
+        all,
+        content,
         generation,
     }
 }
@@ -448,29 +524,44 @@ pub fn digest_inode(raw: &[u8]) -> InodeDigests {
 mod tests {
     use super::*;
 
+    const K: [u8; 32] = [1; 32];
+
+    #[test]
+    fn digests_depend_on_the_key() {
+        let a = vec![5u8; 256];
+        let other = [2u8; 32];
+        assert_ne!(digest_inode(&K, &a).all, digest_inode(&other, &a).all);
+        assert_ne!(
+            digest_inode(&K, &a).content,
+            digest_inode(&other, &a).content
+        );
+        assert_ne!(digest_block(&K, &a), digest_block(&other, &a));
+        assert_eq!(digest_block(&K, &a), digest_block(&K, &a));
+    }
+
     #[test]
     fn digest_ignores_access_time_only() {
         let mut a = vec![0u8; 256];
         a[0x80] = 32; // extra isize
         a[0x64] = 7;
-        let d0 = digest_inode(&a);
+        let d0 = digest_inode(&K, &a);
         assert_eq!(d0.generation, 7);
         a[0x08] = 1;
         a[0x8C] = 1;
         a[0x7C] = 9;
-        assert_eq!(digest_inode(&a), d0);
+        assert_eq!(digest_inode(&K, &a), d0);
         a[0x00] = 0x80; // permission bits (0o200): metadata only
         a[0x02] = 3; // uid
-        let chmod = digest_inode(&a);
+        let chmod = digest_inode(&K, &a);
         assert_ne!(chmod.all, d0.all);
         assert_eq!(chmod.content, d0.content);
         a[0x10] = 1; // mtime
-        let written = digest_inode(&a);
+        let written = digest_inode(&K, &a);
         assert_ne!(written.all, chmod.all);
         assert_ne!(written.content, d0.content);
         a[0x10] = 0;
         a[0x30] = 1; // the extent root
-        assert_ne!(digest_inode(&a).content, d0.content);
+        assert_ne!(digest_inode(&K, &a).content, d0.content);
     }
 
     #[test]

@@ -98,6 +98,8 @@ type MountRow = (Vec<u8>, Option<String>, FsKind);
 /// The hook that puts a cache in front of each ext4 volume.
 struct Hook<'a> {
     previous: Option<&'a CrawlState>,
+    /// The key of the state's digests.
+    key: [u8; 32],
     /// The digest of this crawl's options.
     options: String,
     /// Threads to scan inode tables on (the crawler's).
@@ -161,6 +163,7 @@ impl VolumeHook for Hook<'_> {
         let prepared = VolumeCache::prepare(
             source,
             &info,
+            &self.key,
             previous,
             dirty.as_ref(),
             self.threads,
@@ -206,6 +209,23 @@ impl VolumeHook for Hook<'_> {
     }
 }
 
+/// A new key for a state's digests: from the operating system's random source (and, should
+/// that fail, from what differs between two crawls: the time, the process, an address).
+fn new_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    if getrandom::fill(&mut key).is_err() {
+        let mut h = blake3::Hasher::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        h.update(&now.as_nanos().to_le_bytes());
+        h.update(&std::process::id().to_le_bytes());
+        h.update(&(std::ptr::addr_of!(key) as usize).to_le_bytes());
+        key = *h.finalize().as_bytes();
+    }
+    key
+}
+
 /// A digest of the options that shape the frame's `file` section.
 fn options_digest(crawler: &Crawler) -> String {
     blake3::hash(crawler.options().file_fingerprint().as_bytes())
@@ -249,8 +269,10 @@ pub fn crawl(
     dirty: &[Option<DirtyMap>],
 ) -> Result<Incremental> {
     let options = options_digest(crawler);
+    let key = previous.map_or_else(new_key, |p| p.key);
     let hook = Hook {
         previous,
+        key,
         options: options.clone(),
         threads: crawler.options().threads(),
         patched: Mutex::new(None),
@@ -264,7 +286,7 @@ pub fn crawl(
     let caches = std::mem::take(&mut *lock(&hook.caches));
     let mut notes = std::mem::take(&mut *lock(&hook.notes));
     let mounts = std::mem::take(&mut *lock(&hook.mounts));
-    let volumes: Vec<VolumeState> = caches.iter().map(|c| c.finish()).collect();
+    let volumes: Vec<Arc<VolumeState>> = caches.iter().map(|c| Arc::new(c.finish())).collect();
     let complete = hook.complete.load(std::sync::atomic::Ordering::Relaxed);
     let mut patched = lock(&hook.patched).take();
     let files = match &mut patched {
@@ -295,12 +317,12 @@ pub fn crawl(
                     // The items carried over are the same, at the same paths, on both
                     // sides: the events are those of the rest.
                     Some(x) => {
-                        let gone: Vec<FileRecord> = p
+                        let gone: Vec<Arc<FileRecord>> = p
                             .files
                             .iter()
                             .zip(&x.carried)
                             .filter(|(_, &c)| !c)
-                            .map(|(r, _)| r.clone())
+                            .map(|(r, _)| Arc::clone(r))
                             .collect();
                         file_events(&gone, &x.made)
                     }
@@ -329,6 +351,7 @@ pub fn crawl(
         frame,
         state: CrawlState {
             options,
+            key,
             volumes,
             files,
             files_complete: complete,
@@ -341,10 +364,10 @@ pub fn crawl(
 /// The frame's `file` items, each with its inode where the listings of `volumes` say it.
 fn keyed(
     frame: &Frame,
-    volumes: &[VolumeState],
+    volumes: &[Arc<VolumeState>],
     caches: &[Arc<VolumeCache>],
     mounts: &[MountRow],
-) -> Vec<FileRecord> {
+) -> Vec<Arc<FileRecord>> {
     let paths: HashMap<&str, HashMap<Vec<u8>, u64>> = volumes
         .iter()
         .map(|v| (v.uuid.as_str(), paths_of(v)))
@@ -364,10 +387,10 @@ fn keyed(
                     generation: cache.generation(ino)?,
                 })
             });
-            FileRecord {
+            Arc::new(FileRecord {
                 item: item.clone(),
                 key,
-            }
+            })
         })
         .collect()
 }

@@ -36,14 +36,15 @@ use crate::fs::{display_path, join_path, FsKind, GuestTree, Stat};
 
 /// A patched `file` section.
 pub(crate) struct Patched {
-    /// The section's items with their inodes, in walk order.
-    pub(crate) records: Vec<FileRecord>,
+    /// The section's items with their inodes, in walk order (those carried over shared
+    /// with the previous state).
+    pub(crate) records: Vec<Arc<FileRecord>>,
     /// Indices in `records` of the items made again (not carried over).
     pub(crate) fresh: Vec<usize>,
     /// Per item of the previous section: whether it was carried over.
     pub(crate) carried: Vec<bool>,
     /// The records made again (filled by the caller before `records` moves on).
-    pub(crate) made: Vec<FileRecord>,
+    pub(crate) made: Vec<Arc<FileRecord>>,
 }
 
 /// The raw bytes of a frame item's path (`path_hex` when the name is not UTF-8).
@@ -73,7 +74,7 @@ fn parent(path: &[u8]) -> Option<&[u8]> {
 /// a walk's output (a state made otherwise).
 type Blocks = HashMap<Vec<u8>, (usize, usize, usize)>;
 
-fn old_blocks(files: &[FileRecord]) -> Option<Blocks> {
+fn old_blocks(files: &[Arc<FileRecord>]) -> Option<Blocks> {
     let raws: Vec<Cow<'_, [u8]>> = files.iter().map(|r| raw_path(&r.item)).collect();
     if raws.first().map(|r| &r[..]) != Some(b"/") {
         return None;
@@ -105,7 +106,7 @@ fn old_blocks(files: &[FileRecord]) -> Option<Blocks> {
 struct Walk<'a> {
     tree: &'a GuestTree,
     options: &'a FileOptions,
-    old: &'a [FileRecord],
+    old: &'a [Arc<FileRecord>],
     blocks: Blocks,
     caches: &'a [Arc<VolumeCache>],
     /// The directories holding a mount point (other than `/`).
@@ -189,7 +190,13 @@ impl Walk<'_> {
 
     /// Counts an item and, for a directory, queues it as the walk does; `None` at a bound
     /// or a directory met twice (the walk would report it).
-    fn push(&mut self, record: FileRecord, path: Vec<u8>, depth: usize, ino: u64) -> Option<()> {
+    fn push(
+        &mut self,
+        record: Arc<FileRecord>,
+        path: Vec<u8>,
+        depth: usize,
+        ino: u64,
+    ) -> Option<()> {
         let dir = record.item.file_type == FileType::Dir;
         self.out.records.push(record);
         if self.out.records.len() as u64 > self.options.limits.max_entries {
@@ -235,7 +242,7 @@ impl Walk<'_> {
     fn run(&mut self) -> Option<()> {
         let start = self.tree.resolve(b"/", true).ok()?;
         let root = self.fresh(&start.path, &start.stat)?;
-        self.out.records.push(root);
+        self.out.records.push(Arc::new(root));
         if start.stat.file_type != FileType::Dir {
             return Some(());
         }
@@ -248,7 +255,7 @@ impl Walk<'_> {
             let mark = self.stack.len();
             if let Some((s, e)) = self.carried_block(&dir, ino) {
                 for i in s..e {
-                    let r = self.old[i].clone();
+                    let r = Arc::clone(&self.old[i]);
                     self.out.carried[i] = true;
                     let path = if r.item.file_type == FileType::Dir {
                         raw_path(&r.item).into_owned()
@@ -273,13 +280,13 @@ impl Walk<'_> {
                         j += 1;
                     }
                     if j < end && self.same_entry(j, &path, &entry.stat) {
-                        let r = self.old[j].clone();
+                        let r = Arc::clone(&self.old[j]);
                         self.out.carried[j] = true;
                         self.push(r, path, depth, entry.stat.ino)?;
                         continue;
                     }
                     let r = self.fresh(&path, &entry.stat)?;
-                    self.push(r, path, depth, entry.stat.ino)?;
+                    self.push(Arc::new(r), path, depth, entry.stat.ino)?;
                 }
             }
             // Pushed in name order: reversed, so that they pop in name order.
@@ -332,7 +339,8 @@ pub(crate) fn patch(
     }
     let mut out = walk.out;
     for (i, h) in hashes {
-        out.records.get_mut(i)?.item.sha256 = Some(h.ok()?);
+        // Made here, not shared yet.
+        Arc::get_mut(out.records.get_mut(i)?)?.item.sha256 = Some(h.ok()?);
     }
     // What the walk reserves entry by entry, reserved at once.
     let bytes: u64 = out

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //! 0       16    magic "ORIGAMI-CRAWLST\n"
-//! 16      4     format version, little-endian (this build writes and reads 3)
+//! 16      4     format version, little-endian (this build writes and reads 4)
 //! 20      4     reserved, 0
 //! 24      8     payload length in bytes, little-endian
 //! 32      32    BLAKE3 of the payload
@@ -17,15 +17,15 @@
 //! as `u8`/`u32`/`u64`, byte strings (names, link targets, file contents, UTF-8 text) as a
 //! `u32` length and the bytes, digests as raw bytes, every list as a `u32` count and its
 //! elements, in the order of the structs' fields below (a `bool` as one byte, 0 or 1).
-//! Versions 1 (zstd JSON with bytes as hex, a sha256) and 2 (no `files_complete`) are
-//! refused as foreign: the crawl after an upgrade is a full one.
+//! Versions 1 (zstd JSON with bytes as hex, a sha256), 2 (no `files_complete`) and 3
+//! (digests not keyed, no block digests) are refused as foreign: the crawl after an upgrade
+//! is a full one.
 //!
 //! A file of another program, another version, a wrong length or digest, a payload that
 //! does not inflate within [`MAX_DECODED`] bytes or does not decode, or whose numbers do
 //! not hang together, is a [`StateError`]: the caller crawls in full and says why. Every
 //! count read is checked against the bytes left before anything is allocated for it.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use origami_frame::{FileItem, FileType};
 /// The first 16 bytes of every state file.
 pub const MAGIC: &[u8; 16] = b"ORIGAMI-CRAWLST\n";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The largest state file read (bytes on disk).
 pub const MAX_FILE: u64 = 256 << 20;
 /// The largest payload once inflated.
@@ -87,11 +87,19 @@ pub struct CrawlState {
     /// A digest of the crawl options that shape the `file` section: events are computed
     /// only between crawls made with the same options.
     pub options: String,
-    /// The ext4 volumes read, by UUID.
-    pub volumes: Vec<VolumeState>,
+    /// The key of every digest in the state (inodes, inode-table blocks, directory
+    /// blocks): drawn at random by the crawl that made the first state and kept by the
+    /// ones after it. A guest that writes its own inode tables never sees it, so it
+    /// cannot make a change whose 64-bit digest equals the previous one (with unkeyed
+    /// digests two such inodes could be searched for offline).
+    pub key: [u8; 32],
+    /// The ext4 volumes read, by UUID (shared: a crawl that reads the state does not copy
+    /// it).
+    pub volumes: Vec<Arc<VolumeState>>,
     /// The previous frame's `file` section, each item with its inode where known: what
-    /// the next crawl's file events are computed against.
-    pub files: Vec<FileRecord>,
+    /// the next crawl's file events are computed against (shared: the items a crawl
+    /// carries over from the previous state are not copied).
+    pub files: Vec<Arc<FileRecord>>,
     /// Whether `files` is the whole `file` section of a crawl whose walk met no error or
     /// bound: only then may the next crawl patch it instead of walking the tree again.
     pub files_complete: bool,
@@ -112,9 +120,10 @@ pub struct VolumeState {
     pub inode_size: u32,
     /// Per block group, the digests of the used part of its inode table.
     pub groups: Vec<GroupDigests>,
-    /// What the crawl derived from each inode it read, by inode number (shared: a state
-    /// carried into the next one costs no copy of its records).
-    pub inodes: BTreeMap<u64, Arc<InodeRecord>>,
+    /// What the crawl derived from each inode it read, by inode number: a persistent map
+    /// (`imbl`), so that the next crawl's state shares every record and tree node that
+    /// did not change instead of copying them.
+    pub inodes: imbl::OrdMap<u64, Arc<InodeRecord>>,
 }
 
 /// The digests of one group's used inodes.
@@ -131,6 +140,10 @@ pub struct GroupDigests {
     /// Per inode: its generation (`i_generation`), which tells a reused inode number from
     /// the same file.
     pub generations: Vec<u32>,
+    /// Per block of the used part of the inode table (the last one holding only the used
+    /// inodes' bytes): the digest of its raw bytes. A block that holds what it held has
+    /// inodes whose digests are the previous ones, so they are not digested one by one.
+    pub blocks: Vec<u64>,
 }
 
 /// What a crawl derived from one inode.
@@ -350,6 +363,7 @@ pub(crate) fn sha_from_hex(s: &str) -> Option<[u8; 32]> {
 impl CrawlState {
     fn encode(&self, e: &mut Enc) {
         e.bytes(self.options.as_bytes());
+        e.0.extend_from_slice(&self.key);
         e.u8(u8::from(self.files_complete));
         e.len(self.volumes.len());
         for v in &self.volumes {
@@ -365,6 +379,10 @@ impl CrawlState {
                     e.u64(*d);
                     e.u64(g.content.get(i).copied().unwrap_or(0));
                     e.u32(g.generations.get(i).copied().unwrap_or(0));
+                }
+                e.len(g.blocks.len());
+                for b in &g.blocks {
+                    e.u64(*b);
                 }
             }
             e.len(v.inodes.len());
@@ -464,6 +482,7 @@ impl CrawlState {
 
     fn decode(d: &mut Dec<'_>) -> DecResult<CrawlState> {
         let options = d.string()?;
+        let key = d.digest()?;
         let files_complete = match d.u8()? {
             0 => false,
             1 => true,
@@ -488,16 +507,29 @@ impl CrawlState {
                     digests: Vec::with_capacity(n),
                     content: Vec::with_capacity(n),
                     generations: Vec::with_capacity(n),
+                    blocks: Vec::new(),
                 };
                 for _ in 0..n {
                     g.digests.push(d.u64()?);
                     g.content.push(d.u64()?);
                     g.generations.push(d.u32()?);
                 }
+                let nb = d.count(8)?;
+                if nb > n {
+                    return Err(format!(
+                        "{nb} inode-table block digests for {n} inodes (byte {} of the \
+                         inflated payload)",
+                        d.at
+                    ));
+                }
+                g.blocks.reserve_exact(nb);
+                for _ in 0..nb {
+                    g.blocks.push(d.u64()?);
+                }
                 groups.push(g);
             }
             let ninodes = d.count(9)?;
-            let mut inodes = BTreeMap::new();
+            let mut inodes = imbl::OrdMap::new();
             for _ in 0..ninodes {
                 let at = d.at;
                 let ino = d.u64()?;
@@ -551,7 +583,7 @@ impl CrawlState {
                     ));
                 }
             }
-            volumes.push(VolumeState {
+            volumes.push(Arc::new(VolumeState {
                 uuid,
                 block_size,
                 blocks,
@@ -559,7 +591,7 @@ impl CrawlState {
                 inode_size,
                 groups,
                 inodes,
-            });
+            }));
         }
         let nfiles = d.count(42)?;
         let mut files = Vec::with_capacity(nfiles);
@@ -606,7 +638,7 @@ impl CrawlState {
             } else {
                 None
             };
-            files.push(FileRecord { item, key });
+            files.push(Arc::new(FileRecord { item, key }));
         }
         if d.at != d.buf.len() {
             return Err(format!(
@@ -616,6 +648,7 @@ impl CrawlState {
         }
         Ok(CrawlState {
             options,
+            key,
             volumes,
             files,
             files_complete,

@@ -69,9 +69,10 @@ pub(crate) struct BlockCache {
 
 /// One set: `WAYS` slots of a group each.
 struct CacheSet {
-    /// Slot data, `WAYS * group_bytes` bytes. Allocated on the set's
-    /// first miss.
-    data: Vec<u8>,
+    /// Slot data, `group_bytes` bytes per way. Each way is allocated on
+    /// the first miss that fills it (origami: a re-crawl that touches a
+    /// few scattered blocks zeroes what it reads, not four slots per set).
+    data: [Vec<u8>; WAYS],
 
     /// Tag of each way: group index + 1, or 0 when empty.
     tags: [u64; WAYS],
@@ -186,7 +187,7 @@ impl BlockCache {
 impl CacheSet {
     fn empty() -> Self {
         Self {
-            data: Vec::new(),
+            data: Default::default(),
             tags: [0; WAYS],
             stamps: [0; WAYS],
             clock: 0,
@@ -209,9 +210,6 @@ impl CacheSet {
         let way = match self.tags.iter().position(|&t| t == tag) {
             Some(way) => way,
             None => {
-                if self.data.is_empty() {
-                    self.data = vec![0; WAYS.saturating_mul(group_bytes)];
-                }
                 // Least recently used way.
                 let mut victim = 0;
                 for way in 1..WAYS {
@@ -231,11 +229,17 @@ impl CacheSet {
     }
 }
 
-/// Slot `way` of a set's data.
-fn slot_mut(data: &mut [u8], way: usize, group_bytes: usize) -> &mut [u8] {
-    // `data` holds WAYS slots and `way` < WAYS.
-    let start = way.saturating_mul(group_bytes);
-    &mut data[start..start.saturating_add(group_bytes)]
+/// Slot `way` of a set's data (`way` < WAYS), allocated when still empty.
+fn slot_mut(
+    data: &mut [Vec<u8>; WAYS],
+    way: usize,
+    group_bytes: usize,
+) -> &mut [u8] {
+    let slot = &mut data[way];
+    if slot.len() != group_bytes {
+        *slot = vec![0; group_bytes];
+    }
+    slot
 }
 
 /// Origami tests of the set-associative cache, against plain bytes: block
@@ -288,7 +292,11 @@ mod tests {
 
     /// Bytes the cache holds in slots (each set's on its first miss).
     fn allocated(cache: &BlockCache) -> usize {
-        cache.sets.iter().map(|set| set.lock().data.len()).sum()
+        cache
+            .sets
+            .iter()
+            .map(|set| set.lock().data.iter().map(Vec::len).sum::<usize>())
+            .sum()
     }
 
     /// The set of group `group`, as the cache computes it.
@@ -432,6 +440,9 @@ mod tests {
         // Nothing is allocated before the first miss.
         let cache = BlockCache::new(block_size(4096), 1 << 30).unwrap();
         assert_eq!(allocated(&cache), 0);
+        // A miss allocates the one slot it fills.
+        assert_eq!(get(&cache, 12345, &mut log), truth_block(12345, 4096));
+        assert_eq!(allocated(&cache), 32 * 1024);
     }
 
     #[test]

@@ -12,6 +12,7 @@ fn sample() -> CrawlState {
             digests: vec![1, 2],
             content: vec![3, 4],
             generations: vec![0, 9],
+            blocks: vec![5],
         }],
         ..VolumeState::default()
     };
@@ -53,7 +54,7 @@ fn sample() -> CrawlState {
     let mut extra = origami_frame::Extra::new();
     extra.insert("path_hex".into(), "ff".into());
     let files = vec![
-        FileRecord {
+        Arc::new(FileRecord {
             item: FileItem {
                 path: "/etc/motd".into(),
                 size: 6,
@@ -66,8 +67,8 @@ fn sample() -> CrawlState {
                 ino: 14,
                 generation: 9,
             }),
-        },
-        FileRecord {
+        }),
+        Arc::new(FileRecord {
             item: FileItem {
                 path: "/l".into(),
                 file_type: FileType::Symlink,
@@ -77,11 +78,12 @@ fn sample() -> CrawlState {
                 ..FileItem::default()
             },
             key: None,
-        },
+        }),
     ];
     CrawlState {
         options: "o".into(),
-        volumes: vec![v],
+        key: [3; 32],
+        volumes: vec![Arc::new(v)],
         files,
         files_complete: true,
     }
@@ -105,6 +107,7 @@ fn lying_counts_are_refused_before_any_allocation() {
     // inodes; then a file record cut short.
     let mut e = Enc(Vec::new());
     e.bytes(b"o");
+    e.0.extend_from_slice(&[0; 32]);
     e.u8(1);
     e.u32(u32::MAX);
     let r = CrawlState::from_bytes(Path::new("s"), &wrap(&e.0));
@@ -114,6 +117,7 @@ fn lying_counts_are_refused_before_any_allocation() {
     );
     let mut e = Enc(Vec::new());
     e.bytes(b"o");
+    e.0.extend_from_slice(&[0; 32]);
     e.u8(1);
     e.u32(1);
     e.bytes(b"u");
@@ -137,13 +141,41 @@ fn lying_counts_are_refused_before_any_allocation() {
     let mut extra = good.0.clone();
     extra.push(0);
     assert!(CrawlState::from_bytes(Path::new("s"), &wrap(&extra)).is_err());
-    // Version 1 (zstd JSON) is another format.
-    let mut v1 = wrap(&good.0);
-    v1[16] = 1;
-    assert!(matches!(
-        CrawlState::from_bytes(Path::new("s"), &v1),
-        Err(StateError::Foreign { .. })
-    ));
+    // Versions 1 (zstd JSON) and 3 (unkeyed digests) are other formats.
+    for version in [1, 3] {
+        let mut old = wrap(&good.0);
+        old[16] = version;
+        assert!(matches!(
+            CrawlState::from_bytes(Path::new("s"), &old),
+            Err(StateError::Foreign { .. })
+        ));
+    }
+    // More block digests than inodes.
+    let mut e = Enc(Vec::new());
+    e.bytes(b"o");
+    e.0.extend_from_slice(&[0; 32]);
+    e.u8(1);
+    e.u32(1);
+    e.bytes(b"u");
+    e.u64(4096);
+    e.u64(10);
+    e.u32(16);
+    e.u32(256);
+    e.u32(1);
+    e.u32(1);
+    e.u64(1);
+    e.u64(2);
+    e.u32(0);
+    e.u32(2);
+    e.u64(1);
+    e.u64(2);
+    e.u32(0);
+    e.u32(0);
+    let r = CrawlState::from_bytes(Path::new("s"), &wrap(&e.0));
+    assert!(
+        matches!(&r, Err(StateError::Corrupt { what, .. }) if what.contains("block digests")),
+        "{r:?}"
+    );
 }
 
 #[test]
