@@ -4,6 +4,10 @@
 //! full crawl's time) and the incremental crawl that compares inode digests (`digests`;
 //! goal: at most 40%).
 //!
+//! Both ways start from the state of a first crawl of the unchanged copy (a full crawl that
+//! saved its state), as `origami crawl --state` does the first time. The bench runs with
+//! mimalloc as its allocator (see `GLOBAL`; `--features system-alloc` for the system's).
+//!
 //! The changes are made with `debugfs -w` (e2fsprogs) on a copy of `debian/rootfs.ext4`:
 //! every 100th regular file of the manifest is replaced by new content, every 100th
 //! other one (offset by 50) is chmod'ed. The changed blocks are the 64 KiB granules that
@@ -19,6 +23,13 @@ use std::io::Read;
 use std::process::Command;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+/// The allocator: mimalloc, as an embedder that crawls often would choose (glibc's malloc
+/// spends about a quarter of a re-crawl consolidating the chunks the previous crawl freed);
+/// `--features system-alloc` measures with the system allocator.
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use origami_core::dirty::DirtyMap;
 use origami_introspect::incremental;
 use origami_introspect::{CrawlOptions, Crawler, Target};

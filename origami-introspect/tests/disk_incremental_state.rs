@@ -54,9 +54,12 @@ fn an_unchanged_disk_is_read_from_the_state() {
             // Every inode-table block read, none changed: no inode digested on its own.
             assert!(v.table_blocks_read > 0, "{image}: {v:?}");
             assert_eq!(v.inodes_scanned, 0, "{image}: {v:?}");
-            // Files only ever read in part (a config file past its bound, a prefix) are
-            // not kept whole, so they are read again: a handful, not the tree.
-            assert!(v.files_read <= 8, "{image}: {v:?}");
+            // Files only ever read in part (a config file past its bound, a prefix such as
+            // an ELF header) are not kept whole, so they are read again: two on the Debian
+            // root. Files the first crawl read whole by path (os-release, dpkg's status),
+            // before its walk knew their inodes, are kept too (four were read again when
+            // they were not).
+            assert!(v.files_read <= 2, "{image}: {v:?}");
             assert!(v.cache_hits > 0);
         }
         // A dirty map that marks nothing: not one inode read.

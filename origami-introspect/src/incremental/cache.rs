@@ -16,7 +16,7 @@
 //! write to the block device behind the file system's back is not seen, as no file system
 //! would see it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,6 +77,25 @@ pub struct VolumeReport {
     pub cache_hits: u64,
 }
 
+/// A set of inode numbers, sorted and searched by bisection (a guest chooses which inodes
+/// change: no hash function for it to defeat).
+#[derive(Debug, Default)]
+struct InoSet(Vec<u64>);
+
+impl From<Vec<u64>> for InoSet {
+    fn from(mut v: Vec<u64>) -> Self {
+        v.sort_unstable();
+        v.dedup();
+        InoSet(v)
+    }
+}
+
+impl InoSet {
+    fn contains(&self, ino: &u64) -> bool {
+        self.0.binary_search(ino).is_ok()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -89,11 +108,13 @@ pub(crate) struct VolumeCache {
     key: [u8; 32],
     old: Option<Arc<VolumeState>>,
     groups: Vec<GroupDigests>,
-    changed: HashSet<u64>,
-    dirty_dirs: HashSet<u64>,
+    changed: InoSet,
+    dirty_dirs: InoSet,
     /// Directories listed again from their previous listing (see `prepare`).
-    patchable: HashSet<u64>,
+    patchable: InoSet,
     recorded: Mutex<HashMap<u64, InodeRecord>>,
+    /// Contents read by path whose inode was not known then: (path, bytes).
+    pending: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
     content_bytes: AtomicU64,
     report: Mutex<VolumeReport>,
 }
@@ -160,7 +181,7 @@ impl VolumeCache {
             (Some(_), Some(_)) => ChangeSource::DirtyMap,
         });
         let mut groups = Vec::with_capacity(raw.groups.len());
-        let mut changed = HashSet::new();
+        let mut changed: Vec<u64> = Vec::new();
         let pb = raw.per_block();
         // The inode-table blocks to read, as (group, range of blocks) pieces scanned on
         // `threads` threads.
@@ -285,57 +306,53 @@ impl VolumeCache {
             };
             for i in 0..used {
                 if p.digests.get(i as usize) != Some(&d.digests[i as usize]) {
-                    changed.insert(raw.ino(g, i));
+                    changed.push(raw.ino(g, i));
                 }
             }
             // Inodes used before and no longer in the used part: changed too.
             for i in used..p.digests.len() as u32 {
-                changed.insert(raw.ino(g, i));
+                changed.push(raw.ino(g, i));
             }
         }
-        let mut dirty_dirs: HashSet<u64> = changed.clone();
+        let changed = InoSet::from(changed);
+        let mut dirty_dirs: Vec<u64> = changed.0.clone();
         // Directories whose own inode and blocks are unchanged but some entry's inode is
         // not: their entries (names, inodes) are the previous ones; only those entries'
         // `lstat` is read again ([`CachedFs`]).
-        let mut patchable: HashSet<u64> = HashSet::new();
-        if let Some(o) = &old {
-            for (dir, rec) in &o.inodes {
-                if let Some(list) = &rec.listing {
-                    if !changed.contains(dir) && list.iter().any(|e| changed.contains(&e.ino)) {
-                        dirty_dirs.insert(*dir);
-                        patchable.insert(*dir);
-                    }
-                }
-            }
-        }
+        let mut patchable: Vec<u64> = Vec::new();
         // A listing is reused (or patched) only if the directory's blocks (and extent-tree
         // blocks) still hold what they held: digested again, unless a dirty map says they
-        // were not written.
+        // were not written. (One pass over the records: each is a pointer to follow.)
         if let Some(o) = &old {
             for (dir, rec) in &o.inodes {
-                if rec.listing.is_none() || changed.contains(dir) {
+                let Some(list) = &rec.listing else { continue };
+                if changed.contains(dir) {
                     continue;
                 }
                 let same = match &rec.dir_blocks {
                     None => false,
                     Some(b) => {
-                        let ranges: Vec<std::ops::Range<u64>> =
-                            b.ranges.iter().map(|&(s, e)| s..e).collect();
-                        let untouched =
-                            dirty.is_some_and(|m| !ranges.iter().any(|r| m.intersects(r.clone())));
-                        untouched
-                            || digest_ranges(source, key, &ranges, MAX_DIR_BYTES)? == Some(b.digest)
+                        let untouched = dirty
+                            .is_some_and(|m| !b.ranges.iter().any(|&(s, e)| m.intersects(s..e)));
+                        untouched || {
+                            let ranges: Vec<std::ops::Range<u64>> =
+                                b.ranges.iter().map(|&(s, e)| s..e).collect();
+                            digest_ranges(source, key, &ranges, MAX_DIR_BYTES)? == Some(b.digest)
+                        }
                     }
                 };
                 if !same {
-                    dirty_dirs.insert(*dir);
-                    patchable.remove(dir);
+                    dirty_dirs.push(*dir);
                     report.dirs_changed_blocks += 1;
+                } else if list.iter().any(|e| changed.contains(&e.ino)) {
+                    dirty_dirs.push(*dir);
+                    patchable.push(*dir);
                 }
             }
         }
+        let (dirty_dirs, patchable) = (InoSet::from(dirty_dirs), InoSet::from(patchable));
         report.inodes_changed = if old.is_some() {
-            changed.len() as u64
+            changed.0.len() as u64
         } else {
             0
         };
@@ -350,6 +367,7 @@ impl VolumeCache {
             dirty_dirs,
             patchable,
             recorded: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
             content_bytes: AtomicU64::new(0),
             report: Mutex::new(report),
         })
@@ -429,16 +447,23 @@ impl VolumeCache {
             if part == b"." || part == b".." {
                 return None;
             }
-            ino = self
-                .old_listing(ino)?
-                .iter()
-                .find(|e| e.name.0 == part)?
-                .ino;
+            ino = self.names(ino)?.iter().find(|e| e.name.0 == part)?.ino;
         }
         Some(ino)
     }
 
-    /// The entry for `path` in its parent's clean listing.
+    /// The previous listing of directory `ino` when its names and inodes still hold: a
+    /// clean listing, or one patched because only some entries' inodes changed (the
+    /// entries' `lstat` then holds only for clean inodes).
+    fn names(&self, ino: u64) -> Option<&Vec<EntryRecord>> {
+        if self.patchable.contains(&ino) && self.clean(ino) {
+            return self.previous_listing(ino);
+        }
+        self.old_listing(ino)
+    }
+
+    /// The entry for `path` in its parent's listing, when its inode is clean (so that its
+    /// `lstat` holds).
     fn entry(&self, path: &[u8]) -> Option<&EntryRecord> {
         let cut = path.iter().rposition(|&b| b == b'/')?;
         let (parent, name) = (&path[..cut.max(1)], &path[cut + 1..]);
@@ -446,7 +471,8 @@ impl VolumeCache {
             return None;
         }
         let dir = self.resolve(parent)?;
-        self.old_listing(dir)?.iter().find(|e| e.name.0 == name)
+        let e = self.names(dir)?.iter().find(|e| e.name.0 == name)?;
+        self.clean(e.ino).then_some(e)
     }
 
     fn record(&self, ino: u64, f: impl FnOnce(&mut InodeRecord)) {
@@ -455,6 +481,16 @@ impl VolumeCache {
 
     fn count(&self, f: impl FnOnce(&mut VolumeReport)) {
         f(&mut lock(&self.report));
+    }
+
+    /// Keeps the content of the file at `path` (read whole, its inode unknown) until
+    /// [`VolumeCache::finish`] finds its inode in this crawl's listings.
+    fn record_pending(&self, path: Vec<u8>, data: Vec<u8>) {
+        let n = data.len() as u64;
+        if self.content_bytes.fetch_add(n, Ordering::Relaxed) + n > MAX_CONTENT_TOTAL {
+            return;
+        }
+        lock(&self.pending).push((path, data));
     }
 
     fn record_content(&self, ino: u64, data: Vec<u8>) {
@@ -483,7 +519,7 @@ impl VolumeCache {
             .as_ref()
             .map(|o| o.inodes.clone())
             .unwrap_or_default();
-        for &ino in &self.dirty_dirs {
+        for &ino in &self.dirty_dirs.0 {
             let Some(rec) = inodes.get(&ino).cloned() else {
                 continue;
             };
@@ -534,6 +570,18 @@ impl VolumeCache {
                 slot.content = rec.content;
             }
         }
+        // Contents read by path: their inode from this crawl's listings (all of them are
+        // this crawl's view: carried because unchanged, or read again).
+        for (path, data) in std::mem::take(&mut *lock(&self.pending)) {
+            let Some(ino) = resolve_in(&inodes, &path).filter(|&i| self.in_tables(i)) else {
+                continue;
+            };
+            let slot = Arc::make_mut(inodes.entry(ino).or_default());
+            if slot.content.is_none() {
+                slot.sha256 = Some(Sha256::digest(&data).into());
+                slot.content = Some(Bytes(data));
+            }
+        }
         VolumeState {
             uuid: self.uuid.clone(),
             block_size: self.raw.block_size,
@@ -562,6 +610,20 @@ impl VolumeCache {
     pub(crate) fn report(&self) -> VolumeReport {
         lock(&self.report).clone()
     }
+}
+
+/// The inode of file-system path `path` through the listings of `inodes` (`None` when a
+/// directory on the way has none, or a name is not found).
+fn resolve_in(inodes: &imbl::OrdMap<u64, Arc<InodeRecord>>, path: &[u8]) -> Option<u64> {
+    let mut ino = ROOT_INO;
+    for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+        if part == b"." || part == b".." {
+            return None;
+        }
+        let list = inodes.get(&ino)?.listing.as_ref()?;
+        ino = list.iter().find(|e| e.name.0 == part)?.ino;
+    }
+    Some(ino)
 }
 
 /// How many of a group's first inode-table blocks had all their used inodes known to the
@@ -822,6 +884,7 @@ impl FileSystem for CachedFs {
             inner,
             cache: &self.cache,
             ino: key,
+            path: key.is_none().then(|| path.to_vec()),
             data: Some(Vec::new()),
         }))
     }
@@ -858,6 +921,9 @@ struct Recorder<'a> {
     inner: Box<dyn Read + 'a>,
     cache: &'a VolumeCache,
     ino: Option<u64>,
+    /// The file's path, to find its inode when the crawl ends (opened by path, its inode
+    /// not known from the previous listings).
+    path: Option<Vec<u8>>,
     data: Option<Vec<u8>>,
 }
 
@@ -865,8 +931,10 @@ impl Read for Recorder<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
-            if let (Some(ino), Some(data)) = (self.ino, self.data.take()) {
-                self.cache.record_content(ino, data);
+            match (self.ino, self.data.take(), self.path.take()) {
+                (Some(ino), Some(data), _) => self.cache.record_content(ino, data),
+                (None, Some(data), Some(path)) => self.cache.record_pending(path, data),
+                _ => {}
             }
         } else if let Some(d) = &mut self.data {
             if d.len() + n > MAX_CONTENT {

@@ -72,11 +72,11 @@ fn parent(path: &[u8]) -> Option<&[u8]> {
 /// Where each directory's block lies in a previous section: by raw path, the index of
 /// the directory's own item and the range of its block. `None` when the section is not
 /// a walk's output (a state made otherwise).
-type Blocks = HashMap<Vec<u8>, (usize, usize, usize)>;
+type Blocks<'a> = HashMap<&'a [u8], (usize, usize, usize)>;
 
-fn old_blocks(files: &[Arc<FileRecord>]) -> Option<Blocks> {
-    let raws: Vec<Cow<'_, [u8]>> = files.iter().map(|r| raw_path(&r.item)).collect();
-    if raws.first().map(|r| &r[..]) != Some(b"/") {
+/// The blocks of the previous section `files`, whose raw paths are `raws`.
+fn old_blocks<'a>(files: &[Arc<FileRecord>], raws: &'a [Cow<'a, [u8]>]) -> Option<Blocks<'a>> {
+    if raws.first().map(|r| &r[..]) != Some(b"/") || raws.len() != files.len() {
         return None;
     }
     let mut blocks = HashMap::new();
@@ -92,12 +92,12 @@ fn old_blocks(files: &[Arc<FileRecord>]) -> Option<Blocks> {
         while pos < raws.len() && parent(&raws[pos]) == Some(dir) {
             pos += 1;
         }
-        if blocks.insert(dir.to_vec(), (d, start, pos)).is_some() {
+        if blocks.insert(dir, (d, start, pos)).is_some() {
             return None;
         }
-        let subdirs = (start..pos).filter(|&i| files[i].item.file_type == FileType::Dir);
-        let subdirs: Vec<usize> = subdirs.collect();
-        stack.extend(subdirs.into_iter().rev());
+        let mark = stack.len();
+        stack.extend((start..pos).filter(|&i| files[i].item.file_type == FileType::Dir));
+        stack[mark..].reverse();
     }
     (pos == files.len()).then_some(blocks)
 }
@@ -107,7 +107,9 @@ struct Walk<'a> {
     tree: &'a GuestTree,
     options: &'a FileOptions,
     old: &'a [Arc<FileRecord>],
-    blocks: Blocks,
+    /// The raw paths of `old`'s items.
+    raws: &'a [Cow<'a, [u8]>],
+    blocks: Blocks<'a>,
     caches: &'a [Arc<VolumeCache>],
     /// The directories holding a mount point (other than `/`).
     mount_parents: HashSet<Vec<u8>>,
@@ -183,7 +185,7 @@ impl Walk<'_> {
             && cache.content_clean(st.ino)
             && st.fat_attrs.is_empty()
             && st.ntfs.is_none()
-            && *raw_path(it) == *path
+            && *self.raws[i] == *path
             && (it.file_type, it.mode, it.uid, it.gid, it.size, it.mtime)
                 == (st.file_type, st.mode, st.uid, st.gid, st.size, st.mtime)
     }
@@ -258,7 +260,7 @@ impl Walk<'_> {
                     let r = Arc::clone(&self.old[i]);
                     self.out.carried[i] = true;
                     let path = if r.item.file_type == FileType::Dir {
-                        raw_path(&r.item).into_owned()
+                        self.raws[i].to_vec()
                     } else {
                         Vec::new()
                     };
@@ -270,13 +272,13 @@ impl Walk<'_> {
                 let entries = self.tree.read_dir_by_inode(&dir, ino, limit).ok()?;
                 // The previous block at this path, to carry the items of entries that did
                 // not change over (both are in name order).
-                let (mut j, end) = match self.blocks.get(&dir) {
+                let (mut j, end) = match self.blocks.get(dir.as_slice()) {
                     Some(&(_, s, e)) if !self.mount_parents.contains(&dir) => (s, e),
                     _ => (0, 0),
                 };
                 for entry in entries {
                     let path = join_path(&dir, &entry.name);
-                    while j < end && *raw_path(&self.old[j].item) < *path {
+                    while j < end && *self.raws[j] < *path {
                         j += 1;
                     }
                     if j < end && self.same_entry(j, &path, &entry.stat) {
@@ -307,7 +309,8 @@ pub(crate) fn patch(
     if !old.files_complete || !options.exclude.is_empty() || options.deadline.passed() {
         return None;
     }
-    let blocks = old_blocks(&old.files)?;
+    let raws: Vec<Cow<'_, [u8]>> = old.files.iter().map(|r| raw_path(&r.item)).collect();
+    let blocks = old_blocks(&old.files, &raws)?;
     let mount_parents = tree
         .mounts()
         .iter()
@@ -318,6 +321,7 @@ pub(crate) fn patch(
         tree,
         options,
         old: &old.files,
+        raws: &raws,
         blocks,
         caches,
         mount_parents,
