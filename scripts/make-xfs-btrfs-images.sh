@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make-xfs-btrfs-images.sh xfs|btrfs OUTDIR
 #
-# Builds the XFS or btrfs test images of origami-introspect's tests/disk_xfs.rs and
-# tests/disk_btrfs.rs with Debian's own tools and no mount, and writes their ground truth
+# Builds the XFS or btrfs test images of origami-introspect's tests/it/disk_xfs.rs and
+# tests/it/disk_btrfs.rs with Debian's own tools and no mount, and writes their ground truth
 # from the source trees (fixture_tool.py manifest: path, type, size, mode, uid, gid, symlink
 # target, sha256), never from origami:
 #

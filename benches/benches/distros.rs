@@ -11,7 +11,7 @@
 //!
 //! The guests are the ones the tests build: `target/origami-guests/xfs/rhel.raw`
 //! (`cargo test --release -p origami-introspect --test disk_lvm_rpm`) and
-//! `target/windows-fixture/ntfs.img` (`--test disk_windows`); a missing one is skipped with
+//! `target/windows-fixture/ntfs.img` (`--test it disk_windows::`); a missing one is skipped with
 //! a hint.
 //!
 //! Run: `cargo bench -p origami-benches --bench distros` (needs xfsprogs and ntfs-3g).
@@ -103,7 +103,7 @@ fn xfs_lvm(c: &mut Criterion) {
 fn ntfs(c: &mut Criterion) {
     let Some(img) = guest(
         "target/windows-fixture/ntfs.img",
-        "cargo test --release -p origami-introspect --test disk_windows",
+        "cargo test --release -p origami-introspect --test it disk_windows::",
     ) else {
         return;
     };

@@ -19,7 +19,7 @@ fn origami(args: &[&str]) -> Output {
 
 fn web02(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(env!("CARGO_CRATE_NAME"))
+        .join("cli_limits")
         .join(name);
     let _ = std::fs::remove_dir_all(&d);
     origami_examples::demo::unpack(&d).unwrap();

@@ -2,7 +2,7 @@
 //! generator's fleet.json, the API's JSON against `origami search --json`, a hostile frame
 //! rendered inert, the safety rules (read-only, bounded, loopback or token).
 
-mod serve_support;
+use crate::serve_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! the target's seams: a disk held in memory (the caller's `ReadAt`) and memory read
 //! through the caller's own `PhysicalMemory` crawl exactly like their files.
 
-mod memory_truth;
+use crate::memory_truth;
 
 use std::process::Command;
 use std::sync::Arc;

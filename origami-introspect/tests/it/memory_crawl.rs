@@ -3,7 +3,7 @@
 //! TCP/UDP socket (addresses, ports, state, owning pid), every module, the release and the
 //! host name, without a System.map and with one, cold and from the cache.
 
-mod memory_truth;
+use crate::memory_truth;
 
 use std::collections::BTreeSet;
 

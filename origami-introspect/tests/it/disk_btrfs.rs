@@ -5,7 +5,7 @@
 //! `btrfs-map-logical` for the hostile tests (a tree block pointing at itself, a chunk past
 //! the device, overlapping chunks), which expect typed errors.
 
-mod fs_images;
+use crate::fs_images;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,7 +9,7 @@
 //! kernel build (the same boot, and another boot with other KASLR shifts) are crawled with
 //! the same folder, and must match their truth.json exactly as a crawl with no cache does.
 
-mod memory_truth;
+use crate::memory_truth;
 
 use std::path::Path;
 

@@ -41,16 +41,15 @@ fn committed_frames_survive_sigkill() {
     let dir = std::env::temp_dir().join(format!("origami-index-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let fleet = Fleet::new(MACHINES, ITEMS);
+    // This test's name as the test binary lists it (`crash::committed_...`: the file is a
+    // module of the `it` binary), for the child to run it alone.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let this_test = format!("{module}::committed_frames_survive_sigkill");
 
     // Kill points: after a few commits, mid-way, and after a full round (merges running).
     for kill_after in [3usize, 17, MACHINES + 5] {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "committed_frames_survive_sigkill",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", &this_test, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -2,7 +2,7 @@
 //! hivexregedit), recognised with no flag, against the truth the fixture script wrote from
 //! its own inputs: os, packages, users, services, network, files (path, size, sha256).
 
-mod windows_fixture;
+use crate::windows_fixture;
 
 use std::collections::{BTreeMap, BTreeSet};
 

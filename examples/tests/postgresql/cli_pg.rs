@@ -5,7 +5,7 @@
 //! a host beyond loopback is refused. Ground truth: the demo generator's fleet.json.
 #![cfg(feature = "postgres")]
 
-mod serve_support;
+use crate::serve_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

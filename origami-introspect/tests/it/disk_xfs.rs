@@ -4,7 +4,7 @@
 //! tests, which patch them (a loop in an extent B+tree, an extent past the device, a loop
 //! in a directory's hash B+tree, absurd counts) and expect typed errors, quickly.
 
-mod fs_images;
+use crate::fs_images;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -20,7 +20,7 @@ fn origami(args: &[&str]) -> Output {
 /// `base/web-02.img` (named by absolute path, outside the overlays' folder).
 fn layout(name: &str, overlays: &[&str]) -> (PathBuf, Vec<PathBuf>) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(env!("CARGO_CRATE_NAME"))
+        .join("cli_backing")
         .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     origami_examples::demo::unpack(&dir.join("base")).unwrap();

@@ -4,7 +4,7 @@
 //! with a growing backoff, while the others are fresh; SIGHUP adds a machine; SIGTERM commits
 //! and exits 0, and the index then holds the last crawls (read by `origami search`).
 
-mod serve_support;
+use crate::serve_support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
