@@ -4,9 +4,9 @@
 //!
 //! Kept as binaries of their own: the suites that boot QEMU guests or wait on kernels being
 //! fetched and dumped (`memory_qemu_pid`, `memory_live`, `disk_incremental_guest`,
-//! `memory_kernels`, `memory_layout_sources`), that build guests (`disk_lvm_rpm`), the
-//! incremental-crawl suites (`disk_incremental_*`), and `disk_hostile` (it measures its own
-//! process's peak resident memory, which other tests would raise).
+//! `memory_kernels`, `memory_layout_sources`), that build guests (`disk_lvm_rpm`,
+//! `disk_incremental_guest`), and `disk_hostile` (it measures its own process's peak
+//! resident memory, which other tests would raise).
 
 #[path = "../memory_truth/mod.rs"]
 mod memory_truth;
@@ -20,6 +20,8 @@ mod disk_debian;
 mod disk_fs;
 mod disk_fstab;
 mod disk_hash_threads;
+mod disk_incremental_patch;
+mod disk_incremental_state;
 mod disk_windows;
 mod disk_xfs;
 mod limits_memory;
