@@ -144,7 +144,7 @@ fn a_state_of_another_file_system_means_a_full_crawl() {
     };
     let crawler = crawler();
     // Another guest's root file system (a demo fleet disk: Debian too, another ext4).
-    let zst = include_bytes!("../../examples/demo-fleet/web-02.img.zst");
+    let zst = include_bytes!("../../../examples/demo-fleet/web-02.img.zst");
     let bytes: Vec<u8> = zstd::stream::decode_all(&zst[..]).unwrap();
     let web02 = Target::disk_reader("web-02.img", std::sync::Arc::new(bytes));
     let other = incremental::crawl(&crawler, &web02, None, &[]).unwrap();
