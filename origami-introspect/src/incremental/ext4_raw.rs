@@ -235,9 +235,9 @@ impl RawExt4 {
     }
 
     /// Reads the blocks `blocks` of group `g`'s inode table (their used inodes) and digests
-    /// each with `key` ([`digest_block`]). A block whose digest `previous(b)` gives back held
+    /// each with `key` ([`digest_block`]). A block whose digest `previous.block(b)` gives back held
     /// what it held: its inodes are not digested one by one; every other block's inodes
-    /// are ([`digest_inode`], the content's digest taken from `previous_inode(index)` when
+    /// are ([`digest_inode`], the content's digest taken from `previous.inode(index)` when
     /// the whole inode's is the previous one) and go to `out`, as each block's digest.
     /// Reads at most 1 MiB at a time.
     pub fn scan(
@@ -246,8 +246,7 @@ impl RawExt4 {
         key: &[u8; 32],
         g: usize,
         blocks: Range<u32>,
-        previous: &dyn Fn(u32) -> Option<u64>,
-        previous_inode: &dyn Fn(u32) -> Option<InodeDigests>,
+        previous: &Previous<'_>,
         out: &mut Scanned,
     ) -> Result<()> {
         let size = self.inode_size as usize;
@@ -276,13 +275,13 @@ impl RawExt4 {
                 }
                 let d = digest_block(key, raw);
                 out.blocks.push((k, d));
-                if previous(k) == Some(d) {
+                if (previous.block)(k) == Some(d) {
                     continue;
                 }
                 for (j, inode) in raw.chunks_exact(size).enumerate() {
                     let i = r.start + j as u32;
                     let all = digest_all(key, inode);
-                    let d = match previous_inode(i) {
+                    let d = match (previous.inode)(i) {
                         Some(p) if p.all == all => p,
                         _ => digest_inode(key, inode),
                     };
@@ -293,6 +292,14 @@ impl RawExt4 {
         }
         Ok(())
     }
+}
+
+/// What the previous crawl knew of one group's inode table, for [`RawExt4::scan`].
+pub struct Previous<'p> {
+    /// The digest of block `b` of the table, when known.
+    pub block: &'p dyn Fn(u32) -> Option<u64>,
+    /// The digests of inode `index` of the table, when known.
+    pub inode: &'p dyn Fn(u32) -> Option<InodeDigests>,
 }
 
 /// What [`RawExt4::scan`] found: each block's digest, and the digests of the inodes of the
