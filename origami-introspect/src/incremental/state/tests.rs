@@ -89,6 +89,23 @@ fn sample() -> CrawlState {
     }
 }
 
+/// The records of a state with options "o", a zero key, one volume "u" (4 KiB blocks, 10 of
+/// them, 16 inodes of 256 bytes per group) and one group, up to that group's inode count.
+fn one_volume_one_group() -> Enc {
+    let mut e = Enc(Vec::new());
+    e.bytes(b"o");
+    e.0.extend_from_slice(&[0; 32]);
+    e.u8(1);
+    e.u32(1);
+    e.bytes(b"u");
+    e.u64(4096);
+    e.u64(10);
+    e.u32(16);
+    e.u32(256);
+    e.u32(1);
+    e
+}
+
 /// A state file around `body` (records written by hand), its header right.
 fn wrap(body: &[u8]) -> Vec<u8> {
     let payload = zstd::bulk::compress(body, 1).unwrap();
@@ -115,17 +132,7 @@ fn lying_counts_are_refused_before_any_allocation() {
         matches!(r, Err(StateError::Corrupt { offset: 64, .. })),
         "{r:?}"
     );
-    let mut e = Enc(Vec::new());
-    e.bytes(b"o");
-    e.0.extend_from_slice(&[0; 32]);
-    e.u8(1);
-    e.u32(1);
-    e.bytes(b"u");
-    e.u64(4096);
-    e.u64(10);
-    e.u32(16);
-    e.u32(256);
-    e.u32(1);
+    let mut e = one_volume_one_group();
     e.u32(u32::MAX);
     let r = CrawlState::from_bytes(Path::new("s"), &wrap(&e.0));
     assert!(
@@ -151,17 +158,7 @@ fn lying_counts_are_refused_before_any_allocation() {
         ));
     }
     // More block digests than inodes.
-    let mut e = Enc(Vec::new());
-    e.bytes(b"o");
-    e.0.extend_from_slice(&[0; 32]);
-    e.u8(1);
-    e.u32(1);
-    e.bytes(b"u");
-    e.u64(4096);
-    e.u64(10);
-    e.u32(16);
-    e.u32(256);
-    e.u32(1);
+    let mut e = one_volume_one_group();
     e.u32(1);
     e.u64(1);
     e.u64(2);
