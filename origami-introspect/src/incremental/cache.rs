@@ -186,6 +186,8 @@ impl VolumeCache {
         // The inode-table blocks to read, as (group, range of blocks) pieces scanned on
         // `threads` threads.
         let mut jobs: Vec<(usize, std::ops::Range<u32>)> = Vec::new();
+        // Per group: how many first blocks keep the previous digests unless read again.
+        let mut known: Vec<u32> = Vec::with_capacity(raw.groups.len());
         for (g, table) in raw.groups.iter().enumerate() {
             let used = table.used;
             let nblocks = used.div_ceil(pb);
@@ -241,19 +243,8 @@ impl VolumeCache {
                 }
             }
             groups.push(d);
+            known.push(first_unknown);
         }
-        let known: Vec<u32> = raw
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(g, t)| {
-                let prev = old.as_ref().and_then(|o| o.groups.get(g));
-                prev.map_or(0, |p| {
-                    let k = p.digests.len().min(t.used as usize) as u32;
-                    known_blocks(k, t.used, pb, p.blocks.len())
-                })
-            })
-            .collect();
         let previous_block = |g: usize, b: u32| {
             if b < *known.get(g)? {
                 old.as_ref()?.groups.get(g)?.blocks.get(b as usize).copied()
@@ -442,14 +433,7 @@ impl VolumeCache {
 
     /// The inode of the file-system path `path`, found through clean listings only.
     fn resolve(&self, path: &[u8]) -> Option<u64> {
-        let mut ino = ROOT_INO;
-        for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
-            if part == b"." || part == b".." {
-                return None;
-            }
-            ino = self.names(ino)?.iter().find(|e| e.name.0 == part)?.ino;
-        }
-        Some(ino)
+        walk_names(path, |ino| self.names(ino))
     }
 
     /// The previous listing of directory `ino` when its names and inodes still hold: a
@@ -573,7 +557,8 @@ impl VolumeCache {
         // Contents read by path: their inode from this crawl's listings (all of them are
         // this crawl's view: carried because unchanged, or read again).
         for (path, data) in std::mem::take(&mut *lock(&self.pending)) {
-            let Some(ino) = resolve_in(&inodes, &path).filter(|&i| self.in_tables(i)) else {
+            let found = walk_names(&path, |i| inodes.get(&i)?.listing.as_ref());
+            let Some(ino) = found.filter(|&i| self.in_tables(i)) else {
                 continue;
             };
             let slot = Arc::make_mut(inodes.entry(ino).or_default());
@@ -612,16 +597,16 @@ impl VolumeCache {
     }
 }
 
-/// The inode of file-system path `path` through the listings of `inodes` (`None` when a
-/// directory on the way has none, or a name is not found).
-fn resolve_in(inodes: &imbl::OrdMap<u64, Arc<InodeRecord>>, path: &[u8]) -> Option<u64> {
+/// The inode of file-system path `path`, from the root through the listings `names` gives
+/// (`None` when a directory on the way has none, a name is not found, or a part is `.` or
+/// `..`).
+fn walk_names<'a>(path: &[u8], names: impl Fn(u64) -> Option<&'a Vec<EntryRecord>>) -> Option<u64> {
     let mut ino = ROOT_INO;
     for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
         if part == b"." || part == b".." {
             return None;
         }
-        let list = inodes.get(&ino)?.listing.as_ref()?;
-        ino = list.iter().find(|e| e.name.0 == part)?.ino;
+        ino = names(ino)?.iter().find(|e| e.name.0 == part)?.ino;
     }
     Some(ino)
 }

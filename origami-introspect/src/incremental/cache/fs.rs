@@ -80,6 +80,15 @@ impl CachedFs {
         Some(out)
     }
 
+    /// Keeps directory `ino`'s listing `out` for the next crawl (not when an entry is not
+    /// ext4's).
+    fn record_listing(&self, ino: u64, out: &[DirEntry]) {
+        let list: Option<Vec<EntryRecord>> = out.iter().map(entry_record).collect();
+        if let Some(list) = list {
+            self.cache.record(ino, |r| r.listing = Some(list));
+        }
+    }
+
     /// The inode to key `path` by: the caller's, else found through clean listings.
     fn key(&self, path: &[u8], ino: u64) -> Option<u64> {
         if ino != 0 {
@@ -127,15 +136,12 @@ impl FileSystem for CachedFs {
                 })
                 .collect());
         }
-        if let Some(out) = key.and_then(|k| self.patched_listing(path, k, limit)) {
-            self.cache.count(|r| r.dirs_patched += 1);
-            if let Some(k) = key {
-                let list: Option<Vec<EntryRecord>> = out.iter().map(entry_record).collect();
-                if let Some(list) = list {
-                    self.cache.record(k, |r| r.listing = Some(list));
-                }
+        if let Some(k) = key {
+            if let Some(out) = self.patched_listing(path, k, limit) {
+                self.cache.count(|r| r.dirs_patched += 1);
+                self.record_listing(k, &out);
+                return Ok(out);
             }
-            return Ok(out);
         }
         // Listed again; an entry whose inode did not change keeps the `lstat` the previous
         // listing of this directory gave it (it comes from the inode alone).
@@ -154,10 +160,7 @@ impl FileSystem for CachedFs {
         };
         self.cache.count(|r| r.dirs_read += 1);
         if let Some(k) = key.or((path == b"/").then_some(ROOT_INO)) {
-            let list: Option<Vec<EntryRecord>> = out.iter().map(entry_record).collect();
-            if let Some(list) = list {
-                self.cache.record(k, |r| r.listing = Some(list));
-            }
+            self.record_listing(k, &out);
         }
         Ok(out)
     }
